@@ -1,0 +1,53 @@
+"""Atomic file writes (temp file + rename) so an interrupted job never leaves a half file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Calls `write(tmp_path)` then renames tmp_path onto `path` (same directory, atomic on POSIX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    return atomic_write(path, lambda p: p.write_bytes(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda p: p.write_text(text))
+
+
+def save_json(path: str | Path, obj: Any) -> Path:
+    """Pretty JSON, written atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=_default) + "\n")
+
+
+def atomic_torch_save(path: str | Path, obj: Any) -> Path:
+    import torch
+
+    return atomic_write(path, lambda p: torch.save(obj, p))
+
+
+def _default(obj: Any) -> Any:
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
