@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from autovit.errors import ArchError
+from autovit.io_utils import atomic_write_text
 
 ACTIVATIONS = ("silu", "relu", "gelu", "hardswish")
 
@@ -117,7 +118,7 @@ class Arch:
         return json.dumps(self.to_dict(), indent=indent)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n")
+        atomic_write_text(path, self.to_json() + "\n")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], default_layout: Layout | None = None) -> "Arch":
@@ -180,6 +181,8 @@ class Arch:
                             hint="pass the path of an arch JSON (e.g. one written by `autovit search`)")
         try:
             return cls.from_json(path.read_text(), default_layout)
+        except UnicodeDecodeError:
+            raise ArchError(f"{path}: not a text file", hint="pass the path of an arch JSON file") from None
         except ArchError as err:
             raise ArchError(f"{path}: {err.message}", err.hint) from None
 
@@ -214,7 +217,8 @@ def _list(data: Mapping[str, Any], name: str) -> list[Any]:
 
 
 def _int(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or float(value) != int(value)):
         raise ArchError(f"'{where}' must be an integer, got {value!r}")
     return int(value)
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from autovit.errors import AutovitError
+from autovit.io_utils import atomic_write_bytes
 
 DEFAULT_OPSET = 17
 
@@ -35,8 +36,7 @@ def export_onnx(model: nn.Module, path: str | Path | None, input_size: tuple[int
             program.save(buf)
     data = buf.getvalue()
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(data)
+        atomic_write_bytes(path, data)
     return data
 
 

@@ -104,6 +104,10 @@ class SearchSpace:
         text = str(name_or_path)
         if text.lower() in BUILTIN_SPACES:
             return cls.builtin(text)
+        path = Path(text)
+        if not path.exists() and path.suffix.lower() not in (".yaml", ".yml") and len(path.parts) == 1:
+            raise SpaceError(f"unknown search space '{text}'",
+                             hint=f"use one of {', '.join(BUILTIN_SPACES)} or the path of a space YAML file")
         return cls.from_yaml(text)
 
     @classmethod
@@ -112,7 +116,11 @@ class SearchSpace:
         if not path.is_file():
             raise SpaceError(f"search space file not found: {path}",
                              hint=f"pass a YAML file or one of the builtin spaces {', '.join(BUILTIN_SPACES)}")
-        return cls.from_yaml_text(path.read_text(), source=str(path))
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise SpaceError(f"{path}: not a text file", hint="pass a search space YAML file") from None
+        return cls.from_yaml_text(text, source=str(path))
 
     @classmethod
     def from_yaml_text(cls, text: str, source: str = "<yaml>") -> "SearchSpace":

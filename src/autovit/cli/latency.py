@@ -1,9 +1,307 @@
-"""`autovit latency` commands (to be implemented)."""
+"""`autovit latency`: profile lookup tables, predict, validate, export suites for other devices."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
 import typer
+
+from autovit.cli._common import console, err_console, make_table, print_json
+
+latency_app = typer.Typer(help="Latency lookup tables, the Eq. 6 latency model and its validation.",
+                          no_args_is_help=True)
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool = True) -> Iterator[Any]:
+    """A rich progress bar with one task per phase (export, measure, fit-...), with ETA."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    if not enabled:
+        yield None
+        return
+    bar = Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("eta"), TimeRemainingColumn(), console=err_console, transient=False)
+    tasks: dict[str, Any] = {}
+
+    def update(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(phase, total=total)
+        bar.update(tasks[phase], completed=done, total=total)
+
+    with bar:
+        yield update
+
+
+def _config(backend: str, threads: int, opt_level: str, rounds: int) -> Any:
+    from autovit.latency.measure import MeasureConfig
+
+    return MeasureConfig(backend=backend, threads=threads, opt_level=opt_level, rounds=rounds)
+
+
+def _pin(cpu: Optional[int]) -> Optional[int]:
+    from autovit.latency.measure import pin_process
+
+    return pin_process(cpu)
+
+
+@latency_app.command("profile")
+def profile(
+    space: str = typer.Option("xxs", help="Search space: xxs, xs, s or a YAML path."),
+    out: Path = typer.Option(..., help="Where to write the table JSON (e.g. luts/xxs_ort_1t_256.json)."),
+    backend: str = typer.Option("ort", help="ort (onnxruntime CPU) or torch (eager)."),
+    threads: int = typer.Option(1, help="Intra-op threads."),
+    resolution: Optional[int] = typer.Option(None, help="Input resolution (default: the space's)."),
+    opt_level: str = typer.Option("all", help="onnxruntime graph optimisation: disable|basic|extended|all."),
+    rounds: int = typer.Option(7, help="Timing rounds per network (each with the reference)."),
+    fit_subnets: int = typer.Option(24, help="Whole subnets measured to fit the Eq. 6 terms (0: raw table)."),
+    seed: int = typer.Option(0, help="Seed of the fitting subnets."),
+    num_classes: int = typer.Option(1000, help="Classifier size of the measured head."),
+    cpu: Optional[int] = typer.Option(None, help="CPU to pin to (default: the last one)."),
+    max_spread: float = typer.Option(0.4, help="Refuse when the reference timings spread more (IQR/median)."),
+    force: bool = typer.Option(False, "--force", help="Write the table even on an unstable machine."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Measure every block variant in context, fit the latency model, write the table."""
+    from autovit.latency.profile import profile_space
+    from autovit.space import SearchSpace
+
+    sp = SearchSpace.load(space)
+    pinned = _pin(cpu)
+    with _progress(not as_json) as progress:
+        model = profile_space(sp, resolution, _config(backend, threads, opt_level, rounds), fit_subnets, seed,
+                              num_classes, progress, max_spread, force)
+    model.save(out)
+    t = model.table
+    summary = {"out": str(out), "space": t.space, "resolution": t.resolution, "modules": len(t.entries),
+               "build_seconds": t.meta["build_seconds"], "reference_ms": t.reference_ms,
+               "reference_spread": t.reference.get("spread"), "pinned_cpu": pinned, "coef": model.coef,
+               "fit_mape": (t.model or {}).get("fit_mape")}
+    if as_json:
+        print_json(summary)
+        return
+    console.print(f"[green]wrote[/] {out}: {len(t.entries)} modules, {t.meta['build_seconds']:.0f}s, "
+                  f"reference {t.reference_ms:.2f} ms (spread {t.reference.get('spread', 0):.1%})")
+    if t.model:
+        console.print(f"fit on {fit_subnets} subnets: MAPE {t.model['fit_mape']:.2f}%; coefficients "
+                      + ", ".join(f"{k}={v:.3g}" for k, v in model.coef.items()))
+
+
+def _load_model(lut: Path, force: bool) -> Any:
+    from autovit.latency.predictor import LatencyModel
+
+    return LatencyModel.load(lut)
+
+
+def _parse_archs(model: Any, archs: list[str], force: bool) -> list[Any]:
+    """Arch JSON files or paper model names, validated against the table's space."""
+    from autovit.arch import Arch
+    from autovit.errors import ArchError, AutovitError
+    from autovit.latency.lut import LatencyTableError
+    from autovit.registry import resolve_arch
+    from autovit.space import BUILTIN_SPACES, SearchSpace
+
+    space = SearchSpace.builtin(model.space_name) if model.space_name in BUILTIN_SPACES else None
+    out = []
+    for text in archs:
+        if Path(text).is_file():
+            arch = Arch.load(text, model.layout)
+        else:
+            arch = resolve_arch(text)
+        if space is not None and not space.contains(arch):
+            try:
+                space.validate(arch)
+            except ArchError as err:
+                reason = err.message
+            msg = f"the arch {text} is not in the space '{model.space_name}' the latency table was built for: {reason}"
+            if not force:
+                raise LatencyTableError(msg, hint="use the table of the arch's space, or --force to predict anyway "
+                                                  "(blocks missing from the table are still refused)")
+            err_console.print(f"[yellow]warning:[/] {msg}")
+        if arch.resolution != model.table.resolution and force:
+            err_console.print(f"[yellow]warning:[/] predicting {text} at the table's {model.table.resolution}px")
+            arch = arch.replace(resolution=model.table.resolution)
+        out.append(arch)
+    if not out:
+        raise AutovitError("no arch given", hint="pass arch JSON files or names such as autovit_xxs")
+    return out
+
+
+@latency_app.command("predict")
+def predict(
+    archs: list[str] = typer.Argument(..., help="Arch JSON files or names (autovit_xxs, ...)."),
+    lut: Path = typer.Option(..., help="Latency table JSON (from `latency profile` or `latency import`)."),
+    breakdown: bool = typer.Option(False, help="Also list the per-block contributions."),
+    force: bool = typer.Option(False, "--force", help="Predict archs outside the table's space (warning)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Predicted batch-1 latency (ms on the table's device) of one or more archs."""
+    model = _load_model(lut, force)
+    parsed = _parse_archs(model, archs, force)
+    ms = model.predict(parsed)
+    rows = [{"arch": name, "key": a.key(), "latency_ms": float(v)} for name, a, v in zip(archs, parsed, ms)]
+    if breakdown:
+        for row, a in zip(rows, parsed):
+            row["blocks"] = model.breakdown(a)
+    if as_json:
+        print_json({"lut": str(lut), "device": model.fingerprint, "fitted": model.fitted, "predictions": rows})
+        return
+    fp = model.fingerprint
+    console.print(make_table(f"predicted latency on {fp.get('cpu')} / {fp.get('runtime')}, {fp.get('threads')} thread(s)",
+                             ["arch", "ms"], [[r["arch"], f"{r['latency_ms']:.2f}"] for r in rows]))
+    if breakdown:
+        for r in rows:
+            console.print(make_table(r["arch"], ["block", "count", "ms"],
+                                     [[b["block"], b["count"], f"{b['ms']:.3f}"] for b in r["blocks"]]))
+
+
+@latency_app.command("validate")
+def validate(
+    lut: Path = typer.Option(..., help="Fitted latency table JSON."),
+    samples: int = typer.Option(50, help="Held-out random subnets to measure (twice)."),
+    seed: int = typer.Option(1, help="Seed of the held-out sample."),
+    rounds: int = typer.Option(7, help="Timing rounds per subnet."),
+    plot: Optional[Path] = typer.Option(None, help="Write the predicted-vs-measured scatter PNG here."),
+    out: Optional[Path] = typer.Option(None, help="Write the full report JSON here."),
+    cpu: Optional[int] = typer.Option(None, help="CPU to pin to (default: the last one)."),
+    force: bool = typer.Option(False, "--force", help="Validate a table from another device/runtime (warning)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+) -> None:
+    """Measure held-out subnets here and score the model, the ablations and the noise floor."""
+    from autovit.io_utils import save_json
+    from autovit.latency.validate import plot_validation, run_validation
+    from autovit.space import SearchSpace
+
+    model = _load_model(lut, force)
+    fp = model.fingerprint
+    config = _config(fp.get("backend", "ort"), int(fp.get("threads", 1)), fp.get("graph_optimization", "all"), rounds)
+    model.table.check_compatible(fingerprint=config.fingerprint(model.table.resolution), force=force)
+    space = SearchSpace.load(model.space_name)
+    _pin(cpu)
+    with _progress(not as_json) as progress:
+        report = run_validation(model, space, samples, seed, config, progress)
+    if out:
+        save_json(out, report)
+    if plot:
+        plot_validation(report, plot)
+    summary = {k: report[k] for k in ("space", "samples", "metrics", "retest_noise", "error_over_noise",
+                                      "reference_ms_now", "reference_ms_table")}
+    summary["ablations"] = report["ablations"]
+    if as_json:
+        print_json(summary)
+        return
+    cols = ["predictor", "MAPE %", "RMSPE %", "max %", "<=5%", "<=10%", "tau", "rho"]
+
+    def row(name: str, m: dict) -> list[str]:
+        return [name] + [f"{m[k]:.2f}" if k in m else "-" for k in ("mape", "rmspe", "max_error", "within_5",
+                                                                   "within_10", "kendall_tau", "spearman_rho")]
+
+    rows = [row("latency model", report["metrics"]), row("re-test noise", report["retest_noise"])]
+    rows += [row(k.replace("_", " "), v) for k, v in report["ablations"].items() if k != "latency_model"]
+    console.print(make_table(f"{samples} held-out subnets of '{space.name}'", cols, rows))
+    console.print(f"error / noise floor: {report['error_over_noise']:.2f}" + (f"; plot: {plot}" if plot else ""))
+
+
+@latency_app.command("check")
+def check(
+    threads: int = typer.Option(1, help="Intra-op threads."),
+    resolution: int = typer.Option(256, help="Reference input resolution."),
+    rounds: int = typer.Option(15, help="Reference timings."),
+    max_spread: float = typer.Option(0.4, help="Fail above this spread (IQR/median)."),
+    cpu: Optional[int] = typer.Option(None, help="CPU to pin to (default: the last one)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Stability check: time the reference network and fail (exit 2) if it spreads too much."""
+    from autovit.latency.measure import MeasureConfig, measure_rounds
+    from autovit.latency.profile import check_stability, reference_runner
+
+    pinned = _pin(cpu)
+    config = MeasureConfig(threads=threads, rounds=rounds)
+    ref = reference_runner(config, resolution)
+    times = measure_rounds({"ref": ref}, ref, None, rounds, config.target_ms)
+    data = {"reference_ms": float(sorted(times.reference_ms)[len(times.reference_ms) // 2]),
+            "spread": times.reference_spread, "pinned_cpu": pinned, "max_spread": max_spread}
+    if as_json:
+        print_json(data)
+    else:
+        console.print(f"reference {data['reference_ms']:.2f} ms, spread {data['spread']:.1%} (limit {max_spread:.0%})")
+    check_stability(times.reference_spread, max_spread, False)
+
+
+@latency_app.command("export-suite")
+def export_suite_cmd(
+    space: str = typer.Option("xxs", help="Search space: xxs, xs, s or a YAML path."),
+    out: Path = typer.Option(..., help="Output directory."),
+    resolution: Optional[int] = typer.Option(None, help="Input resolution (default: the space's)."),
+    fit_subnets: int = typer.Option(24, help="Whole subnets to include for fitting on the device."),
+    formats: str = typer.Option("onnx", help="Comma-separated: onnx, tflite, coreml."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Write every block variant (with/without context networks, standalone block), the reference and
+    the fitting subnets as ONNX (optionally TFLite / Core ML) plus a manifest, for timing on a device."""
+    from autovit.latency.suite import export_suite
+    from autovit.space import SearchSpace
+
+    fmts = [f.strip() for f in formats.split(",") if f.strip()]
+    with _progress(not as_json) as progress:
+        summary = export_suite(SearchSpace.load(space), out, resolution, fit_subnets, fmts, progress=progress)
+    if as_json:
+        print_json(summary)
+        return
+    console.print(f"[green]wrote[/] {summary['files']} model files to {out} "
+                  f"(manifest {summary['manifest']}, CSV template {summary['csv_template']})")
+    for note in summary.get("notes", []):
+        console.print(f"[yellow]note:[/] {note}")
+
+
+@latency_app.command("import")
+def import_cmd(
+    manifest: Path = typer.Option(..., help="manifest.json written by export-suite."),
+    csv: Path = typer.Option(..., help="CSV of measurements: file,median_ms[,iqr_ms,count]."),
+    out: Path = typer.Option(..., help="Table JSON to write."),
+    device: str = typer.Option("unknown device", help="Device name for the fingerprint."),
+    runtime: str = typer.Option("unknown runtime", help="Runtime and version, e.g. 'tflite 2.16 xnnpack'."),
+    threads: int = typer.Option(1, help="Threads used on the device."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Build a latency table (and fit the model when subnets were timed) from device measurements."""
+    from autovit.latency.suite import import_measurements
+
+    model = import_measurements(manifest, csv, device=device, runtime=runtime, threads=threads)
+    model.save(out)
+    summary = {"out": str(out), "modules": len(model.table.entries), "fitted": model.table.model is not None,
+               "coef": model.coef, "fingerprint": model.fingerprint}
+    if as_json:
+        print_json(summary)
+        return
+    console.print(f"[green]wrote[/] {out}: {summary['modules']} modules, "
+                  + ("fitted on the timed subnets" if summary["fitted"] else "raw table sum (no subnets timed)"))
+
+
+@latency_app.command("show")
+def show(
+    lut: Path = typer.Argument(..., help="Latency table JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Summary of a latency table: device, modules per kind, reference, fitted coefficients."""
+    from autovit.latency.lut import LatencyTable
+
+    t = LatencyTable.load(lut)
+    kinds: dict[str, int] = {}
+    for k in t.entries:
+        kinds[k.split(":")[0]] = kinds.get(k.split(":")[0], 0) + 1
+    data = {"space": t.space, "resolution": t.resolution, "fingerprint": t.fingerprint, "modules": len(t.entries),
+            "kinds": kinds, "reference": {k: v for k, v in t.reference.items() if k != "arch"},
+            "coef": (t.model or {}).get("coef"), "fit_mape": (t.model or {}).get("fit_mape"), "meta": t.meta}
+    if as_json:
+        print_json(data)
+        return
+    console.print(json.dumps(data, indent=2, default=str))
 
 
 def register(app: typer.Typer) -> None:
     """Adds this module's commands to the main app."""
+    app.add_typer(latency_app, name="latency")

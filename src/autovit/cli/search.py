@@ -1,9 +1,259 @@
-"""`autovit search` commands (to be implemented)."""
+"""`autovit search` (coarse-to-fine latency-aware search) and `autovit export` (deployment)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from autovit.cli._common import console, err_console, make_table, print_json
+
+
+def _progress_bar(disable: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err_console, transient=True, disable=disable)
+
+
+def search(
+    supernet: Path = typer.Option(..., "--supernet", help="Supernet checkpoint (.pt or the training run folder)."),
+    lut: Optional[Path] = typer.Option(None, "--lut", help="Latency table JSON (`autovit latency profile`)."),
+    latency_budget: Optional[str] = typer.Option(None, "--latency-budget", help="L_max, e.g. 12ms or 0.012s."),
+    params_budget: Optional[str] = typer.Option(None, "--params-budget", help="Max params, e.g. 2M or 2e6."),
+    macs_budget: Optional[str] = typer.Option(None, "--macs-budget", help="Max MACs, e.g. 300M."),
+    budgets: Optional[str] = typer.Option(None, "--budgets", help="Sweep: best arch per budget, e.g. 8ms,10ms,12ms."),
+    objective: str = typer.Option("eq2", "--objective", help="eq2 (max acc s.t. L<=L_max) | eq3 (min L+lambda*C) | "
+                                                              "eq8 (acc vs size Pareto under L_max)."),
+    cost_lambda: float = typer.Option(1.0, "--lambda", help="Eq. 3 weight: ms per million params (or MACs)."),
+    cost_metric: str = typer.Option("params", "--cost-metric", help="Eq. 3 C(s): params | macs."),
+    min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Eq. 3 accuracy floor (top-1 %)."),
+    space: Optional[str] = typer.Option(None, "--space", help="Expected space (checked against the checkpoint)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the supernet's training data)."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Dataset folder."),
+    val_images: Optional[int] = typer.Option(None, "--val-images", help="Use only the first N held-out val images."),
+    calib_images: Optional[int] = typer.Option(None, "--calib-images", help="BN recalibration images (default: "
+                                                                            "the training config's)."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Evaluation batch size."),
+    population: int = typer.Option(50, help="Population per generation (paper: 50)."),
+    generations: int = typer.Option(20, help="Generations (paper: 20)."),
+    parents: int = typer.Option(10, help="Top-k parents (paper: 10)."),
+    p_depth: float = typer.Option(0.2, "--p-depth", help="P_d, depth mutation probability."),
+    p_block: float = typer.Option(0.4, "--p-block", help="P_m, per-block mutation probability."),
+    p_crossover: float = typer.Option(0.5, "--p-crossover", help="P_c, crossover probability (Eq. 9)."),
+    coarse_samples: int = typer.Option(100_000, "--coarse-samples", help="Archs sampled by the coarse stage."),
+    coarse_top_k: int = typer.Option(50, "--coarse-top-k", help="Skeletons kept by the coarse stage."),
+    coarse_rank: str = typer.Option("cost", "--coarse-rank", help="cost (Eq. 3) | closeness (to the budget)."),
+    seed: int = typer.Option(0, "--seed", help="Fixes the whole search."),
+    out: Path = typer.Option(Path("runs/search"), "--out", "-o", help="Run folder."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out where it stopped."),
+    measure: bool = typer.Option(True, "--measure/--no-measure", help="Measure the winner's real latency here."),
+    compare: bool = typer.Option(False, "--compare/--no-compare", help="Also run random-search and "
+                                                                        "FLOPs-constrained baselines."),
+    impact: bool = typer.Option(True, "--impact/--no-impact", help="Eq. 7 latency impact of the winner's modules."),
+    baselines: Optional[Path] = typer.Option(None, "--baselines", help="`autovit bench --json` output to plot."),
+    force_table: bool = typer.Option(False, "--force-table", help="Use a latency table of another device anyway."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (accuracy evaluation)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Latency-aware coarse-to-fine search of a trained supernet (paper Algorithm 1)."""
+    from autovit.errors import AutovitError
+    from autovit.search import SearchConfig, parse_count, parse_latency, parse_latency_list
+    from autovit.search.coarse import coarse_search
+    from autovit.search.evolution import EvolutionarySearch
+    from autovit.search.outputs import load_baselines
+    from autovit.search.runner import init_distributed, load_latency_model, load_supernet_checkpoint, validation_evaluator
+
+    config_values: dict[str, Any] = dict(
+        latency_budget_ms=parse_latency(latency_budget) if latency_budget else None,
+        params_budget=parse_count(params_budget) if params_budget else None,
+        macs_budget=parse_count(macs_budget, "MACs budget") if macs_budget else None,
+        budgets_ms=parse_latency_list(budgets) if budgets else (), objective=objective, cost_lambda=cost_lambda,
+        cost_metric=cost_metric, min_accuracy=min_accuracy, coarse_samples=coarse_samples, coarse_top_k=coarse_top_k,
+        coarse_rank=coarse_rank, population=population, generations=generations, parents=parents, p_depth=p_depth,
+        p_block=p_block, p_crossover=p_crossover, seed=seed)
+    SearchConfig(**config_values)  # bad settings fail before anything is loaded
+    if (latency_budget or budgets) and lut is None:
+        raise AutovitError("a latency budget needs a latency table", hint="pass --lut TABLE.json "
+                                                                         "(build one with `autovit latency profile`)")
+    base = baselines and load_baselines(baselines)
+    rank, _ = init_distributed()
+    loaded = load_supernet_checkpoint(supernet, space)
+    config = SearchConfig(**config_values, num_classes=loaded.num_classes)
+    latency_model = load_latency_model(lut, loaded.space, force_table) if lut else None
+    quiet = as_json or rank != 0
+    with _progress_bar(quiet) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        coarse = None if resume else coarse_search(loaded.space, config, latency_model, progress)
+        evaluator, data_info = validation_evaluator(loaded, data, data_dir, val_images, calib_images, batch_size,
+                                                    device, seed)
+        engine = EvolutionarySearch(loaded.space, evaluator, latency_model, config, out, progress=progress)
+        result = engine.run(resume=resume, coarse=coarse)
+    if rank != 0:
+        return
+    summary = _finish(result, engine, evaluator, latency_model, loaded, out, measure, compare, impact,
+                      base or [], data_info, supernet, lut, quiet)
+    if as_json:
+        print_json(summary)
+        return
+    _print_summary(result, summary, out)
+
+
+def _finish(result: Any, engine: Any, evaluator: Any, latency_model: Any, loaded: Any, out: Path, measure: bool,
+            compare: bool, impact: bool, base: list, data_info: dict, supernet: Path, lut: Path | None,
+            quiet: bool) -> dict[str, Any]:
+    """Impact table, baselines, measured latency and every output file of a finished search."""
+    from autovit.search.baselines import flops_constrained_search, random_search
+    from autovit.search.impact import latency_impact
+    from autovit.search.outputs import write_outputs
+    from autovit.search.runner import finite, measured_latencies
+
+    if result.best is None:
+        from autovit.errors import AutovitError
+
+        raise AutovitError("the search evaluated no candidate", hint="raise --generations or --population")
+    space, cfg = loaded.space, result.config
+    rows = latency_impact(result.best.arch, space, evaluator, engine.latency_of) if impact else None
+    extra, comparison_runs = {}, {}
+    if compare:
+        comparison_runs["random search"] = random_search(space, evaluator, latency_model, cfg, result.evaluations)
+        comparison_runs["FLOPs-constrained"] = flops_constrained_search(space, evaluator, latency_model, cfg,
+                                                                        result.best.macs)
+        extra = {f"{name}": r.best.arch for name, r in comparison_runs.items() if r.best is not None}
+    measured: dict[str, float] = {}
+    if measure:
+        table_classes = getattr(getattr(latency_model, "table", None), "num_classes", 1000)
+        measured = measured_latencies(result, extra, num_classes=table_classes)
+    comparison = [{"name": "latency-aware search (ours)", "accuracy": result.best.accuracy,
+                   "latency_ms": finite(result.best.latency_ms), "measured_ms": measured.get(result.best.key),
+                   "params": result.best.params, "macs": result.best.macs, "evaluations": result.evaluations}]
+    for name, r in comparison_runs.items():
+        if r.best is not None:
+            comparison.append({"name": name, "accuracy": r.best.accuracy, "latency_ms": finite(r.best.latency_ms),
+                               "measured_ms": measured.get(name), "params": r.best.params, "macs": r.best.macs,
+                               "evaluations": r.evaluations})
+    notes = [f"accuracy: top-1 on {data_info['val_images']} held-out validation images of {data_info['dataset']} "
+             f"({data_info['resolution']}px), inherited weights, BN recalibrated on {data_info['calib_images']} "
+             "training images", f"supernet: {supernet}", f"latency table: {lut or 'none'}"]
+    if measure:
+        notes.append("measured latency: this machine, onnxruntime, batch 1, 1 thread (autovit bench)")
+    files = write_outputs(out, result, result.cloud, measured, rows, base, comparison if compare else [],
+                          {k: v.history for k, v in comparison_runs.items()}, notes,
+                          {"data": data_info, "supernet": str(supernet), "lut": str(lut) if lut else None})
+    return {"out": str(out), "best": files.get("best") and str(files["best"]), "accuracy": result.best.accuracy,
+            "predicted_ms": finite(result.best.latency_ms), "measured_ms": measured.get(result.best.key),
+            "params": result.best.params, "macs": result.best.macs, "key": result.best.key,
+            "evaluations": result.evaluations, "timing": result.timing, "comparison": comparison,
+            "best_per_budget": {f"{k:g}": None if v is None else {"key": v.key, "accuracy": v.accuracy,
+                                                                  "predicted_ms": v.latency_ms, "params": v.params}
+                                for k, v in result.best_per_budget.items()},
+            "files": {k: str(v) for k, v in files.items()}}
+
+
+def _print_summary(result: Any, summary: dict[str, Any], out: Path) -> None:
+    b = result.best
+
+    def ms(v: Any) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    rows = [["winner", f"{b.accuracy:.2f}", ms(summary["predicted_ms"]), ms(summary["measured_ms"]),
+             f"{b.params / 1e6:.3f}", f"{b.macs / 1e6:.1f}"]]
+    for k, v in result.best_per_budget.items():
+        rows.append([f"best <= {k:g} ms", "-", "-", "-", "-", "-"] if v is None else
+                    [f"best <= {k:g} ms", f"{v.accuracy:.2f}", ms(v.latency_ms), "-", f"{v.params / 1e6:.3f}",
+                     f"{v.macs / 1e6:.1f}"])
+    for row in summary["comparison"][1:]:
+        rows.append([row["name"], f"{row['accuracy']:.2f}", ms(row["latency_ms"]), ms(row["measured_ms"]),
+                     f"{row['params'] / 1e6:.3f}", f"{row['macs'] / 1e6:.1f}"])
+    t = result.timing
+    title = (f"{result.evaluations} candidates evaluated; coarse {t.get('coarse_s', 0):.1f} s, "
+             f"fine {t.get('fine_s', 0):.1f} s")
+    console.print(make_table(title, ["", "top-1 %", "predicted ms", "measured ms", "params M", "MMACs"], rows))
+    console.print(f"[dim]{b.key}[/]")
+    console.print(f"outputs in [bold]{out}[/] (best.json, pareto.json/csv, history.csv, search.png, report.md)")
+
+
+def export(
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    supernet: Optional[Path] = typer.Option(None, "--supernet", help="Supernet checkpoint to take the weights from."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Arch JSON (e.g. the search's best.json)."),
+    subnet: Optional[Path] = typer.Option(None, "--subnet", help="A saved subnet folder (instead of --supernet)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="A standalone training checkpoint "
+                                                                           "(e.g. after `autovit train --arch`)."),
+    formats: str = typer.Option("safetensors,torchscript,onnx", "--formats",
+                                help="Any of safetensors,torchscript,onnx,coreml,tflite."),
+    calib_data: Optional[str] = typer.Option(None, "--calib-data", help="Recalibrate BN on this dataset first "
+                                                                         "(default: the supernet's training data)."),
+    calib_images: int = typer.Option(2000, "--calib-images", help="Images for BN recalibration (0: skip)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the export report as JSON."),
+) -> None:
+    """Export a subnet with its inherited weights for deployment, each format checked against PyTorch."""
+    from autovit.errors import AutovitError
+    from autovit.export import export_subnet, parse_formats
+
+    fmts = parse_formats(formats)
+    sources = [s for s in (supernet, subnet, checkpoint) if s is not None]
+    if len(sources) != 1:
+        raise AutovitError("pass exactly one of --supernet (with --arch), --subnet or --checkpoint")
+    meta: dict[str, Any] = {}
+    if supernet is not None:
+        if arch is None:
+            raise AutovitError("--supernet needs --arch", hint="pass the arch JSON to extract, e.g. runs/search/best.json")
+        model, meta = _extract(supernet, arch, calib_data, calib_images)
+    elif subnet is not None:
+        from autovit.subnet_io import load_subnet
+
+        model = load_subnet(subnet)
+        meta = {"source": str(subnet)}
+    else:
+        from autovit.train.checkpoint import load_model_from_checkpoint
+
+        model = load_model_from_checkpoint(checkpoint)
+        if not hasattr(model, "arch"):
+            raise AutovitError(f"{checkpoint} holds a supernet", hint="use --supernet CKPT --arch ARCH.json")
+        meta = {"source": str(checkpoint)}
+    with _progress_bar(as_json) as bar:
+        task = bar.add_task("export", total=len(fmts))
+        report = export_subnet(model, out, fmts, meta=meta,
+                               progress=lambda f: bar.update(task, advance=0, description=f"export {f}"))
+        bar.update(task, completed=len(fmts))
+    if as_json:
+        print_json(report.to_dict())
+        return
+    rows = [[r.format, r.status, "-" if r.max_abs_diff is None else f"{r.max_abs_diff:.2e}", r.path or "-",
+             r.message] for r in report.results]
+    console.print(make_table(f"export of {report.arch_key}", ["format", "status", "max |diff|", "file", "note"], rows))
+
+
+def _extract(supernet: Path, arch_path: str, calib_data: str | None, calib_images: int) -> tuple[Any, dict[str, Any]]:
+    """The subnet `arch_path` of the supernet checkpoint with inherited weights, BN recalibrated on the
+    training data (the supernet's shared BN statistics do not fit a single subnet)."""
+    from autovit.search.runner import load_supernet_checkpoint
+
+    loaded = load_supernet_checkpoint(supernet)
+    arch = loaded.space.parse_arch(arch_path)
+    meta = {"supernet": str(supernet), "space": loaded.space.name, "bn_recalibrated_images": 0}
+    if calib_images > 0:
+        from autovit.data import build_datasets
+        from autovit.search.runner import data_config
+        from autovit.supernet import calibration_batches, recalibrate_bn
+
+        cfg = data_config(loaded, calib_data)
+        batches = calibration_batches(build_datasets(cfg).train_eval, calib_images, 64, 0)
+        loaded.supernet.set_active(arch)
+        recalibrate_bn(loaded.supernet, batches)
+        meta["bn_recalibrated_images"] = sum(len(b[1]) for b in batches)
+        meta["dataset"] = cfg.dataset
+    return loaded.supernet.extract(arch).eval(), meta
 
 
 def register(app: typer.Typer) -> None:
-    """Adds this module's commands to the main app."""
+    """Adds `autovit search` and `autovit export` to the main app."""
+    app.command("search")(search)
+    app.command("export")(export)

@@ -125,6 +125,69 @@ def measure_interleaved(runners: Sequence[Callable[[], None]], reference: Callab
     return [summarize(s, float(np.median(r)) if r else None) for s, r in zip(per_model, ratios)]
 
 
+def calibrate_runs(run: Callable[[], None], target_ms: float = 15.0, lo: int = 2, hi: int = 50,
+                   warmup: int = 3) -> tuple[int, float]:
+    """Warms `run` up and picks how many calls one timing takes (~`target_ms` per timing).
+    Returns (runs, estimated ms per call)."""
+    for _ in range(warmup):
+        run()
+    est = time_runner(run, 3)
+    return int(min(hi, max(lo, round(target_ms / max(est, 1e-3))))), est
+
+
+@dataclass
+class RoundTimes:
+    """Per-round medians of every named runner, each paired with the reference time of its round."""
+
+    ms: dict[str, list[float]]
+    ref_ms: dict[str, list[float]]
+    reference_ms: list[float]
+
+    def ratios(self, name: str) -> np.ndarray:
+        return np.asarray(self.ms[name]) / np.asarray(self.ref_ms[name])
+
+    def timing(self, name: str) -> Timing:
+        return summarize(self.ms[name], float(np.median(self.ratios(name))))
+
+    @property
+    def reference_spread(self) -> float:
+        """Relative IQR of the reference over the whole measurement (stability of the machine)."""
+        q1, q3 = np.percentile(self.reference_ms, [25, 75])
+        return float((q3 - q1) / np.median(self.reference_ms))
+
+
+def measure_rounds(runners: dict[str, Callable[[], None]], reference: Callable[[], None],
+                   groups: Sequence[Sequence[str]] | None = None, rounds: int = 7,
+                   target_ms: float = 15.0, warmup: int = 3,
+                   progress: Callable[[int, int], None] | None = None) -> RoundTimes:
+    """Times every runner in `rounds` rounds; within a round, each group (names measured back to
+    back, e.g. a network with and without a block) is preceded by a reference timing, so every
+    figure has a reference time from the same moment and differences within a group are paired.
+
+    `progress(done, total)` is called after every timed group.
+    """
+    groups = [list(g) for g in (groups or [[n] for n in runners])]
+    ref_runs, _ = calibrate_runs(reference, target_ms, warmup=warmup)
+    runs: dict[str, int] = {}
+    for name, run in runners.items():
+        runs[name], _ = calibrate_runs(run, target_ms, warmup=warmup)
+    ms: dict[str, list[float]] = {n: [] for n in runners}
+    ref_of: dict[str, list[float]] = {n: [] for n in runners}
+    refs: list[float] = []
+    total, done = rounds * len(groups), 0
+    for _ in range(rounds):
+        for group in groups:
+            ref = time_runner(reference, ref_runs)
+            refs.append(ref)
+            for name in group:
+                ms[name].append(time_runner(runners[name], runs[name]))
+                ref_of[name].append(ref)
+            done += 1
+            if progress:
+                progress(done, total)
+    return RoundTimes(ms, ref_of, refs)
+
+
 def device_fingerprint(backend: str = "ort", threads: int = 1, opt_level: str = "all",
                        resolution: int | None = None) -> dict[str, Any]:
     """What a measurement depends on: CPU, cores, OS, runtime and versions, threads, resolution."""
@@ -150,3 +213,66 @@ def device_fingerprint(backend: str = "ort", threads: int = 1, opt_level: str = 
 
         fp.update(runtime=f"torch {torch.__version__}")
     return fp
+
+
+# Fingerprint fields that change timings; a table measured with different values is refused.
+FINGERPRINT_KEYS = ("cpu", "cores", "backend", "runtime", "threads", "graph_optimization", "resolution")
+
+
+def fingerprint_mismatch(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    """Human-readable differences in the timing-relevant fingerprint fields."""
+    return [f"{k}: table has {expected.get(k)!r}, here {actual.get(k)!r}"
+            for k in FINGERPRINT_KEYS if k in expected and k in actual and expected.get(k) != actual.get(k)]
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """How to time networks: backend ('ort' or 'torch'), threads, ORT graph optimisation level,
+    rounds and the target milliseconds of one timing (runs per timing are derived from it)."""
+
+    backend: str = "ort"
+    threads: int = 1
+    opt_level: str = "all"
+    rounds: int = 7
+    target_ms: float = 15.0
+    warmup: int = 3
+    cache_dir: str | None = None  # reuse ONNX exports across runs (keyed by the caller's cache key)
+
+    def __post_init__(self) -> None:
+        from autovit.errors import AutovitError
+
+        if self.backend not in ("ort", "torch"):
+            raise AutovitError(f"unknown latency backend '{self.backend}'", hint="use 'ort' (onnxruntime) or 'torch'")
+        if self.threads < 1 or self.rounds < 1:
+            raise AutovitError("threads and rounds must be >= 1")
+
+    def runner(self, module: Any, input_size: Sequence[int], cache_key: str | None = None) -> Callable[[], None]:
+        """A batch-1 runner of `module` on this backend (ONNX export first for onnxruntime).
+
+        With `cache_dir` set and a `cache_key` naming the module's structure, the ONNX export
+        (seconds per network on a busy CPU) is reused across runs."""
+        if self.backend == "torch":
+            return torch_runner(module, input_size, self.threads)
+        return ort_runner(self.onnx_bytes(module, input_size, cache_key), self.threads, self.opt_level)
+
+    def onnx_bytes(self, module: Any, input_size: Sequence[int], cache_key: str | None = None) -> bytes:
+        import hashlib
+        from pathlib import Path
+
+        from autovit.onnx_export import export_onnx
+
+        path = None
+        if self.cache_dir and cache_key:
+            digest = hashlib.sha1(f"{cache_key}|{tuple(input_size)}".encode()).hexdigest()[:16]
+            path = Path(self.cache_dir) / f"{digest}.onnx"
+            if path.is_file():
+                return path.read_bytes()
+        data = export_onnx(module, None, tuple(input_size))
+        if path is not None:
+            from autovit.io_utils import atomic_write_bytes
+
+            atomic_write_bytes(path, data)
+        return data
+
+    def fingerprint(self, resolution: int | None) -> dict[str, Any]:
+        return device_fingerprint(self.backend, self.threads, self.opt_level, resolution)

@@ -1,0 +1,164 @@
+"""Latency table + Eq. 6 model: build, fit and validate on this CPU (issue 4 acceptance run).
+
+For each space: profile every block variant in context (onnxruntime, 1 thread, 256x256, pinned
+to the last CPU), time 24 fitting subnets, fit the model (NNLS), then time 50 held-out random
+subnets twice and report the model, the re-test noise floor and the ablations. Writes
+luts/<space>_ort_1t_256.json and benchmarks/results/latency_validation_<space>.{json,md,png}.
+
+    .venv/bin/python benchmarks/latency_validation.py --space xxs --space s
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import torch
+
+from autovit.io_utils import atomic_write_text, save_json
+from autovit.latency.measure import MeasureConfig, pin_process
+from autovit.latency.predictor import LatencyModel
+from autovit.latency.profile import profile_space
+from autovit.latency.validate import plot_validation, run_validation
+from autovit.space import SearchSpace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def throughput(model: LatencyModel, space: SearchSpace, n: int = 100_000) -> dict[str, float]:
+    """Archs per second of `model.predict` on n random archs (cold cache and warm)."""
+    rng = random.Random(0)
+    pool = [space.sample(rng) for _ in range(20_000)]
+    archs = [pool[i % len(pool)] for i in range(n)]
+    cold = LatencyModel(model.table, model.coef)
+    t = time.perf_counter()
+    cold.predict(archs)
+    t_cold = time.perf_counter() - t
+    t = time.perf_counter()
+    cold.predict(archs)
+    t_warm = time.perf_counter() - t
+    return {"archs": n, "cold_archs_per_s": n / t_cold, "warm_archs_per_s": n / t_warm,
+            "cache_entries": len(cold._cache)}
+
+
+def fmt_row(name: str, m: dict) -> str:
+    cells = [f"{m[k]:.2f}" if k in m else "-" for k in ("mape", "rmspe", "max_error", "within_5", "within_10")]
+    return f"| {name} | " + " | ".join(cells) + f" | {m['kendall_tau']:.3f} | {m['spearman_rho']:.3f} |"
+
+
+def write_markdown(out: Path, space: str, res: dict, cmd: str) -> None:
+    v, fp, b = res["validation"], res["fingerprint"], res["build"]
+    m, noise = v["metrics"], v["retest_noise"]
+    lines = [
+        f"# Latency model validation: space {space.upper()}", "",
+        f"Machine: {fp['cpu']}, {fp['cores']} cores, {fp['os']}; {fp['runtime']}, {fp['threads']} thread, "
+        f"graph optimisation {fp.get('graph_optimization')}, {fp['resolution']}x{fp['resolution']}, batch 1, "
+        f"pinned to CPU {res['pinned_cpu']} (CPU 0 busy with other jobs). torch {torch.__version__}.", "",
+        f"Command: `{cmd}`", "",
+        "## Build", "",
+        f"- modules measured in context: **{b['modules_measured']}** ({b['kinds']}) in {b['context_networks']} "
+        f"shared context networks (goal < 100)",
+        f"- fitting subnets: {b['fit_subnets']} (fit MAPE {b['fit_mape']:.2f}%)",
+        f"- build time (table + fitting subnets): **{b['build_seconds'] / 60:.1f} min** (goal <= 10 min); of which "
+        f"ONNX export of the table networks {b['export_seconds']:.0f}s, fitting subnets (export + timing) "
+        f"{b['fit_seconds']:.0f}s; {b['rounds']} rounds per table network, {b['subnet_rounds']} per subnet",
+        f"- reference network: {b['reference_ms']:.2f} ms, spread (IQR/median over the build) {b['reference_spread']:.1%}",
+        f"- coefficients: {', '.join(f'{k}={c:.3g}' for k, c in b['coef'].items())}", "",
+        f"## {v['samples']} held-out random subnets (disjoint from the fit set)", "",
+        "Errors in % of the measured latency (ratio to the interleaved reference; truth = mean of two passes).", "",
+        "| predictor | MAPE | RMSPE | max | within 5% | within 10% | Kendall tau | Spearman rho |",
+        "|---|---|---|---|---|---|---|---|",
+        fmt_row("**LUT + Eq. 6 (ours)**", m),
+        fmt_row("re-test noise floor (pass 2 vs pass 1)", noise),
+    ]
+    for name, row in v["ablations"].items():
+        if name != "latency_model":
+            lines.append(fmt_row(name.replace("_", " "), row))
+    goals = res["goals"]
+    lines += ["", f"Prediction error / re-test noise: {v['error_over_noise']:.2f} (goal <= 2)", "",
+              "| goal | target | got | met |", "|---|---|---|---|"]
+    lines += [f"| {g['name']} | {g['target']} | {g['value']:.3g} | {'yes' if g['met'] else 'NO'} |" for g in goals]
+    t = res["throughput"]
+    lines += ["", f"Prediction throughput: {t['cold_archs_per_s']:,.0f} archs/s cold cache, "
+                  f"{t['warm_archs_per_s']:,.0f} archs/s warm ({t['archs']:,} archs, one call).", "",
+              f"Plot: `latency_validation_{space}.png`.", ""]
+    atomic_write_text(out, "\n".join(lines))
+
+
+def run(space_name: str, fit_subnets: int, samples: int, rounds: int, subnet_rounds: int, out_dir: Path,
+        lut_dir: Path, cache: str | None) -> dict:
+    space = SearchSpace.builtin(space_name)
+    cpu = pin_process()
+    config = MeasureConfig(backend="ort", threads=1, rounds=rounds, cache_dir=cache)
+    subnet_config = MeasureConfig(backend="ort", threads=1, rounds=subnet_rounds, cache_dir=cache)
+    t0 = time.time()
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if done == total or done % max(1, total // 5) == 0:
+            print(f"[{time.time() - t0:7.1f}s] {space_name} {phase} {done}/{total}", flush=True)
+
+    model = profile_space(space, 256, config, fit_subnets, seed=0, progress=progress, force=True,
+                          subnet_config=subnet_config)
+    lut_path = lut_dir / f"{space_name}_ort_1t_256.json"
+    model.save(lut_path)
+    table = model.table
+    print(f"table written: {lut_path} in {table.meta['build_seconds']:.0f}s", flush=True)
+    t_val = time.time()
+    report = run_validation(model, space, samples, seed=1, config=subnet_config, progress=progress)
+    report["validation_seconds"] = time.time() - t_val
+    kinds = {}
+    for k in table.entries:
+        kinds[k.split(":")[0]] = kinds.get(k.split(":")[0], 0) + 1
+    m, noise = report["metrics"], report["retest_noise"]
+    build = {"modules_measured": len(table.entries), "kinds": kinds, "context_networks": table.meta["context_networks"],
+             "fit_subnets": fit_subnets, "export_seconds": table.meta.get("export_seconds"),
+             "fit_seconds": table.meta.get("fit_seconds"), "rounds": rounds, "subnet_rounds": subnet_rounds,
+             "fit_mape": table.model["fit_mape"], "build_seconds": table.meta["build_seconds"],
+             "reference_ms": table.reference_ms, "reference_spread": table.reference["spread"], "coef": model.coef}
+    goals = [
+        {"name": "modules measured", "target": "< 100", "value": build["modules_measured"], "met": build["modules_measured"] < 100},
+        {"name": "build time (min)", "target": "<= 10", "value": build["build_seconds"] / 60, "met": build["build_seconds"] <= 600},
+        {"name": "MAPE (%)", "target": "<= 3", "value": m["mape"], "met": m["mape"] <= 3},
+        {"name": "within +-5% (%)", "target": ">= 90", "value": m["within_5"], "met": m["within_5"] >= 90},
+        {"name": "within +-10% (%)", "target": "100", "value": m["within_10"], "met": m["within_10"] >= 100},
+        {"name": "Kendall tau", "target": ">= 0.9", "value": m["kendall_tau"], "met": m["kendall_tau"] >= 0.9},
+        {"name": "error / re-test noise", "target": "<= 2", "value": report["error_over_noise"], "met": report["error_over_noise"] <= 2},
+    ]
+    res = {"space": space_name, "fingerprint": table.fingerprint, "pinned_cpu": cpu, "build": build,
+           "validation": report, "goals": goals, "throughput": throughput(model, space),
+           "lut": str(lut_path.relative_to(ROOT)), "onnxruntime": onnxruntime.__version__,
+           "torch": torch.__version__, "total_seconds": time.time() - t0}
+    save_json(out_dir / f"latency_validation_{space_name}.json", res)
+    plot_validation(report, out_dir / f"latency_validation_{space_name}.png",
+                    f"AutoViT-{space_name.upper()} on {table.fingerprint['runtime']}, 1 thread: {samples} held-out subnets")
+    cmd = (f".venv/bin/python benchmarks/latency_validation.py --space {space_name} --rounds {rounds} "
+           f"--subnet-rounds {subnet_rounds}")
+    write_markdown(out_dir / f"latency_validation_{space_name}.md", space_name, res, cmd)
+    print(json.dumps({g["name"]: [round(g["value"], 3), g["met"]] for g in goals}), flush=True)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--space", action="append", default=None)
+    ap.add_argument("--fit-subnets", type=int, default=24)
+    ap.add_argument("--samples", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=9, help="timing rounds per table network")
+    ap.add_argument("--subnet-rounds", type=int, default=5, help="timing rounds per whole subnet")
+    ap.add_argument("--onnx-cache", default=None, help="directory reusing ONNX exports across runs")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--luts", type=Path, default=ROOT / "luts")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    for name in args.space or ["xxs", "s"]:
+        run(name, args.fit_subnets, args.samples, args.rounds, args.subnet_rounds, args.out, args.luts,
+            args.onnx_cache)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""`LatencyModel`: the paper's Eq. 6 latency model on top of a lookup table.
+
+    L(arch) = sum_k a_k * (table cost of the arch's blocks of kind k)      (operator terms l_i o_i)
+            + b_1 * #MBConv blocks + b_2 * #transformer layers + b_3 * #transformer stages
+            + c                                                             (design terms t_j d_j)
+
+All terms are in units of the reference network's latency (table entries are ratios to an
+interleaved reference), so a table stays valid while the machine's absolute speed drifts;
+milliseconds are ratio * the reference's time (stored at profiling, or updated with
+`with_reference_ms`). Coefficients are fitted with non-negative least squares on measured whole
+subnets. With no fit (`coef=None`) the model is the raw table sum.
+
+Prediction is batched: every stage's contribution is a scalar that depends only on (stage slot,
+input width, stage choices), so it is computed once and cached; an arch then costs ~10 dict
+lookups (>= 1e5 archs/s).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from autovit.arch import Arch
+from autovit.errors import AutovitError
+from autovit.latency.blocks import (KINDS, _down, arch_blocks, head_sig, mbconv_stage_blocks, stage_sides, stem_sig,
+                                    transformer_stage_blocks)
+from autovit.latency.lut import LatencyTable, LatencyTableError
+
+TABLE_TERMS = tuple(f"table_{k}" for k in KINDS)
+DESIGN_TERMS = ("mbconv_blocks", "transformer_layers", "transformer_stages", "intercept")
+FEATURES = TABLE_TERMS + DESIGN_TERMS
+# The simpler variant: one scale for the whole table sum (the ablation of per-kind scales).
+SIMPLE_FEATURES = ("table",) + DESIGN_TERMS
+RAW_SUM = {f: 1.0 for f in TABLE_TERMS}
+
+
+def arch_features(table: LatencyTable, arch: Arch) -> dict[str, float]:
+    """The Eq. 6 terms of one arch (reference-ratio units for the table terms)."""
+    feats = dict.fromkeys(FEATURES, 0.0)
+    for sig, count in arch_blocks(arch, table.num_classes):
+        feats[f"table_{sig.kind}"] += count * table.cost(sig)
+    feats["mbconv_blocks"] = float(sum(s.depth for s in arch.mbconv))
+    feats["transformer_layers"] = float(sum(s.depth for s in arch.transformer))
+    feats["transformer_stages"] = float(arch.num_transformer_stages)
+    feats["intercept"] = 1.0
+    return feats
+
+
+def feature_matrix(table: LatencyTable, archs: Sequence[Arch], names: Sequence[str] = FEATURES) -> np.ndarray:
+    rows = []
+    for a in archs:
+        f = arch_features(table, a)
+        f["table"] = sum(f[t] for t in TABLE_TERMS)
+        rows.append([f[n] for n in names])
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))
+
+
+def fit_nnls(X: np.ndarray, y: np.ndarray, relative: bool = True) -> np.ndarray:
+    """Non-negative least squares; `relative` weights rows by 1/y (minimises relative error)."""
+    from scipy.optimize import nnls
+
+    w = 1.0 / np.asarray(y) if relative else np.ones(len(y))
+    coef, _ = nnls(X * w[:, None], np.asarray(y) * w)
+    return coef
+
+
+class LatencyModel:
+    """Predicts batch-1 latency (ms) of archs from a lookup table plus fitted Eq. 6 terms."""
+
+    def __init__(self, table: LatencyTable, coef: dict[str, float] | None = None,
+                 reference_ms: float | None = None) -> None:
+        self.table = table
+        self.coef = dict(coef) if coef is not None else dict(RAW_SUM)
+        unknown = set(self.coef) - set(FEATURES) - {"table"}
+        if unknown:
+            raise LatencyTableError(f"latency model has unknown terms {sorted(unknown)}")
+        self.reference_ms = float(reference_ms if reference_ms is not None else table.reference_ms)
+        self.layout = table.layout
+        self._mb_sides, self._tr_sides = stage_sides(self, table.resolution)
+        self._cache: dict[tuple, float] = {}
+
+    # ---------------------------------------------------------------- identity
+    @property
+    def space_name(self) -> str:
+        return self.table.space
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        return self.table.fingerprint
+
+    @property
+    def fitted(self) -> bool:
+        return self.table.model is not None or self.coef != RAW_SUM
+
+    def with_reference_ms(self, reference_ms: float) -> "LatencyModel":
+        """The same model converting to ms with a freshly measured reference time."""
+        return LatencyModel(self.table, self.coef, reference_ms)
+
+    # ---------------------------------------------------------------- I/O
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyModel":
+        """A model from a table JSON (fitted coefficients in its 'model' section, else the raw sum)."""
+        table = LatencyTable.load(path)
+        coef = (table.model or {}).get("coef")
+        return cls(table, coef)
+
+    def save(self, path: str | Path) -> Path:
+        model = dict(self.table.model or {})
+        model["coef"] = self.coef
+        self.table.model = model
+        return self.table.save(path)
+
+    @classmethod
+    def fit(cls, table: LatencyTable, archs: Sequence[Arch], measured_ratio: Sequence[float],
+            terms: Sequence[str] = FEATURES) -> "LatencyModel":
+        """NNLS fit of the Eq. 6 coefficients on measured subnets (latency / reference latency)."""
+        y = np.asarray(measured_ratio, dtype=np.float64)
+        if len(archs) != len(y) or len(y) < len(terms):
+            raise AutovitError(f"fitting {len(terms)} latency terms needs at least as many measured subnets "
+                               f"(got {len(y)} archs / {len(archs)} measurements)")
+        coef = fit_nnls(feature_matrix(table, archs, terms), y)
+        return cls(table, {n: float(c) for n, c in zip(terms, coef)})
+
+    # ---------------------------------------------------------------- prediction
+    def features(self, archs: Sequence[Arch]) -> np.ndarray:
+        """Feature matrix (rows: archs) in the order of `self.coef`."""
+        return feature_matrix(self.table, archs, list(self.coef))
+
+    def _check(self, arch: Arch) -> None:
+        if arch.layout != self.layout:
+            raise LatencyTableError(f"the arch's layout differs from the one the latency table '{self.space_name}' "
+                                    "was built for", hint="use a table profiled for the arch's search space")
+        if arch.resolution != self.table.resolution:
+            raise LatencyTableError(f"the arch is at {arch.resolution}px but the latency table was built at "
+                                    f"{self.table.resolution}px",
+                                    hint="profile a table at this resolution with `autovit latency profile "
+                                         f"--resolution {arch.resolution}`")
+
+    def _stage_value(self, key: tuple, arch: Arch) -> float:
+        """Scalar contribution of one (slot, input width, stage) key; computed on a cache miss."""
+        c, t, lay = self.coef, self.table, arch.layout
+        scale = (lambda kind: c.get(f"table_{kind}", c.get("table", 0.0)))
+        kind = key[0]
+        if kind == "stem":
+            return scale("stem") * t.cost(stem_sig(lay, arch.resolution, key[1]))
+        if kind == "mb":
+            _, i, cin, s = key
+            val = sum(n * t.cost(sig) for sig, n in mbconv_stage_blocks(lay, cin, s, lay.mbconv_strides[i],
+                                                                         self._mb_sides[i]))
+            return scale("mbconv") * val + c.get("mbconv_blocks", 0.0) * s.depth
+        if kind == "tr":
+            _, i, cin, s = key
+            val = 0.0
+            for sig, n in transformer_stage_blocks(lay, cin, s, lay.transformer_strides[i], self._tr_sides[i]):
+                val += scale(sig.kind) * n * t.cost(sig)
+            return val + c.get("transformer_layers", 0.0) * s.depth + c.get("transformer_stages", 0.0)
+        _, n_st, cin, width = key
+        side = _down(self._tr_sides[n_st - 1], lay.transformer_strides[n_st - 1])
+        return scale("head") * t.cost(head_sig(lay, cin, width, side, t.num_classes)) + c.get("intercept", 0.0)
+
+    def predict_ratio(self, archs: Sequence[Arch]) -> np.ndarray:
+        """Latency in units of the reference network's latency."""
+        cache, out = self._cache, np.empty(len(archs), dtype=np.float64)
+        res, lay = self.table.resolution, self.layout
+        for j, a in enumerate(archs):
+            if a.resolution != res or (a.layout is not lay and a.layout != lay):
+                self._check(a)
+            cin = a.stem_width
+            keys = [("stem", cin)]
+            for i, s in enumerate(a.mbconv):
+                keys.append(("mb", i, cin, s))
+                cin = s.width
+            for i, s in enumerate(a.transformer):
+                keys.append(("tr", i, cin, s))
+                cin = s.width
+            keys.append(("head", len(a.transformer), cin, a.head_width))
+            total = 0.0
+            for k in keys:
+                try:
+                    total += cache[k]
+                except KeyError:
+                    cache[k] = v = self._stage_value(k, a)
+                    total += v
+            out[j] = total
+        return out
+
+    def predict(self, archs: Sequence[Arch]) -> np.ndarray:
+        """Predicted latency in milliseconds (batch 1), one value per arch."""
+        return self.predict_ratio(archs) * self.reference_ms
+
+    def predict_one(self, arch: Arch) -> float:
+        return float(self.predict([arch])[0])
+
+    def breakdown(self, arch: Arch) -> list[dict[str, Any]]:
+        """Per-block contributions (ms) of one arch, for reports."""
+        self._check(arch)
+        rows = []
+        for sig, n in arch_blocks(arch, self.table.num_classes):
+            scale = self.coef.get(f"table_{sig.kind}", self.coef.get("table", 0.0))
+            rows.append({"block": str(sig), "count": n, "ms": n * scale * self.table.cost(sig) * self.reference_ms})
+        return rows

@@ -1,0 +1,233 @@
+"""Building a latency table by in-context measurement, and timing whole subnets.
+
+Every block variant of a space is timed inside a small context network, with and without the
+block (`autovit.latency.blocks.context_pair`); the cost is the paired per-round difference,
+divided by the number of stacked copies. Every timing is normalised by a fixed reference network
+timed in the same round, so the table is stored in reference-ratio units that survive the
+10-16% drift of absolute times on shared machines.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from autovit.arch import Arch
+from autovit.errors import AutovitError
+from autovit.latency.blocks import BlockSig, context_key, context_pair, space_blocks
+from autovit.latency.lut import LatencyTable, fingerprint_id
+from autovit.latency.measure import MeasureConfig, RoundTimes, measure_rounds
+from autovit.model import build_model
+from autovit.space import SearchSpace
+
+# Relative IQR of the reference timings above which a machine is too unstable for a table.
+MAX_REFERENCE_SPREAD = 0.4
+WITHS_PER_GROUP = 4  # blocks timed right after one timing of their shared context network
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+class UnstableMachineError(AutovitError):
+    """The reference network's timings spread too much to trust any measurement."""
+
+
+def reference_arch(resolution: int) -> Arch:
+    """The fixed reference network: the smallest arch of the XXS space at `resolution`."""
+    return SearchSpace.builtin("xxs").smallest().replace(resolution=resolution)
+
+
+def _seeded_model(arch: Arch, num_classes: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(arch, num_classes).eval()
+
+
+def reference_runner(config: MeasureConfig, resolution: int) -> Callable[[], None]:
+    arch = reference_arch(resolution)
+    return config.runner(_seeded_model(arch, 1000), (1, 3, resolution, resolution), f"reference|{arch.key()}")
+
+
+def check_stability(spread: float, max_spread: float = MAX_REFERENCE_SPREAD, force: bool = False) -> None:
+    """Raises `UnstableMachineError` when the reference spread (IQR / median) exceeds `max_spread`."""
+    if spread > max_spread and not force:
+        raise UnstableMachineError(
+            f"the machine is too unstable to measure: the reference network's timings spread "
+            f"{spread:.0%} (IQR / median), above the {max_spread:.0%} limit; no table was written",
+            hint="stop other jobs on the measured core (or pin to another with --cpu), then retry; "
+                 "--force writes the table anyway")
+
+
+@dataclass
+class TableBuild:
+    table: LatencyTable
+    times: RoundTimes
+    seconds: float
+
+
+def build_table(space: SearchSpace, resolution: int | None = None, config: MeasureConfig = MeasureConfig(),
+                num_classes: int = 1000, progress: Progress | None = None, max_spread: float = MAX_REFERENCE_SPREAD,
+                force: bool = False, sigs: Sequence[BlockSig] | None = None) -> TableBuild:
+    """Measures every block variant of `space` in context; returns the (unfitted) table."""
+    t0 = time.time()
+    res = resolution or space.resolution[0]
+    sigs = list(sigs) if sigs is not None else space_blocks(space, res, num_classes)
+    torch.manual_seed(0)
+    runners: dict[str, Callable[[], None]] = {}
+    by_ctx: dict[str, list[BlockSig]] = {}
+    for i, sig in enumerate(sigs):
+        with_net, without, _ = context_pair(sig, space.layout)
+        ctx = context_key(sig)
+        size = (1, 3, res, res)
+        if ctx not in runners:
+            runners[ctx] = config.runner(without, size, f"{ctx}|{res}")
+        runners[str(sig)] = config.runner(with_net, size, f"{sig}|copies={sig.copies}|{res}")
+        by_ctx.setdefault(ctx, []).append(sig)
+        if progress:
+            progress("export", i + 1, len(sigs))
+    groups, ctx_alias = [], {}
+    for ctx, members in by_ctx.items():
+        for j in range(0, len(members), WITHS_PER_GROUP):
+            alias = f"{ctx}#{j}"
+            runners[alias] = runners[ctx]
+            groups.append([alias] + [str(s) for s in members[j:j + WITHS_PER_GROUP]])
+            for s in members[j:j + WITHS_PER_GROUP]:
+                ctx_alias[str(s)] = alias
+    export_seconds = time.time() - t0
+    ref = reference_runner(config, res)
+    times = measure_rounds(runners, ref, groups, config.rounds, config.target_ms, config.warmup,
+                           progress=(lambda d, n: progress("measure", d, n)) if progress else None)
+    check_stability(times.reference_spread, max_spread, force)
+    fp = config.fingerprint(res)
+    fid = fingerprint_id(fp)
+    entries = {}
+    for sig in sigs:
+        key, alias = str(sig), ctx_alias[str(sig)]
+        copies = sig.copies
+        diff_ms = (np.asarray(times.ms[key]) - np.asarray(times.ms[alias])) / copies
+        diff_ratio = (times.ratios(key) - times.ratios(alias)) / copies
+        q1, q3 = np.percentile(diff_ms, [25, 75])
+        r1, r3 = np.percentile(diff_ratio, [25, 75])
+        entries[key] = {
+            "median_ms": float(np.median(diff_ms)), "iqr_ms": float(q3 - q1), "count": len(diff_ms),
+            "ratio_to_ref": float(np.median(diff_ratio)), "ratio_iqr": float(r3 - r1), "copies": copies,
+            "with_ms": float(np.median(times.ms[key])), "without_ms": float(np.median(times.ms[alias])),
+            "fingerprint": fid,
+        }
+    ref_ms = np.asarray(times.reference_ms)
+    q1, q3 = np.percentile(ref_ms, [25, 75])
+    table = LatencyTable(
+        space=space.name, resolution=res, fingerprint=fp, entries=entries, num_classes=num_classes,
+        reference={"arch": reference_arch(res).to_dict(), "median_ms": float(np.median(ref_ms)),
+                   "iqr_ms": float(q3 - q1), "count": len(ref_ms), "spread": times.reference_spread},
+        meta={"layout": space.layout.to_dict(), "method": "in-context (network with minus without the block)",
+              "rounds": config.rounds, "target_ms": config.target_ms, "modules_measured": len(sigs),
+              "context_networks": len(by_ctx), "export_seconds": round(export_seconds, 1), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "build_seconds": round(time.time() - t0, 1)},
+    )
+    return TableBuild(table, times, time.time() - t0)
+
+
+@dataclass
+class SubnetTimes:
+    """Whole-subnet timings: ratio to the reference (the model's unit) and milliseconds."""
+
+    archs: list[Arch]
+    ratio: np.ndarray
+    ms: np.ndarray
+    iqr_ms: np.ndarray
+    reference_ms: float
+    reference_spread: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"archs": [a.to_dict() for a in self.archs], "ratio": self.ratio.tolist(), "ms": self.ms.tolist(),
+                "iqr_ms": self.iqr_ms.tolist(), "reference_ms": self.reference_ms,
+                "reference_spread": self.reference_spread}
+
+
+def subnet_runners(archs: Sequence[Arch], config: MeasureConfig, num_classes: int = 1000,
+                   progress: Progress | None = None) -> list[Callable[[], None]]:
+    out = []
+    for i, a in enumerate(archs):
+        out.append(config.runner(_seeded_model(a, num_classes), (1, 3, a.resolution, a.resolution),
+                                 f"subnet|{a.key()}|{num_classes}"))
+        if progress:
+            progress("export", i + 1, len(archs))
+    return out
+
+
+def time_subnets(archs: Sequence[Arch], runners: Sequence[Callable[[], None]], reference: Callable[[], None],
+                 config: MeasureConfig, progress: Progress | None = None) -> SubnetTimes:
+    """Times prepared subnet runners interleaved with the reference."""
+    named = {f"net{i}": r for i, r in enumerate(runners)}
+    times = measure_rounds(named, reference, None, config.rounds, config.target_ms, config.warmup,
+                           progress=(lambda d, n: progress("measure", d, n)) if progress else None)
+    ratio = np.array([float(np.median(times.ratios(n))) for n in named])
+    ms = np.array([float(np.median(times.ms[n])) for n in named])
+    iqr = np.array([float(np.subtract(*np.percentile(times.ms[n], [75, 25]))) for n in named])
+    return SubnetTimes(list(archs), ratio, ms, iqr, float(np.median(times.reference_ms)), times.reference_spread)
+
+
+def measure_subnets(archs: Sequence[Arch], config: MeasureConfig = MeasureConfig(), num_classes: int = 1000,
+                    progress: Progress | None = None) -> SubnetTimes:
+    """Exports and times whole subnets (batch 1), each interleaved with the reference."""
+    if not archs:
+        raise AutovitError("no subnets to measure")
+    runners = subnet_runners(archs, config, num_classes, progress)
+    ref = reference_runner(config, archs[0].resolution)
+    return time_subnets(archs, runners, ref, config, progress)
+
+
+def sample_distinct(space: SearchSpace, n: int, seed: int, exclude: Sequence[Arch] = ()) -> list[Arch]:
+    """`n` distinct random archs of `space` (none in `exclude`), reproducible from `seed`."""
+    rng = random.Random(seed)
+    seen = {a.key() for a in exclude}
+    out: list[Arch] = []
+    for _ in range(100 * n):
+        a = space.sample(rng)
+        if a.key() not in seen:
+            seen.add(a.key())
+            out.append(a)
+            if len(out) == n:
+                return out
+    raise AutovitError(f"the space '{space.name}' has fewer than {n} distinct archs to sample")
+
+
+def fit_archs(space: SearchSpace, n: int, seed: int = 0) -> list[Arch]:
+    """The fitting set: the smallest and largest arch plus random ones (covering the range)."""
+    ends = [space.smallest(), space.largest()]
+    return ends + sample_distinct(space, max(0, n - 2), seed, ends)
+
+
+def profile_space(space: SearchSpace, resolution: int | None = None, config: MeasureConfig = MeasureConfig(),
+                  fit_subnets: int = 24, seed: int = 0, num_classes: int = 1000, progress: Progress | None = None,
+                  max_spread: float = MAX_REFERENCE_SPREAD, force: bool = False,
+                  subnet_config: MeasureConfig | None = None) -> Any:
+    """The whole table build: measure every block in context, time `fit_subnets` whole subnets,
+    fit the Eq. 6 coefficients (NNLS) and return the fitted model (table + coefficients)."""
+    from autovit.latency.predictor import FEATURES, LatencyModel
+
+    t0 = time.time()
+    res = resolution or space.resolution[0]
+    built = build_table(space, res, config, num_classes, progress, max_spread, force)
+    table = built.table
+    model = LatencyModel(table)
+    if fit_subnets:
+        archs = [a.replace(resolution=res) for a in fit_archs(space, fit_subnets, seed)]
+        t1 = time.time()
+        times = measure_subnets(archs, subnet_config or config, num_classes,
+                                (lambda p, d, n: progress(f"fit-{p}", d, n)) if progress else None)
+        table.meta["fit_seconds"] = round(time.time() - t1, 1)
+        check_stability(times.reference_spread, max_spread, force)
+        model = LatencyModel.fit(table, archs, times.ratio, FEATURES)
+        pred = model.predict_ratio(archs)
+        table.model = {"coef": model.coef, "terms": list(model.coef), "method": "nnls, relative error",
+                       "fit": {**times.to_dict(), "seed": seed},
+                       "fit_mape": float(np.mean(np.abs(pred - times.ratio) / times.ratio) * 100)}
+    table.meta["build_seconds"] = round(time.time() - t0, 1)
+    table.meta["fit_subnets"] = fit_subnets
+    return LatencyModel(table, table.model["coef"] if table.model else None)
+

@@ -1,0 +1,228 @@
+"""Profiling another device: export every measurement network, import the timings.
+
+`export_suite` writes, for every block variant of a space, the in-context pair (the context
+network with the block, and the shared context network without it) plus the block alone, the
+reference network and the fitting subnets, as ONNX (optionally TFLite via litert-torch and
+Core ML via coremltools), with a manifest. Time each file on the device (e.g. LiteRT
+`benchmark_model`, onnxruntime's perf test, Xcode performance reports) and list the medians in
+a CSV ``file,median_ms[,iqr_ms,count]``; `import_measurements` turns that into a table for
+that device, fitted when the subnets were timed too.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from autovit.arch import Arch
+from autovit.errors import AutovitError
+from autovit.io_utils import atomic_write_text, save_json
+from autovit.latency.blocks import BlockSig, context_key, context_pair, space_blocks, standalone_block
+from autovit.latency.lut import LatencyTable, fingerprint_id
+from autovit.latency.predictor import FEATURES, LatencyModel
+from autovit.latency.profile import Progress, _seeded_model, fit_archs, reference_arch
+from autovit.onnx_export import export_onnx
+from autovit.space import SearchSpace
+
+SUITE_FORMAT = "autovit-latency-suite"
+FORMATS = ("onnx", "tflite", "coreml")
+
+
+class SuiteError(AutovitError):
+    """A suite manifest or measurement CSV is missing, malformed or incomplete."""
+
+
+def _converters(formats: Sequence[str]) -> tuple[dict[str, Callable], list[str]]:
+    """Available extra exporters and notes about the ones that are not."""
+    conv: dict[str, Callable] = {}
+    notes: list[str] = []
+    bad = sorted(set(formats) - set(FORMATS))
+    if bad:
+        raise SuiteError(f"unknown export format(s) {bad}", hint=f"use any of {', '.join(FORMATS)}")
+    if "tflite" in formats:
+        try:
+            import litert_torch  # noqa: F401
+
+            def to_tflite(module: torch.nn.Module, shape: tuple[int, ...], path: Path) -> None:
+                import litert_torch
+
+                litert_torch.convert(module.eval(), (torch.randn(*shape),)).export(str(path))
+
+            conv["tflite"] = to_tflite
+        except ImportError:
+            notes.append("TFLite/LiteRT export skipped: `pip install litert-torch` (converts without TensorFlow; "
+                         "time the files with LiteRT's benchmark_model on the device)")
+    if "coreml" in formats:
+        try:
+            import coremltools  # noqa: F401
+
+            def to_coreml(module: torch.nn.Module, shape: tuple[int, ...], path: Path) -> None:
+                import coremltools as ct
+
+                traced = torch.jit.trace(module.eval(), torch.randn(*shape))
+                ct.convert(traced, inputs=[ct.TensorType(shape=shape)], convert_to="mlprogram").save(str(path))
+
+            conv["coreml"] = to_coreml
+            notes.append("Core ML packages are converted here but cannot run on Linux: time them on a Mac/iPhone "
+                         "(Xcode performance report, median prediction time)")
+        except ImportError:
+            notes.append("Core ML export skipped: `pip install coremltools` (conversion works on Linux; timing "
+                         "needs macOS/iOS)")
+    return conv, notes
+
+
+def export_suite(space: SearchSpace, out: str | Path, resolution: int | None = None, fit_subnets: int = 24,
+                 formats: Sequence[str] = ("onnx",), num_classes: int = 1000, seed: int = 0,
+                 progress: Progress | None = None) -> dict[str, Any]:
+    """Writes the measurement networks of `space` plus manifest.json / manifest.csv / a CSV template."""
+    out = Path(out)
+    res = resolution or space.resolution[0]
+    extra, notes = _converters([f for f in formats if f != "onnx"])
+    sigs = space_blocks(space, res, num_classes)
+    size = (1, 3, res, res)
+    files: list[dict[str, Any]] = []
+    failures: list[str] = []
+
+    def write(module: torch.nn.Module, shape: tuple[int, ...], stem: str, kind: str, **info: Any) -> str:
+        export_onnx(module, out / f"{stem}.onnx", shape)
+        for fmt, fn in extra.items():
+            suffix = ".tflite" if fmt == "tflite" else ".mlpackage"
+            try:
+                fn(module, shape, out / f"{stem}{suffix}")
+            except Exception as err:  # noqa: BLE001 - converter coverage varies; report, keep going
+                failures.append(f"{fmt} {stem}: {type(err).__name__}: {str(err)[:120]}")
+        files.append({"file": stem, "kind": kind, "input_shape": list(shape), **info})
+        return stem
+
+    torch.manual_seed(0)
+    ref = write(_seeded_model(reference_arch(res), 1000), size, "reference", "reference")
+    contexts: dict[str, str] = {}
+    blocks = []
+    steps = len(sigs) + fit_subnets
+    for i, sig in enumerate(sigs):
+        with_net, without, copies = context_pair(sig, space.layout)
+        ctx = context_key(sig)
+        if ctx not in contexts:
+            contexts[ctx] = write(without, size, f"contexts/ctx{len(contexts):03d}", "context", context=ctx)
+        w = write(with_net, size, f"blocks/b{i:03d}_with", "block_with", signature=str(sig))
+        alone, shape = standalone_block(sig, space.layout)
+        s = write(alone, shape, f"standalone/b{i:03d}", "standalone", signature=str(sig))
+        blocks.append({"signature": str(sig), "with": w, "context": contexts[ctx], "copies": copies, "standalone": s})
+        if progress:
+            progress("export", i + 1, steps)
+    subnets = []
+    for j, arch in enumerate(fit_archs(space, fit_subnets, seed) if fit_subnets else []):
+        arch = arch.replace(resolution=res)
+        f = write(_seeded_model(arch, num_classes), size, f"subnets/fit{j:02d}", "subnet", arch=arch.key())
+        subnets.append({"file": f, "arch": arch.to_dict()})
+        if progress:
+            progress("export", len(sigs) + j + 1, steps)
+    manifest = {"format": SUITE_FORMAT, "version": 1, "space": space.name, "resolution": res,
+                "num_classes": num_classes, "layout": space.layout.to_dict(), "reference": ref,
+                "blocks": blocks, "subnets": subnets, "formats": ["onnx"] + sorted(extra),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "how_to": "time every file at batch 1 on the device; write file,median_ms[,iqr_ms,count] to a CSV "
+                          "(file = the path without extension, as listed here); then `autovit latency import`"}
+    save_json(out / "manifest.json", manifest)
+    rows = ["file,kind,signature,input_shape"] + [
+        f"{f['file']},{f['kind']},\"{f.get('signature', f.get('arch', ''))}\",\"{'x'.join(map(str, f['input_shape']))}\""
+        for f in files]
+    atomic_write_text(out / "manifest.csv", "\n".join(rows) + "\n")
+    timed = [f["file"] for f in files if f["kind"] != "standalone"]
+    atomic_write_text(out / "measurements_template.csv", "file,median_ms,iqr_ms,count\n"
+                      + "".join(f"{name},,,\n" for name in timed))
+    if failures:
+        notes.append(f"{len(failures)} conversions failed (first: {failures[0]})")
+    return {"out": str(out), "files": len(files), "blocks": len(blocks), "contexts": len(contexts),
+            "subnets": len(subnets), "manifest": str(out / "manifest.json"),
+            "csv_template": str(out / "measurements_template.csv"), "formats": manifest["formats"],
+            "notes": notes, "conversion_failures": failures}
+
+
+def read_measurements(path: str | Path) -> dict[str, dict[str, float]]:
+    """file (extension stripped) -> {median_ms, iqr_ms, count} from a measurement CSV."""
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError(f"measurement CSV not found: {path}",
+                         hint="fill in measurements_template.csv from the export-suite directory")
+    out: dict[str, dict[str, float]] = {}
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or "file" not in reader.fieldnames or "median_ms" not in reader.fieldnames:
+            raise SuiteError(f"{path} needs the columns file,median_ms (optional iqr_ms,count)")
+        for line, row in enumerate(reader, start=2):
+            if not (row.get("median_ms") or "").strip():
+                continue
+            try:
+                value = float(row["median_ms"])
+            except ValueError:
+                raise SuiteError(f"{path} line {line}: median_ms '{row['median_ms']}' is not a number") from None
+            if not value > 0:
+                raise SuiteError(f"{path} line {line}: median_ms must be > 0, got {value}")
+            name = row["file"].strip()
+            for ext in (".onnx", ".tflite", ".mlpackage"):
+                name = name.removesuffix(ext)
+            out[name] = {"median_ms": value, "iqr_ms": float(row.get("iqr_ms") or 0.0),
+                         "count": int(float(row.get("count") or 1))}
+    return out
+
+
+def import_measurements(manifest_path: str | Path, csv_path: str | Path, device: str = "unknown device",
+                        runtime: str = "unknown runtime", threads: int = 1) -> LatencyModel:
+    """A table (fitted when every subnet was timed) from device timings of an exported suite."""
+    manifest_path = Path(manifest_path)
+    if not manifest_path.is_file():
+        raise SuiteError(f"suite manifest not found: {manifest_path}",
+                         hint="pass the manifest.json written by `autovit latency export-suite`")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        assert manifest.get("format") == SUITE_FORMAT
+    except (json.JSONDecodeError, AssertionError):
+        raise SuiteError(f"{manifest_path} is not an autovit latency suite manifest") from None
+    meas = read_measurements(csv_path)
+    ref = manifest["reference"]
+    if ref not in meas:
+        raise SuiteError(f"the CSV has no timing of the reference network '{ref}'",
+                         hint="time reference.onnx too: every block is stored as a ratio to it")
+    ref_ms = meas[ref]["median_ms"]
+    missing = [f for b in manifest["blocks"] for f in (b["with"], b["context"]) if f not in meas]
+    if missing:
+        raise SuiteError(f"{len(set(missing))} block networks have no timing in the CSV (first: {missing[0]})",
+                         hint="time every file listed in measurements_template.csv (standalone/ files are optional)")
+    res = int(manifest["resolution"])
+    fp = {"cpu": device, "cores": None, "os": None, "backend": "external", "runtime": runtime, "threads": threads,
+          "resolution": res}
+    fid = fingerprint_id(fp)
+    entries = {}
+    for b in manifest["blocks"]:
+        w, c = meas[b["with"]], meas[b["context"]]
+        diff = (w["median_ms"] - c["median_ms"]) / b["copies"]
+        sig = str(BlockSig.parse(b["signature"]))
+        entries[sig] = {"median_ms": diff, "iqr_ms": (w["iqr_ms"] + c["iqr_ms"]) / b["copies"],
+                        "count": min(w["count"], c["count"]), "ratio_to_ref": diff / ref_ms, "copies": b["copies"],
+                        "with_ms": w["median_ms"], "without_ms": c["median_ms"], "fingerprint": fid}
+    table = LatencyTable(space=manifest["space"], resolution=res, fingerprint=fp, entries=entries,
+                         num_classes=int(manifest.get("num_classes", 1000)),
+                         reference={"arch": reference_arch(res).to_dict(), "median_ms": ref_ms,
+                                    "iqr_ms": meas[ref]["iqr_ms"], "count": meas[ref]["count"]},
+                         meta={"layout": manifest["layout"], "method": "imported device timings (in-context pairs)",
+                               "modules_measured": len(entries), "source": str(csv_path)})
+    model = LatencyModel(table)
+    timed = [s for s in manifest.get("subnets", []) if s["file"] in meas]
+    if timed and len(timed) == len(manifest.get("subnets", [])) and len(timed) >= len(FEATURES):
+        layout = table.layout
+        archs = [Arch.from_dict(s["arch"], layout) for s in timed]
+        y = np.array([meas[s["file"]]["median_ms"] / ref_ms for s in timed])
+        model = LatencyModel.fit(table, archs, y)
+        pred = model.predict_ratio(archs)
+        table.model = {"coef": model.coef, "terms": list(model.coef), "method": "nnls, relative error",
+                       "fit": {"archs": [a.to_dict() for a in archs], "ratio": y.tolist(),
+                               "ms": [meas[s["file"]]["median_ms"] for s in timed]},
+                       "fit_mape": float(np.mean(np.abs(pred - y) / y) * 100)}
+    return model

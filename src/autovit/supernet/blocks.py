@@ -1,0 +1,239 @@
+"""Elastic versions of the blocks of `autovit.model`, with the same module names, so that a
+supernet's active slices load into the static network by name (`copy_active_weights`)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from autovit.arch import Layout
+from autovit.model import ConvBNAct, MBConv, MBPoolHead, fold_patches, make_activation, unfold_patches
+from autovit.supernet.elastic import (
+    Elastic,
+    ElasticAttention,
+    ElasticBatchNorm2d,
+    ElasticBlock,
+    ElasticConv2d,
+    ElasticDepthwiseConv2d,
+    ElasticLayerNorm,
+    ElasticLinear,
+    ElasticMlp,
+)
+from autovit.model import expand_width
+
+
+class ElasticConvBNAct(ElasticBlock):
+    """Conv (or depthwise conv) + BatchNorm + optional activation; mirrors `ConvBNAct`."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel: int = 1, stride: int = 1, act: str | None = "silu",
+                 depthwise: bool = False, in_groups: int = 1) -> None:
+        super().__init__()
+        self.act_name = act
+        self.conv = (ElasticDepthwiseConv2d(in_chs, kernel, stride) if depthwise
+                     else ElasticConv2d(in_chs, out_chs, kernel, stride, in_groups=in_groups))
+        self.bn = ElasticBatchNorm2d(out_chs)
+        self.act = make_activation(act) if act else nn.Identity()
+
+    def set_active(self, in_chs: int, out_chs: int, kernel: int | None = None) -> None:
+        self.conv.set_active(in_chs, out_chs, kernel)
+        self.bn.set_active(out_chs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+    def active_leaves(self) -> Iterator[Elastic]:
+        yield self.conv
+        yield self.bn
+
+    def static_twin(self) -> nn.Module:
+        c = self.conv
+        return ConvBNAct(c.active_in, c.active_out, c.active_kernel, c.stride[0], groups=c._groups, act=self.act_name)
+
+
+class ElasticMBConv(ElasticBlock):
+    """Inverted residual with elastic in/out width, expansion and depthwise kernel; mirrors `MBConv`.
+
+    Expansion 1 skips the 1x1 expand conv (as the static block does); the residual is used when
+    the stride is 1 and the active in and out widths are equal.
+    """
+
+    def __init__(self, in_chs: int, out_chs: int, expansions: tuple[float, ...], kernel: int, stride: int,
+                 act: str) -> None:
+        super().__init__()
+        self.stride, self.act_name = stride, act
+        hidden = max(expand_width(in_chs, e) for e in expansions)
+        self.expand = ElasticConvBNAct(in_chs, hidden, 1, act=act) if any(e != 1 for e in expansions) else nn.Identity()
+        self.dw = ElasticConvBNAct(hidden, hidden, kernel, stride, act=act, depthwise=True)
+        self.project = ElasticConvBNAct(hidden, out_chs, 1, act=None)
+        self.set_active(in_chs, out_chs, max(expansions), kernel)
+
+    def set_active(self, in_chs: int, out_chs: int, expansion: float, kernel: int) -> None:
+        hidden = expand_width(in_chs, expansion)
+        self.config = (in_chs, out_chs, expansion, kernel)
+        self.use_expand = expansion != 1
+        if self.use_expand:
+            self.expand.set_active(in_chs, hidden)
+        self.dw.set_active(hidden, hidden, kernel)
+        self.project.set_active(hidden, out_chs)
+        self.has_residual = self.stride == 1 and in_chs == out_chs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project(self.dw(self.expand(x) if self.use_expand else x))
+        return x + out if self.has_residual else out
+
+    def active_leaves(self) -> Iterator[Elastic]:
+        if self.use_expand:
+            yield from self.expand.active_leaves()
+        yield from self.dw.active_leaves()
+        yield from self.project.active_leaves()
+
+    def static_twin(self) -> nn.Module:
+        in_chs, out_chs, e, k = self.config
+        return MBConv(in_chs, out_chs, e, k, self.stride, self.act_name)
+
+
+class ElasticTransformerLayer(ElasticBlock):
+    """Pre-norm transformer layer with elastic width, heads and MLP ratio."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, hidden: int, act: str) -> None:
+        super().__init__()
+        self.norm1 = ElasticLayerNorm(dim)
+        self.attn = ElasticAttention(dim, heads, head_dim)
+        self.norm2 = ElasticLayerNorm(dim)
+        self.mlp = ElasticMlp(dim, hidden, act)
+
+    def set_active(self, dim: int, heads: int, mlp_ratio: float) -> None:
+        self.norm1.set_active(dim)
+        self.attn.set_active(dim, heads)
+        self.norm2.set_active(dim)
+        self.mlp.set_active(dim, expand_width(dim, mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+    def active_leaves(self) -> Iterator[Elastic]:
+        yield self.norm1
+        yield from self.attn.active_leaves()
+        yield self.norm2
+        yield from self.mlp.active_leaves()
+
+
+class ElasticMobileViTBlock(ElasticBlock):
+    """MobileViT block with elastic width and depth (trailing layers skipped); mirrors
+    `MobileViTBlock`. Depth 0 (used only to count the block's own convs and norm) runs no layer."""
+
+    def __init__(self, dim: int, depth: int, heads: int, hidden: int, layout: Layout) -> None:
+        super().__init__()
+        act = layout.activation
+        self.patch = layout.patch_size
+        self.conv_kxk = ElasticConvBNAct(dim, dim, layout.local_kernel, act=act)
+        self.conv_1x1 = ElasticConv2d(dim, dim, 1)
+        self.layers = nn.ModuleList([ElasticTransformerLayer(dim, heads, layout.head_dim, hidden, act)
+                                     for _ in range(depth)])
+        self.norm = ElasticLayerNorm(dim)
+        self.conv_proj = ElasticConvBNAct(dim, dim, 1, act=act)
+        self.fusion = (ElasticConvBNAct(2 * dim, dim, layout.fusion_kernel, act=act, in_groups=2)
+                       if layout.fusion_kernel else None)
+
+    def set_active(self, dim: int, depth: int, heads: int, mlp_ratio: float) -> None:
+        self.conv_kxk.set_active(dim, dim)
+        self.conv_1x1.set_active(dim, dim)
+        for layer in self.layers[:depth]:
+            layer.set_active(dim, heads, mlp_ratio)
+        self._active_layers = tuple(self.layers[:depth])
+        self.norm.set_active(dim)
+        self.conv_proj.set_active(dim, dim)
+        if self.fusion is not None:
+            self.fusion.set_active(2 * dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        y, info = unfold_patches(self.conv_1x1(self.conv_kxk(x)), self.patch)
+        for layer in self._active_layers:
+            y = layer(y)
+        y = self.conv_proj(fold_patches(self.norm(y), self.patch, info))
+        if self.fusion is None:
+            return shortcut + y
+        return self.fusion(torch.cat((shortcut, y), dim=1))
+
+    def active_leaves(self) -> Iterator[Elastic]:
+        yield from self.conv_kxk.active_leaves()
+        yield self.conv_1x1
+        for layer in self._active_layers:
+            yield from layer.active_leaves()
+        yield self.norm
+        yield from self.conv_proj.active_leaves()
+        if self.fusion is not None:
+            yield from self.fusion.active_leaves()
+
+
+class ElasticTransformerStage(ElasticBlock):
+    """Downsampling MBConv transition + elastic MobileViT block; mirrors `TransformerStageModule`."""
+
+    def __init__(self, in_chs: int, dim: int, depth: int, heads: int, hidden: int, stride: int,
+                 layout: Layout) -> None:
+        super().__init__()
+        self.transition = ElasticMBConv(in_chs, dim, (layout.transition_expansion,), 3, stride, layout.activation)
+        self.block = ElasticMobileViTBlock(dim, depth, heads, hidden, layout)
+        self._transition_expansion = layout.transition_expansion
+
+    def set_active(self, in_chs: int, dim: int, depth: int, heads: int, mlp_ratio: float) -> None:
+        self.transition.set_active(in_chs, dim, self._transition_expansion, 3)
+        self.block.set_active(dim, depth, heads, mlp_ratio)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(self.transition(x))
+
+    def active_leaves(self) -> Iterator[Elastic]:
+        yield from self.transition.active_leaves()
+        yield from self.block.active_leaves()
+
+
+class ElasticMBPoolHead(ElasticBlock):
+    """MBPool head with elastic input width and head width; mirrors `MBPoolHead`."""
+
+    def __init__(self, in_chs: int, width: int, expansion: float, num_classes: int, act: str,
+                 drop_rate: float = 0.0) -> None:
+        super().__init__()
+        self.expansion, self.act_name, self.num_classes, self.drop_rate = expansion, act, num_classes, drop_rate
+        pooled = expand_width(in_chs, expansion) if expansion else in_chs
+        self.expand = ElasticConvBNAct(in_chs, pooled, 1, act=act) if expansion else nn.Identity()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.mix = ElasticLinear(pooled, width)
+        self.act = make_activation(act)
+        self.drop = nn.Dropout(drop_rate)
+        self.fc = ElasticLinear(width, num_classes) if num_classes > 0 else nn.Identity()
+
+    def set_active(self, in_chs: int, width: int) -> None:
+        self.config = (in_chs, width)
+        pooled = in_chs
+        if self.expansion:
+            pooled = expand_width(in_chs, self.expansion)
+            self.expand.set_active(in_chs, pooled)
+        self.mix.set_active(pooled, width)
+        if self.num_classes > 0:
+            self.fc.set_active(width, self.num_classes)
+
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.drop(self.act(self.mix(self.pool(self.expand(x)).flatten(1))))
+        return x if pre_logits else self.fc(x)
+
+    def active_leaves(self) -> Iterator[Elastic]:
+        if self.expansion:
+            yield from self.expand.active_leaves()
+        yield self.mix
+        if self.num_classes > 0:
+            yield self.fc
+
+    def static_twin(self) -> nn.Module:
+        in_chs, width = self.config
+        return MBPoolHead(in_chs, width, self.expansion, self.num_classes, self.act_name, self.drop_rate)
+
+
+__all__ = [
+    "ElasticBatchNorm2d", "ElasticConvBNAct", "ElasticLinear", "ElasticMBConv", "ElasticMBPoolHead",
+    "ElasticMobileViTBlock", "ElasticTransformerLayer", "ElasticTransformerStage",
+]

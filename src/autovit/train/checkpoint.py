@@ -1,0 +1,156 @@
+"""Training checkpoints: written atomically, loaded all-or-nothing, resumable exactly.
+
+A checkpoint holds the model (a `supernet_state()` for supernets; arch + state dict for a static
+subnet), optimizer, LR scheduler, AMP scaler, RNG states (Python, NumPy, torch, CUDA), the step
+and epoch position (the sampler resumes mid-epoch from it), the training config and the space.
+It is read with `torch.load(weights_only=True)`: no pickled code.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from autovit.arch import Arch
+from autovit.errors import AutovitError
+from autovit.io_utils import atomic_torch_save
+
+FORMAT = "autovit-train"
+SUBNET_FORMAT = "autovit-subnet-state"
+VERSION = 1
+
+
+# ------------------------------------------------------------------------------ RNG states
+def rng_state() -> dict[str, Any]:
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached": float(cached)}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ------------------------------------------------------------------------------ model payloads
+def is_supernet(model: nn.Module) -> bool:
+    return hasattr(model, "set_active") and hasattr(model, "space")
+
+
+def model_payload(model: nn.Module) -> dict[str, Any]:
+    """A self-describing snapshot of a Supernet or a static AutoViT."""
+    if is_supernet(model):
+        from autovit.supernet import supernet_state
+
+        return supernet_state(model)
+    return {"format": SUBNET_FORMAT, "arch": model.arch.to_dict(), "num_classes": model.num_classes,
+            "in_chans": model.stem.conv.in_channels, "state_dict": model.state_dict()}
+
+
+def _load_subnet_payload(model: nn.Module, payload: Mapping[str, Any]) -> None:
+    try:
+        arch = Arch.from_dict(payload["arch"])
+    except (KeyError, AutovitError) as err:
+        raise AutovitError(f"corrupt checkpoint: unreadable subnet arch ({err})") from None
+    if arch != model.arch:
+        raise AutovitError("the checkpoint holds another architecture than the model being trained",
+                           hint=f"checkpoint arch: {arch.key()}; pass the same --arch to resume")
+    _load_state_all_or_nothing(model, payload.get("state_dict"))
+
+
+def _load_state_all_or_nothing(model: nn.Module, state: Any) -> None:
+    own = model.state_dict()
+    if not isinstance(state, Mapping):
+        raise AutovitError("corrupt checkpoint: no model state dict")
+    bad = [k for k in own if k not in state or not isinstance(state[k], torch.Tensor) or state[k].shape != own[k].shape]
+    extra = [k for k in state if k not in own]
+    if bad or extra:
+        raise AutovitError(f"the checkpoint does not match the model: '{(bad + extra)[0]}' "
+                           f"({len(bad)} missing or mis-shaped, {len(extra)} unexpected tensors)",
+                           hint="check num_classes, in_chans and the architecture")
+    model.load_state_dict(state)
+
+
+def restore_model(model: nn.Module, payload: Mapping[str, Any]) -> None:
+    """Loads a `model_payload` into `model` after checking it fits (nothing is loaded otherwise)."""
+    if is_supernet(model):
+        from autovit.supernet import load_supernet_state
+
+        load_supernet_state(model, payload)
+    else:
+        if not isinstance(payload, Mapping) or payload.get("format") != SUBNET_FORMAT:
+            raise AutovitError("the checkpoint holds a supernet, but a single subnet is being trained",
+                               hint="use `autovit supernet train --resume` for supernet checkpoints")
+        _load_subnet_payload(model, payload)
+
+
+# ------------------------------------------------------------------------------ files
+def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
+    """Writes `state` (+ format tag) atomically: a crash leaves the previous file intact."""
+    return atomic_torch_save(path, {"format": FORMAT, "version": VERSION, **state})
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Reads a training checkpoint or a bare supernet/subnet state; clear errors for bad files."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt" if (path / "checkpoints" / "last.pt").is_file() else path / "last.pt"
+    if not path.is_file():
+        raise AutovitError(f"checkpoint not found: {path}",
+                           hint="pass the .pt file (e.g. runs/x/checkpoints/last.pt) or the run directory")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, wrong pickle, ...: all mean "not a usable checkpoint"
+        raise AutovitError(f"corrupt or unreadable checkpoint {path}: {type(err).__name__}: {str(err)[:200]}",
+                           hint="the file is damaged or not an autovit checkpoint; use an earlier checkpoint") from None
+    if not isinstance(obj, dict) or obj.get("format") not in (FORMAT, SUBNET_FORMAT, "autovit-supernet"):
+        raise AutovitError(f"{path} is not an autovit checkpoint (no autovit format tag)")
+    if obj["format"] == FORMAT and ("model" not in obj or "step" not in obj):
+        raise AutovitError(f"corrupt checkpoint {path}: missing 'model' or 'step'")
+    return obj
+
+
+def model_state_of(ckpt: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The model payload of a training checkpoint or a bare state file."""
+    return ckpt["model"] if ckpt.get("format") == FORMAT else ckpt
+
+
+def load_model_from_checkpoint(path: str | Path, arch: str | Path | Arch | None = None) -> nn.Module:
+    """The network stored in a checkpoint: the static subnet, the supernet, or (with `arch`) the
+    supernet's subnet `arch` extracted with inherited weights."""
+    payload = model_state_of(read_checkpoint(path))
+    if payload.get("format") == SUBNET_FORMAT:
+        from autovit.model import AutoViT
+
+        model = AutoViT(Arch.from_dict(payload["arch"]), num_classes=payload["num_classes"],
+                        in_chans=payload.get("in_chans", 3))
+        _load_subnet_payload(model, payload)
+        return model
+    from autovit.space import SearchSpace
+    from autovit.supernet import Supernet, load_supernet_state
+
+    try:
+        space = SearchSpace.from_dict(payload["space"])
+        supernet = Supernet(space, num_classes=int(payload["num_classes"]), in_chans=int(payload.get("in_chans", 3)))
+    except (KeyError, TypeError, ValueError) as err:
+        raise AutovitError(f"corrupt supernet checkpoint {path}: {err}") from None
+    load_supernet_state(supernet, payload)
+    if arch is None:
+        return supernet
+    if not isinstance(arch, Arch):
+        arch = space.parse_arch(arch)
+    return supernet.extract(arch)

@@ -1,0 +1,453 @@
+"""The training loop shared by supernet training (subnet sampling, paper Eq. 4-5) and standalone
+training of one static subnet, with the same recipe.
+
+Supernet steps: `uniform` samples one subnet per step; `sandwich` trains the largest, the
+smallest and `sandwich_random` random subnets on the same batch with accumulated gradients
+(optionally distilling the others from the largest, in place). Subnets are drawn from a
+`random.Random` seeded by (seed, step, k), so every process and every resumed run samples the
+same sequence without communication.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from autovit.arch import Arch
+from autovit.data import DataBundle, eval_loader, sample_seed, train_loader
+from autovit.errors import AutovitError
+from autovit.io_utils import save_json
+from autovit.train import distributed as ddp
+from autovit.train.checkpoint import (
+    is_supernet,
+    model_payload,
+    read_checkpoint,
+    restore_model,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from autovit.train.config import TrainConfig
+from autovit.train.distill import DistillationLoss, load_teacher, soft_kd_term
+from autovit.train.recipe import build_mixup, build_optimizer, build_scheduler, build_train_loss, current_lr
+
+# Steps after which a time-budgeted run re-fits its LR schedule to the measured step time.
+_REPLAN_AT = (30, 100, 300, 1000)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise AutovitError("device 'cuda' requested but CUDA is not available", hint="use --device cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, rank: int = 0) -> None:
+    """Seeds Python, NumPy and torch (Mixup and dropout draw from them); per rank, like timm."""
+    s = sample_seed(seed, rank, 0x61)
+    random.seed(s)
+    np.random.seed(s % 2**32)
+    torch.manual_seed(s)
+
+
+def step_archs(space: Any, seed: int, step: int, sampling: str, sandwich_random: int = 2) -> list[Arch]:
+    """The subnets trained at `step`: a pure function of (seed, step) -- identical on every rank."""
+    if sampling == "uniform":
+        return [space.sample(random.Random(sample_seed(seed, step, 0)))]
+    randoms = [space.sample(random.Random(sample_seed(seed, step, k))) for k in range(1, sandwich_random + 1)]
+    return [space.largest(), space.smallest(), *randoms]
+
+
+@dataclass
+class StepLog:
+    step: int
+    epoch: int
+    loss: float
+    lr: float
+    images_per_s: float
+    elapsed_s: float
+    archs: list[str] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains a `Supernet` (subnet sampling) or a static `AutoViT` (standalone) on `data`.
+
+    `out_dir` receives config.yaml, checkpoints/last.pt (every `ckpt_every_steps` steps and every
+    epoch), train_log.csv, eval_log.csv, TensorBoard events (tb/) and the final weights
+    (supernet.pt, or subnet/ with model.safetensors + arch.json). Only rank 0 writes.
+    """
+
+    def __init__(self, cfg: TrainConfig, model: nn.Module, data: DataBundle, out_dir: str | Path | None = None,
+                 teacher: nn.Module | None = None, console: Any = None) -> None:
+        cfg.check()
+        self.cfg, self.data, self.console = cfg, data, console
+        self.dist = ddp.current()
+        seed_everything(cfg.seed, self.dist.rank)
+        self.device = resolve_device(cfg.device)
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)
+        self.cuda = self.device.type == "cuda"
+        self.model = model.to(self.device)
+        if self.cuda and cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.supernet = is_supernet(model)
+        self.space = model.space if self.supernet else None
+        if cfg.init_from:
+            self._init_from(cfg.init_from)
+        ddp.broadcast_parameters(self.model, self.dist.world_size)
+        self.loader = train_loader(data, cfg, self.dist.rank, self.dist.world_size)
+        self.steps_per_epoch = self.loader.sampler.batches_per_epoch
+        self.total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * self.steps_per_epoch
+        self.planned_steps = self.total_steps  # LR schedule length (re-fitted under a time budget)
+        self.mixup = build_mixup(cfg, data.num_classes)
+        self.loss_fn = build_train_loss(cfg, self.mixup is not None)
+        self.kd: DistillationLoss | None = None
+        self.teacher = teacher
+        if cfg.kd != "none":
+            self.kd = DistillationLoss(self.loss_fn, cfg.kd, cfg.kd_alpha, cfg.kd_tau)
+            if self.teacher is None:
+                self.teacher = load_teacher(cfg, data.num_classes, data.in_chans, self.device)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg, self.planned_steps, self.steps_per_epoch)
+        self.amp = self.cuda and cfg.amp
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.step, self.elapsed_s = 0, 0.0
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.callbacks: list[Callable[["Trainer", StepLog], None]] = []
+        self.history: list[StepLog] = []
+        self._tb: Any = None
+        self._rate = 0.0
+        self._calib: list[Any] | None = None
+
+    # ------------------------------------------------------------------ setup helpers
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
+
+    def _init_from(self, path: str) -> None:
+        """Supernet: slice a larger supernet's weights (cross-supernet inheritance). Subnet: start
+        from inherited weights (a supernet checkpoint, whose subnet `arch` is extracted, or a subnet)."""
+        from autovit.train.checkpoint import load_model_from_checkpoint, model_state_of
+
+        if self.supernet:
+            source = model_state_of(read_checkpoint(path))
+            skip = int(source.get("num_classes", self.model.num_classes)) != self.model.num_classes
+            self.model.inherit_from(source, skip_classifier=skip)
+            return
+        if Path(path).is_dir() and (Path(path) / "arch.json").is_file():
+            from autovit.subnet_io import load_subnet
+
+            source = load_subnet(path)
+        else:
+            source = load_model_from_checkpoint(path, self.model.arch)
+        if getattr(source, "arch", None) != self.model.arch:
+            raise AutovitError(f"--init-from {path} holds another architecture than --arch",
+                               hint="pass a supernet checkpoint (the arch is extracted) or the same subnet")
+        restore_model(self.model, model_payload(source))
+
+    def _log(self, message: str) -> None:
+        if self.is_main and self.console is not None:
+            self.console.print(message)
+
+    # ------------------------------------------------------------------ one optimisation step
+    def archs_for(self, step: int) -> list[Arch | None]:
+        if not self.supernet:
+            return [None]
+        return step_archs(self.space, self.cfg.seed, step, self.cfg.sampling, self.cfg.sandwich_random)
+
+    def _autocast(self) -> Any:
+        return torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
+
+    def train_step(self, images: torch.Tensor, target: torch.Tensor,
+                   archs: Sequence[Arch | None] | None = None) -> StepLog:
+        """Forward/backward every subnet of this step (default: `archs_for(step)`) on one batch,
+        average gradients over processes, clip, update, advance the LR schedule."""
+        cfg, model = self.cfg, self.model
+        t0 = time.perf_counter()
+        model.train()
+        images = images.to(self.device, non_blocking=True)
+        target = target.to(self.device, non_blocking=True)
+        if self.cuda and cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if self.mixup is not None:
+            images, target = self.mixup(images, target)
+        teacher_logits = None
+        if self.kd is not None:
+            with torch.no_grad(), self._autocast():
+                teacher_logits = self.teacher(images).float()
+        self.optimizer.zero_grad(set_to_none=True)
+        archs = self.archs_for(self.step) if archs is None else list(archs)
+        largest_logits = None
+        losses = []
+        for i, arch in enumerate(archs):
+            if arch is not None:
+                model.set_active(arch)
+            with self._autocast():
+                logits = model(images)
+            if largest_logits is not None:  # in-place KD: subnets learn the largest subnet's outputs
+                loss = soft_kd_term(logits, largest_logits, cfg.kd_tau)
+            elif self.kd is not None:
+                loss = self.kd(logits.float(), target, teacher_logits)
+            else:
+                loss = self.loss_fn(logits.float(), target)
+            if not torch.isfinite(loss):
+                raise AutovitError(f"the loss became {loss.item()} at step {self.step}",
+                                   hint="lower --lr, raise warm-up or keep gradient clipping on")
+            self.scaler.scale(loss).backward()
+            if cfg.inplace_kd and i == 0:
+                largest_logits = logits.detach().float()
+            losses.append(loss.item())
+        ddp.average_gradients(model, self.dist.world_size)
+        if cfg.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        ddp.broadcast_buffers(model, self.dist.world_size)
+        self.step += 1
+        self.scheduler.step_update(self.step)
+        dt = time.perf_counter() - t0
+        self.elapsed_s += dt
+        rate = images.shape[0] * self.dist.world_size / max(dt, 1e-9)
+        self._rate = rate if self._rate == 0 else 0.9 * self._rate + 0.1 * rate
+        return StepLog(self.step, (self.step - 1) // self.steps_per_epoch, sum(losses) / len(losses),
+                       current_lr(self.optimizer), self._rate, self.elapsed_s,
+                       [a.key() for a in archs if a is not None])
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> list[StepLog]:
+        """Trains until `total_steps` (or the time budget); returns this call's step logs."""
+        cfg = self.cfg
+        if self.is_main and self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            cfg.save_yaml(self.out_dir / "config.yaml")
+        logs: list[StepLog] = []
+        progress, task = self._progress()
+        try:
+            while self.step < self.total_steps and not self._out_of_time():
+                epoch, start_batch = divmod(self.step, self.steps_per_epoch)
+                self.loader.sampler.set_epoch(epoch, start_batch)
+                last = time.perf_counter()
+                for images, target in self.loader:
+                    self.elapsed_s += time.perf_counter() - last  # data loading, logging, checkpoints
+                    log = self.train_step(images, target)
+                    last = time.perf_counter()
+                    logs.append(log)
+                    self.history.append(log)
+                    self._after_step(log, progress, task)
+                    if self.step >= self.total_steps or self._out_of_time():
+                        break
+                if self.step % self.steps_per_epoch == 0:
+                    self._end_epoch(self.step // self.steps_per_epoch)
+            self.save_checkpoint()
+            self.save_final()
+        finally:
+            if progress is not None:
+                progress.stop()
+            if self._tb is not None:
+                self._tb.flush()
+        return logs
+
+    def _out_of_time(self) -> bool:
+        return self.cfg.time_budget_s is not None and self.elapsed_s >= self.cfg.time_budget_s
+
+    def _replan(self) -> None:
+        """Under a time budget: fit the cosine schedule's length to the measured step time."""
+        budget = self.cfg.time_budget_s
+        if budget is None or self.step not in _REPLAN_AT:
+            return
+        per_step = self.elapsed_s / self.step
+        planned = self.step + int(max(budget - self.elapsed_s, 0) / per_step)
+        self.planned_steps = max(min(planned, self.total_steps), self.step + 1)
+        self.scheduler = build_scheduler(self.optimizer, self.cfg, self.planned_steps, self.steps_per_epoch)
+        self.scheduler.step_update(self.step)
+
+    def _after_step(self, log: StepLog, progress: Any, task: Any) -> None:
+        cfg = self.cfg
+        self._replan()
+        if self.is_main:
+            if progress is not None:
+                total = self.planned_steps if cfg.time_budget_s else self.total_steps
+                progress.update(task, completed=self.step, total=total, epoch=log.epoch, loss=log.loss, lr=log.lr,
+                                ips=log.images_per_s)
+            elif self.console is not None and cfg.log_every_steps and self.step % (cfg.log_every_steps * 10) == 0:
+                self._log(f"step {self.step}/{self.planned_steps} epoch {log.epoch} loss {log.loss:.4f} "
+                          f"lr {log.lr:.2e} {log.images_per_s:.0f} img/s elapsed {log.elapsed_s:.0f}s")
+            if cfg.log_every_steps and self.step % cfg.log_every_steps == 0:
+                self._write_train_row(log)
+        for callback in self.callbacks:
+            callback(self, log)
+        if cfg.ckpt_every_steps and self.step % cfg.ckpt_every_steps == 0:
+            self.save_checkpoint()
+
+    def _end_epoch(self, epoch: int) -> None:
+        if self.cfg.eval_every_epoch and len(self.data.val):
+            results = self.evaluate_val()
+            if self.is_main:
+                for name, res in results.items():
+                    self._write_eval_row(epoch, name, res)
+                self._log(f"epoch {epoch}: " + ", ".join(f"{k} top-1 {v['top1']:.2f}%" for k, v in results.items()))
+        self.save_checkpoint()
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate_val(self, dataset: Any = None) -> dict[str, dict[str, float]]:
+        """top-1/top-5/loss on the validation split: the model, or for a supernet its largest and
+        smallest subnets with BN recalibrated on the fixed calibration subset."""
+        from autovit.supernet.evaluate import SubnetEvaluator, evaluate
+
+        loader = eval_loader(dataset if dataset is not None else self.data.val, self.cfg.batch_size, self.cfg.num_workers)
+        if not self.supernet:
+            return {"model": evaluate(self.model, loader)}
+        evaluator = SubnetEvaluator(self.model, self.calibration_batches(), loader)
+        return {"largest": evaluator.evaluate(self.space.largest()),
+                "smallest": evaluator.evaluate(self.space.smallest())}
+
+    def calibration_batches(self) -> list[Any]:
+        """The fixed, seeded BN-recalibration subset of the training images (eval transform)."""
+        from autovit.supernet.bn_calibration import calibration_batches
+
+        if self._calib is None:
+            self._calib = calibration_batches(self.data.train_eval, self.cfg.calib_images, self.cfg.batch_size,
+                                              self.cfg.seed)
+        return self._calib
+
+    # ------------------------------------------------------------------ outputs
+    def _progress(self) -> tuple[Any, Any]:
+        if not (self.is_main and self.cfg.progress and self.console is not None and self.console.is_terminal):
+            return None, None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        progress = Progress(TextColumn("[bold]train[/] ep {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]:.4f} lr {task.fields[lr]:.2e} "
+                                       "{task.fields[ips]:.0f} img/s"), TimeRemainingColumn(),
+                            console=self.console, transient=False)
+        task = progress.add_task("train", total=self.total_steps, completed=self.step, epoch=0, loss=float("nan"),
+                                 lr=current_lr(self.optimizer), ips=0.0)
+        progress.start()
+        return progress, task
+
+    def _tensorboard(self) -> Any:
+        if self._tb is None and self.cfg.tensorboard and self.out_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step)
+        return self._tb
+
+    def _append_csv(self, name: str, row: dict[str, Any]) -> None:
+        if self.out_dir is None:
+            return
+        path = self.out_dir / name
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def _write_train_row(self, log: StepLog) -> None:
+        self._append_csv("train_log.csv", dict(step=log.step, epoch=log.epoch, loss=round(log.loss, 6), lr=log.lr,
+                                               images_per_s=round(log.images_per_s, 1),
+                                               elapsed_s=round(log.elapsed_s, 2)))
+        tb = self._tensorboard()
+        if tb is not None:
+            tb.add_scalar("train/loss", log.loss, log.step)
+            tb.add_scalar("train/lr", log.lr, log.step)
+            tb.add_scalar("train/images_per_s", log.images_per_s, log.step)
+
+    def _write_eval_row(self, epoch: int, name: str, res: dict[str, float]) -> None:
+        self._append_csv("eval_log.csv", dict(step=self.step, epoch=epoch, subnet=name, **res))
+        tb = self._tensorboard()
+        if tb is not None:
+            for k, v in res.items():
+                tb.add_scalar(f"val_{name}/{k}", v, self.step)
+
+    def _truncate_logs(self) -> None:
+        """After a resume: drop log rows written after the checkpoint (they are redone)."""
+        if self.out_dir is None or not self.is_main:
+            return
+        for name in ("train_log.csv", "eval_log.csv"):
+            path = self.out_dir / name
+            if path.exists():
+                lines = path.read_text().splitlines(keepends=True)
+                kept = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= self.step]
+                path.write_text("".join(kept))
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> dict[str, Any]:
+        return {"kind": "supernet" if self.supernet else "subnet", "model": model_payload(self.model),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "rng": rng_state(), "step": self.step,
+                "planned_steps": self.planned_steps, "elapsed_s": self.elapsed_s,
+                "steps_per_epoch": self.steps_per_epoch, "world_size": self.dist.world_size,
+                "config": self.cfg.to_dict(), "space": self.space.to_dict() if self.space is not None else None}
+
+    def save_checkpoint(self) -> Path | None:
+        if not (self.is_main and self.out_dir is not None):
+            ddp.barrier(self.dist.world_size)
+            return None
+        path = save_checkpoint(self.out_dir / "checkpoints" / "last.pt", self.state())
+        ddp.barrier(self.dist.world_size)
+        return path
+
+    def save_final(self) -> None:
+        """The trained weights in their portable form: supernet.pt or subnet/ (safetensors + arch)."""
+        if not (self.is_main and self.out_dir is not None):
+            return
+        from autovit.io_utils import atomic_torch_save
+
+        if self.supernet:
+            atomic_torch_save(self.out_dir / "supernet.pt", model_payload(self.model))
+        else:
+            from autovit.subnet_io import save_subnet
+
+            save_subnet(self.model, self.out_dir / "subnet")
+        save_json(self.out_dir / "summary.json", {"steps": self.step, "train_time_s": round(self.elapsed_s, 2),
+                                                  "final_loss": self.history[-1].loss if self.history else None})
+
+    def resume(self, path: str | Path) -> None:
+        """Restores everything a checkpoint holds; checks it all before changing anything."""
+        ckpt = read_checkpoint(path)
+        if ckpt.get("format") != "autovit-train":
+            raise AutovitError(f"{path} holds weights only, not a training state",
+                               hint="resume from runs/<name>/checkpoints/last.pt; to start from these weights "
+                                    "use --init-from (supernets)")
+        kind = "supernet" if self.supernet else "subnet"
+        if ckpt.get("kind") != kind:
+            raise AutovitError(f"the checkpoint is a {ckpt.get('kind')} training run, this is a {kind} run")
+        if ckpt.get("steps_per_epoch") != self.steps_per_epoch or ckpt.get("world_size") != self.dist.world_size:
+            raise AutovitError("the checkpoint was written with another data size, batch size or process count "
+                               f"({ckpt.get('steps_per_epoch')} steps/epoch on {ckpt.get('world_size')} processes, "
+                               f"now {self.steps_per_epoch} on {self.dist.world_size})",
+                               hint="resume with the same dataset, --batch-size and number of processes")
+        backup = {k: v.clone() for k, v in self.model.state_dict().items()}
+        try:
+            restore_model(self.model, ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scaler.load_state_dict(ckpt["scaler"])
+            self.planned_steps = int(ckpt.get("planned_steps", self.total_steps))
+            self.scheduler = build_scheduler(self.optimizer, self.cfg, self.planned_steps, self.steps_per_epoch)
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            set_rng_state(ckpt["rng"])
+        except AutovitError:
+            self.model.load_state_dict(backup)
+            raise
+        except (KeyError, ValueError, RuntimeError, TypeError) as err:
+            self.model.load_state_dict(backup)
+            raise AutovitError(f"corrupt checkpoint {path}: {type(err).__name__}: {str(err)[:200]}") from None
+        self.step = int(ckpt["step"])
+        self.elapsed_s = float(ckpt.get("elapsed_s", 0.0))
+        self.scheduler.step_update(self.step)
+        self._truncate_logs()
+        self._log(f"resumed from {path} at step {self.step}")
+

@@ -1,0 +1,142 @@
+"""Table building, subnet timing and validation with a mocked timer (synthetic, deterministic)."""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import numpy as np
+import pytest
+
+from autovit.latency import profile as prof
+from autovit.latency import validate as val
+from autovit.latency.blocks import BlockSig, arch_blocks, context_key, space_blocks
+from autovit.latency.lut import LatencyTable, LatencyTableError, synthetic_table
+from autovit.latency.measure import MeasureConfig, RoundTimes, measure_rounds
+from autovit.latency.predictor import LatencyModel
+from autovit.space import SearchSpace
+
+REF_MS = 10.0
+DRIFT = (1.0, 1.15, 0.9, 1.3, 1.05)  # the machine's speed per round: ratios must not care
+
+
+def true_cost(sig: str) -> float:
+    return 0.05 + (zlib.crc32(sig.encode()) % 1000) / 1000  # ms, reproducible
+
+
+def fake_ms(name: str) -> float:
+    base = name.split("#")[0]
+    if base.startswith("ctx:"):
+        return 1.0 + (zlib.crc32(base.encode()) % 100) / 100
+    if base.startswith("net"):
+        return 5.0 + int(base[3:])
+    sig = BlockSig.parse(base)
+    return fake_ms(context_key(sig)) + sig.copies * true_cost(base)
+
+
+def fake_rounds(runners, reference, groups=None, rounds=5, *args, spread=False, **kwargs) -> RoundTimes:
+    groups = groups or [[n] for n in runners]
+    ms = {n: [] for n in runners}
+    ref_of = {n: [] for n in runners}
+    refs = []
+    for r in range(rounds):
+        drift = DRIFT[r % len(DRIFT)] * (3.0 if spread and r % 2 else 1.0)
+        for g in groups:
+            refs.append(REF_MS * drift)
+            for n in g:
+                ms[n].append(fake_ms(n) * drift)
+                ref_of[n].append(REF_MS * drift)
+    return RoundTimes(ms, ref_of, refs)
+
+
+@pytest.fixture
+def mocked(monkeypatch):
+    monkeypatch.setattr(MeasureConfig, "runner", lambda self, module, size, key=None: (lambda: None))
+    monkeypatch.setattr(prof, "measure_rounds", fake_rounds)
+    return monkeypatch
+
+
+def _sigs():
+    sigs = space_blocks(SearchSpace.builtin("xxs"))
+    return [s for s in sigs if s.kind in ("stem", "attn", "head")] + [s for s in sigs if s.kind == "mbconv"][:6]
+
+
+def test_in_context_difference_is_exact_under_drift(mocked) -> None:
+    sigs = _sigs()
+    built = prof.build_table(SearchSpace.builtin("xxs"), 256, MeasureConfig(rounds=5), sigs=sigs)
+    t = built.table
+    assert len(t.entries) == len(sigs) and t.meta["modules_measured"] == len(sigs)
+    for s in sigs:
+        e = t.entries[str(s)]
+        assert e["ratio_to_ref"] == pytest.approx(true_cost(str(s)) / REF_MS, rel=1e-9)
+        assert e["count"] == 5 and e["copies"] == s.copies and e["fingerprint"] == t.to_dict()["fingerprint_id"]
+    assert t.fingerprint["backend"] == "ort" and t.fingerprint["threads"] == 1 and t.fingerprint["resolution"] == 256
+
+
+def test_unstable_machine_refuses_to_write(mocked) -> None:
+    mocked.setattr(prof, "measure_rounds", lambda *a, **k: fake_rounds(*a, spread=True, **k))
+    with pytest.raises(prof.UnstableMachineError, match="too unstable") as err:
+        prof.build_table(SearchSpace.builtin("xxs"), 256, MeasureConfig(rounds=5), sigs=_sigs())
+    assert "--force" in err.value.hint
+    built = prof.build_table(SearchSpace.builtin("xxs"), 256, MeasureConfig(rounds=5), sigs=_sigs(), force=True)
+    assert built.table.reference["spread"] > prof.MAX_REFERENCE_SPREAD
+
+
+def test_subnet_timing_and_validation_report(mocked, tmp_path) -> None:
+    space = SearchSpace.builtin("xxs")
+    table = synthetic_table(space, seed=0)
+    mocked.setattr(prof, "_seeded_model", lambda arch, n: None)
+    archs = prof.fit_archs(space, 12, seed=0)
+    # whole subnets: make "measured" = exact table sum * 1.1 + 0.02 so the fitted model is exact
+    raw = LatencyModel(table)
+    truth = {f"net{i}": v for i, v in enumerate(raw.predict_ratio(archs) * 1.1 + 0.02)}
+
+    def subnet_rounds(runners, reference, groups=None, rounds=5, *a, **k):
+        names = list(runners)
+        ms = {n: [truth_for[n] * REF_MS * d for d in DRIFT[:rounds]] for n in names}
+        return RoundTimes(ms, {n: [REF_MS * d for d in DRIFT[:rounds]] for n in names},
+                          [REF_MS * d for d in DRIFT[:rounds]])
+
+    truth_for = truth
+    mocked.setattr(prof, "measure_rounds", subnet_rounds)
+    times = prof.measure_subnets(archs, MeasureConfig(rounds=5))
+    np.testing.assert_allclose(times.ratio, list(truth.values()), rtol=1e-12)
+    model = LatencyModel.fit(table, archs, times.ratio)
+    np.testing.assert_allclose(model.predict_ratio(archs), times.ratio, rtol=1e-6)
+    table.model = {"coef": model.coef, "fit": times.to_dict()}
+    model = LatencyModel(table, model.coef)
+    held = prof.sample_distinct(space, 10, 1001, archs)
+    truth_for = {f"net{i}": v for i, v in enumerate(LatencyModel(table).predict_ratio(held) * 1.1 + 0.02)}
+    mocked.setattr(val, "subnet_runners", lambda archs, *a, **k: [None] * len(archs))
+    mocked.setattr(val, "reference_runner", lambda *a, **k: None)
+    report = val.run_validation(model, space, samples=10, seed=1, config=MeasureConfig(rounds=5))
+    m = report["metrics"]
+    assert m["mape"] < 1e-6 and m["within_5"] == 100 and m["kendall_tau"] == pytest.approx(1.0)
+    assert report["retest_noise"]["mape"] == 0
+    assert set(report["ablations"]) >= {"raw_table_sum", "single_table_scale", "hat_mlp", "flops_proxy",
+                                         "params_proxy"}
+    assert report["ablations"]["raw_table_sum"]["bias"] < 0  # raw sum misses the 1.1x scale and intercept
+    png = val.plot_validation(report, tmp_path / "v.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    json.dumps(report)
+
+
+def test_error_metrics_definitions() -> None:
+    m = val.error_metrics([1.0, 2.15, 2.8, 4.0], [1.0, 2.0, 3.0, 4.0])
+    assert m["mape"] == pytest.approx((0 + 7.5 + 20 / 3 + 0) / 4)
+    assert m["max_error"] == pytest.approx(7.5) and m["within_10"] == 100 and m["within_5"] == 50
+    assert m["kendall_tau"] == pytest.approx(1.0)
+
+
+def test_measure_rounds_pairs_each_group_with_one_reference(monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr("autovit.latency.measure.time_runner", lambda run, runs: run())
+    monkeypatch.setattr("autovit.latency.measure.calibrate_runs", lambda run, *a, **k: (3, 1.0))
+
+    def make(name, value):
+        return lambda: (calls.append(name), value)[1]
+
+    runners = {"a": make("a", 2.0), "b": make("b", 3.0)}
+    times = measure_rounds(runners, make("ref", 4.0), [["a", "b"]], rounds=3)
+    assert calls == ["ref", "a", "b"] * 3
+    assert times.timing("a").ratio_to_ref == pytest.approx(0.5) and times.reference_spread == 0

@@ -1,0 +1,112 @@
+"""`autovit search` / `autovit export` end to end on a tiny untrained supernet, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from autovit.cli import main
+from autovit.space import SearchSpace
+from search_toys import tiny_space, write_toy_supernet, write_toy_table
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("search_cli")
+    space = tiny_space()
+    return {"dir": d, "supernet": write_toy_supernet(d / "supernet.pt", space),
+            "lut": write_toy_table(d / "lut.json", space),
+            "foreign_lut": write_toy_table(d / "foreign.json", space, fingerprint={"cpu": "Apple M9", "cores": 8,
+                                                                                 "backend": "ort", "threads": 1}),
+            "other_space_lut": write_toy_table(d / "xxs.json", space, space_name="xxs")}
+
+
+def _run(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    return exit_info.value.code, text if text.lstrip().startswith("{") else " ".join(text.split())
+
+
+SMALL = ["--population", "4", "--generations", "2", "--parents", "2", "--coarse-samples", "500",
+         "--coarse-top-k", "4", "--calib-images", "32", "--val-images", "64", "--no-measure"]
+
+
+def test_search_then_export_end_to_end(files, capsys) -> None:
+    out = files["dir"] / "run"
+    code, text = _run(["search", "--supernet", str(files["supernet"]), "--lut", str(files["lut"]),
+                       "--latency-budget", "2ms", "--params-budget", "0.3M", "--out", str(out), "--json", *SMALL], capsys)
+    assert code in (0, None), text
+    summary = json.loads(text)
+    best = json.loads((out / "best.json").read_text())
+    assert best["latency_ms"]["predicted"] <= 2.0 and best["params"] <= 3e5
+    assert best["accuracy"] == summary["accuracy"] and summary["evaluations"] == 8
+    for name in ("pareto.json", "pareto.csv", "history.csv", "search.png", "coarse_cloud.png", "report.md",
+                 "impact.json", "state.json"):
+        assert (out / name).is_file(), name
+    assert len((out / "history.csv").read_text().splitlines()) == 1 + 8
+    # resuming a finished run re-evaluates nothing and gives the same winner
+    code, text = _run(["search", "--supernet", str(files["supernet"]), "--lut", str(files["lut"]),
+                       "--latency-budget", "2ms", "--params-budget", "0.3M", "--out", str(out), "--json",
+                       "--resume", "--no-impact", *SMALL], capsys)
+    assert code in (0, None), text
+    assert json.loads(text)["key"] == best["key"]
+
+    exp = files["dir"] / "export"
+    code, text = _run(["export", "--supernet", str(files["supernet"]), "--arch", str(out / "best.json"),
+                       "--out", str(exp), "--formats", "safetensors,onnx", "--calib-images", "32", "--json"], capsys)
+    assert code in (0, None), text
+    report = json.loads(text)
+    assert [f["status"] for f in report["formats"]] == ["ok", "ok"]
+    assert report["formats"][1]["max_abs_diff"] <= 1e-4
+    assert (exp / "model.safetensors").is_file() and (exp / "model.onnx").is_file()
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--latency-budget", "2M"], "is a time"),
+    (["--params-budget", "12ms"], "is a count"),
+    (["--latency-budget", "0.001ms"], "no architecture of the space 'tiny'"),
+    (["--objective", "eq4"], "unknown objective"),
+])
+def test_bad_budgets_exit_2(files, capsys, extra, words) -> None:
+    code, text = _run(["search", "--supernet", str(files["supernet"]), "--lut", str(files["lut"]),
+                       "--out", str(files["dir"] / "bad"), *SMALL, *extra], capsys)
+    assert code == 2 and words in text, text
+    assert "Traceback" not in text
+
+
+def test_impossible_budget_names_the_minimum(files, capsys) -> None:
+    code, text = _run(["search", "--supernet", str(files["supernet"]), "--lut", str(files["lut"]),
+                       "--latency-budget", "1ms", "--out", str(files["dir"] / "bad"), *SMALL], capsys)
+    assert code == 2 and "smallest it reaches is latency 1.38 ms" in text, text
+
+
+def test_table_of_another_device_or_space_is_refused(files, capsys) -> None:
+    base = ["search", "--supernet", str(files["supernet"]), "--latency-budget", "2ms",
+            "--out", str(files["dir"] / "bad"), *SMALL]
+    code, text = _run([*base, "--lut", str(files["foreign_lut"])], capsys)
+    assert code == 2 and "another device" in text and "--force-table" in text, text
+    code, text = _run([*base, "--lut", str(files["other_space_lut"])], capsys)
+    assert code == 2 and "built for the space 'xxs'" in text, text
+
+
+def test_supernet_of_another_space_is_refused(files, capsys) -> None:
+    code, text = _run(["search", "--supernet", str(files["supernet"]), "--space", "xxs", "--params-budget", "2M",
+                       "--out", str(files["dir"] / "bad"), *SMALL], capsys)
+    assert code == 2 and "supernet of the space 'tiny', not of 'xxs'" in text, text
+
+
+def test_latency_budget_without_a_table_is_refused(files, capsys) -> None:
+    code, text = _run(["search", "--supernet", str(files["supernet"]), "--latency-budget", "2ms",
+                       "--out", str(files["dir"] / "bad"), *SMALL], capsys)
+    assert code == 2 and "needs a latency table" in text, text
+
+
+def test_export_with_an_arch_of_another_space_is_refused(files, tmp_path, capsys) -> None:
+    arch = tmp_path / "arch.json"
+    SearchSpace.builtin("xxs").smallest().save(arch)
+    code, text = _run(["export", "--supernet", str(files["supernet"]), "--arch", str(arch), "--out",
+                       str(tmp_path / "e"), "--calib-images", "0"], capsys)
+    assert code == 2 and "outside the search space 'tiny'" in text or "layout differs" in text, text
