@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import time
 from pathlib import Path
 
-import numpy as np
 import onnxruntime
 import torch
 
@@ -43,7 +43,8 @@ def throughput(model: LatencyModel, space: SearchSpace, n: int = 100_000) -> dic
     cold.predict(archs)
     t_warm = time.perf_counter() - t
     return {"archs": n, "cold_archs_per_s": n / t_cold, "warm_archs_per_s": n / t_warm,
-            "cache_entries": len(cold._cache)}
+            "cache_entries": sum(len(c) for c in cold._cache.values() if isinstance(c, dict))
+            + sum(len(c) for k in ("mb", "tr") for c in cold._cache[k])}
 
 
 def fmt_row(name: str, m: dict) -> str:
@@ -68,7 +69,8 @@ def write_markdown(out: Path, space: str, res: dict, cmd: str) -> None:
         f"ONNX export of the table networks {b['export_seconds']:.0f}s, fitting subnets (export + timing) "
         f"{b['fit_seconds']:.0f}s; {b['rounds']} rounds per table network, {b['subnet_rounds']} per subnet",
         f"- reference network: {b['reference_ms']:.2f} ms, spread (IQR/median over the build) {b['reference_spread']:.1%}",
-        f"- coefficients: {', '.join(f'{k}={c:.3g}' for k, c in b['coef'].items())}", "",
+        f"- coefficients: {', '.join(f'{k}={c:.3g}' for k, c in b['coef'].items())}",
+        f"- term set chosen by leave-one-out MAPE on the fitting subnets: {b['selection']}", "",
         f"## {v['samples']} held-out random subnets (disjoint from the fit set)", "",
         "Errors in % of the measured latency (ratio to the interleaved reference; truth = mean of two passes).", "",
         "| predictor | MAPE | RMSPE | max | within 5% | within 10% | Kendall tau | Spearman rho |",
@@ -111,15 +113,16 @@ def run(space_name: str, fit_subnets: int, samples: int, rounds: int, subnet_rou
     t_val = time.time()
     report = run_validation(model, space, samples, seed=1, config=subnet_config, progress=progress)
     report["validation_seconds"] = time.time() - t_val
+    save_json(out_dir / f"latency_validation_{space_name}.json", {"space": space_name, "validation": report})
     kinds = {}
     for k in table.entries:
         kinds[k.split(":")[0]] = kinds.get(k.split(":")[0], 0) + 1
-    m, noise = report["metrics"], report["retest_noise"]
+    m = report["metrics"]
     build = {"modules_measured": len(table.entries), "kinds": kinds, "context_networks": table.meta["context_networks"],
              "fit_subnets": fit_subnets, "export_seconds": table.meta.get("export_seconds"),
              "fit_seconds": table.meta.get("fit_seconds"), "rounds": rounds, "subnet_rounds": subnet_rounds,
              "fit_mape": table.model["fit_mape"], "build_seconds": table.meta["build_seconds"],
-             "reference_ms": table.reference_ms, "reference_spread": table.reference["spread"], "coef": model.coef}
+             "selection": table.model.get("selection"), "reference_ms": table.reference_ms, "reference_spread": table.reference["spread"], "coef": model.coef}
     goals = [
         {"name": "modules measured", "target": "< 100", "value": build["modules_measured"], "met": build["modules_measured"] < 100},
         {"name": "build time (min)", "target": "<= 10", "value": build["build_seconds"] / 60, "met": build["build_seconds"] <= 600},
@@ -131,7 +134,7 @@ def run(space_name: str, fit_subnets: int, samples: int, rounds: int, subnet_rou
     ]
     res = {"space": space_name, "fingerprint": table.fingerprint, "pinned_cpu": cpu, "build": build,
            "validation": report, "goals": goals, "throughput": throughput(model, space),
-           "lut": str(lut_path.relative_to(ROOT)), "onnxruntime": onnxruntime.__version__,
+           "lut": os.path.relpath(lut_path, ROOT), "onnxruntime": onnxruntime.__version__,
            "torch": torch.__version__, "total_seconds": time.time() - t0}
     save_json(out_dir / f"latency_validation_{space_name}.json", res)
     plot_validation(report, out_dir / f"latency_validation_{space_name}.png",
@@ -146,7 +149,7 @@ def run(space_name: str, fit_subnets: int, samples: int, rounds: int, subnet_rou
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--space", action="append", default=None)
-    ap.add_argument("--fit-subnets", type=int, default=24)
+    ap.add_argument("--fit-subnets", type=int, default=30)
     ap.add_argument("--samples", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=9, help="timing rounds per table network")
     ap.add_argument("--subnet-rounds", type=int, default=5, help="timing rounds per whole subnet")

@@ -10,7 +10,7 @@ import pytest
 from autovit.latency.blocks import arch_blocks
 from autovit.latency.impact import impact_table, latency_impact, removable_modules
 from autovit.latency.lut import LatencyTableError, synthetic_table
-from autovit.latency.predictor import FEATURES, SIMPLE_FEATURES, LatencyModel, feature_matrix, fit_nnls
+from autovit.latency.predictor import FEATURES, SIMPLE_FEATURES, LatencyModel, fit_nnls
 from autovit.registry import paper_arch
 from autovit.space import SearchSpace
 
@@ -121,3 +121,16 @@ def test_latency_impact_eq7(xxs: SearchSpace) -> None:
     assert "| module removed |" in impact_table(rows)
     # at minimum depth nothing but the last stage can go (and the space forbids dropping to 2 stages)
     assert latency_impact(xxs.smallest(), acc, model, space=xxs) == []
+
+
+def test_fit_select_prefers_the_term_set_that_generalises(xxs: SearchSpace) -> None:
+    table = synthetic_table(xxs, seed=8)
+    archs = _archs(xxs, 30, seed=3)
+    per_kind = {"table_stem": 1.0, "table_mbconv": 0.5, "table_tfixed": 2.0, "table_attn": 1.5, "table_mlp": 0.7,
+                "table_head": 1.0, "intercept": 0.1}
+    y = LatencyModel(table, per_kind).predict_ratio(archs)
+    model, sel = LatencyModel.fit_select(table, archs, y)
+    assert sel["chosen"] == list(FEATURES) and min(sel["loo_mape"].values()) < 1e-6
+    y = LatencyModel(table, {"table": 1.3, "intercept": 0.1}).predict_ratio(archs)
+    model, sel = LatencyModel.fit_select(table, archs, y, candidates=(SIMPLE_FEATURES,))
+    assert model.coef["table"] == pytest.approx(1.3)

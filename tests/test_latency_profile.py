@@ -10,9 +10,9 @@ import pytest
 
 from autovit.latency import profile as prof
 from autovit.latency import validate as val
-from autovit.latency.blocks import BlockSig, arch_blocks, context_key, space_blocks
-from autovit.latency.lut import LatencyTable, LatencyTableError, synthetic_table
-from autovit.latency.measure import MeasureConfig, RoundTimes, measure_rounds
+from autovit.latency.blocks import BlockSig, context_key, space_blocks
+from autovit.latency.lut import synthetic_table
+from autovit.latency.measure import MeasureConfig, RoundTimes, measure_paired, measure_rounds
 from autovit.latency.predictor import LatencyModel
 from autovit.space import SearchSpace
 
@@ -91,14 +91,14 @@ def test_subnet_timing_and_validation_report(mocked, tmp_path) -> None:
     raw = LatencyModel(table)
     truth = {f"net{i}": v for i, v in enumerate(raw.predict_ratio(archs) * 1.1 + 0.02)}
 
-    def subnet_rounds(runners, reference, groups=None, rounds=5, *a, **k):
+    def subnet_rounds(runners, reference, rounds=5, *a, **k):
         names = list(runners)
         ms = {n: [truth_for[n] * REF_MS * d for d in DRIFT[:rounds]] for n in names}
         return RoundTimes(ms, {n: [REF_MS * d for d in DRIFT[:rounds]] for n in names},
                           [REF_MS * d for d in DRIFT[:rounds]])
 
     truth_for = truth
-    mocked.setattr(prof, "measure_rounds", subnet_rounds)
+    mocked.setattr(prof, "measure_paired", subnet_rounds)
     times = prof.measure_subnets(archs, MeasureConfig(rounds=5))
     np.testing.assert_allclose(times.ratio, list(truth.values()), rtol=1e-12)
     model = LatencyModel.fit(table, archs, times.ratio)
@@ -140,3 +140,20 @@ def test_measure_rounds_pairs_each_group_with_one_reference(monkeypatch) -> None
     times = measure_rounds(runners, make("ref", 4.0), [["a", "b"]], rounds=3)
     assert calls == ["ref", "a", "b"] * 3
     assert times.timing("a").ratio_to_ref == pytest.approx(0.5) and times.reference_spread == 0
+
+
+def test_measure_paired_alternates_reference_and_network(monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr("autovit.latency.measure.time_runner", lambda run, runs: run())
+    monkeypatch.setattr("autovit.latency.measure.calibrate_runs", lambda run, *a, **k: (3, 100.0))
+    load = iter([1.0, 1.0, 2.0, 2.0, 1.5, 1.5] * 10)  # the machine's slowdown changes call by call
+
+    def make(name, value):
+        def run():
+            calls.append(name)
+            return value * next(load)
+        return run
+
+    times = measure_paired({"net": make("net", 30.0)}, make("ref", 10.0), rounds=2, target_ms=300.0, warmup=0)
+    assert calls == ["ref", "net"] * 6
+    np.testing.assert_allclose(times.ratios("net"), [3.0, 3.0])  # pairwise ratios cancel the slowdown

@@ -37,9 +37,14 @@ SMALL = ["--population", "4", "--generations", "2", "--parents", "2", "--coarse-
 def test_search_then_export_end_to_end(files, capsys) -> None:
     out = files["dir"] / "run"
     code, text = _run(["search", "--supernet", str(files["supernet"]), "--lut", str(files["lut"]),
-                       "--latency-budget", "2ms", "--params-budget", "0.3M", "--out", str(out), "--json", *SMALL], capsys)
+                       "--latency-budget", "2ms", "--params-budget", "0.3M", "--budgets", "1.8ms,2ms", "--compare",
+                       "--out", str(out), "--json", *SMALL], capsys)
     assert code in (0, None), text
     summary = json.loads(text)
+    assert [row["name"] for row in summary["comparison"]] == ["latency-aware search (ours)", "random search",
+                                                              "FLOPs-constrained"]
+    assert set(summary["best_per_budget"]) == {"1.8", "2"}
+    assert "## Comparison" in (out / "report.md").read_text()
     best = json.loads((out / "best.json").read_text())
     assert best["latency_ms"]["predicted"] <= 2.0 and best["params"] <= 3e5
     assert best["accuracy"] == summary["accuracy"] and summary["evaluations"] == 8
@@ -49,8 +54,8 @@ def test_search_then_export_end_to_end(files, capsys) -> None:
     assert len((out / "history.csv").read_text().splitlines()) == 1 + 8
     # resuming a finished run re-evaluates nothing and gives the same winner
     code, text = _run(["search", "--supernet", str(files["supernet"]), "--lut", str(files["lut"]),
-                       "--latency-budget", "2ms", "--params-budget", "0.3M", "--out", str(out), "--json",
-                       "--resume", "--no-impact", *SMALL], capsys)
+                       "--latency-budget", "2ms", "--params-budget", "0.3M", "--budgets", "1.8ms,2ms",
+                       "--out", str(out), "--json", "--resume", "--no-impact", *SMALL], capsys)
     assert code in (0, None), text
     assert json.loads(text)["key"] == best["key"]
 

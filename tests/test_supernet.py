@@ -87,6 +87,24 @@ def test_extracted_subnets_equal_supernet(supernet: Supernet) -> None:
         assert diff <= 1e-5, (arch.key(), diff)
 
 
+def test_layout_variants_extract_exactly() -> None:
+    """Fusion conv (input channels sliced per half), head expansion, other activation and local
+    kernel, and no width constraint (a wider 3rd stage than 4th)."""
+    data = SearchSpace.builtin("xxs").to_dict()
+    data["layout"].update(fusion_kernel=3, head_expansion=2, activation="gelu", local_kernel=5)
+    data["transformer"][2]["width"] = [80, 128]
+    data["constraints"] = {"nondecreasing_widths": False}
+    space = SearchSpace.from_dict(data)
+    torch.manual_seed(0)
+    net = randomize_norms(Supernet(space, num_classes=NUM_CLASSES)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    for arch in _archs(space, 6, seed=1):
+        static = net.set_active(arch) and net.extract()
+        assert net.active_num_params() == count_params(arch, NUM_CLASSES)
+        with torch.no_grad():
+            assert (net(x) - static(x)).abs().max().item() <= 1e-5, arch.key()
+
+
 def test_supernet_stores_exactly_the_largest_subnet(supernet: Supernet) -> None:
     assert supernet.num_params() == count_params(supernet.space.largest(), NUM_CLASSES)
 
@@ -175,7 +193,9 @@ def test_gradients_reach_only_the_active_slices() -> None:
             assert torch.count_nonzero(outside) == 0, f"{name}.{pname} has gradient outside its active slice"
             sliced = module._plans[pname].apply(p.grad)
             ref = static.get_parameter(f"{name}.{pname}").grad
-            assert torch.allclose(sliced, ref, atol=1e-6), f"{name}.{pname}: gradient differs from the static subnet"
+            # float32 round-off only: kernels may differ for the dense copy of a sliced weight
+            diff = (sliced - ref).abs().max().item()
+            assert diff <= 1e-4 * ref.abs().max().item() + 1e-6, f"{name}.{pname}: gradient differs by {diff}"
 
 
 # ---------------------------------------------------------------------------- elastic layers

@@ -73,6 +73,17 @@ class BenchReport:
         return {"settings": self.settings, "machine": self.machine, "versions": self.versions,
                 "models": [r.to_dict() for r in self.rows]}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "BenchReport":
+        """Inverse of `to_dict` (e.g. to re-render a saved report)."""
+        rows = [BenchRow(**{k: m[k] for k in BenchRow.__dataclass_fields__ if k in m}) for m in data["models"]]
+        return cls(rows, data["settings"], data["machine"], data["versions"])
+
+    def wins(self, name: str, other: str) -> int:
+        """In how many rounds `name` was faster than `other`."""
+        a, b = self.row(name).rounds_ms, self.row(other).rounds_ms
+        return sum(x < y for x, y in zip(a, b))
+
     def row(self, name: str) -> BenchRow:
         for r in self.rows:
             if r.name == name:

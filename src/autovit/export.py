@@ -55,7 +55,8 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
     names = [aliases.get(n, n) for n in names]
     bad = [n for n in names if n not in FORMATS]
     if bad or not names:
-        raise AutovitError(f"unknown export format '{bad[0] if bad else text}'", hint=f"use any of {', '.join(FORMATS)}")
+        raise AutovitError(f"unknown export format '{bad[0] if bad else text}'",
+                           hint=f"use any of {', '.join(FORMATS)}")
     return tuple(dict.fromkeys(names))
 
 
@@ -69,7 +70,8 @@ def _check(fmt: str, diff: float, atol: float) -> None:
                            hint="report this as a bug with the arch JSON")
 
 
-def _safetensors(model: AutoViT, out: Path, x: torch.Tensor, ref: torch.Tensor, meta: Mapping[str, Any]) -> FormatResult:
+def _safetensors(model: AutoViT, out: Path, x: torch.Tensor, ref: torch.Tensor,
+                 meta: Mapping[str, Any]) -> FormatResult:
     from autovit.subnet_io import load_subnet, save_subnet
 
     save_subnet(model, out, extra_meta=meta)
@@ -134,7 +136,8 @@ def _tflite(model: AutoViT, out: Path, x: torch.Tensor, ref: torch.Tensor, atol:
             import ai_edge_torch as converter
         except ImportError:
             return FormatResult("tflite", "skipped",
-                                message="litert-torch is not installed (pip install litert-torch; it pulls in JAX, transformers and torchao)")
+                                message="litert-torch is not installed (pip install litert-torch; "
+                                        "it pulls in JAX, transformers and torchao)")
     path = out / "model.tflite"
     edge = converter.convert(model.eval(), (x,))
     edge.export(str(path))

@@ -61,8 +61,8 @@ def info(
                for i, s in enumerate(arch.mbconv)]
     details += [["transformer" + str(i + 1), s.width, s.depth, f"heads {s.heads}, mlp ratio {s.mlp_ratio}"]
                 for i, s in enumerate(arch.transformer)]
-    console.print(make_table(f"stem {arch.stem_width}, MBPool {arch.head_width}" + (f", valid in space {space}" if space else ""),
-                             ["stage", "width", "depth", "details"], details))
+    title = f"stem {arch.stem_width}, MBPool {arch.head_width}" + (f", valid in space {space}" if space else "")
+    console.print(make_table(title, ["stage", "width", "depth", "details"], details))
     console.print(f"[dim]key: {arch.key()}[/]", soft_wrap=True)
 
 

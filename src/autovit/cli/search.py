@@ -43,7 +43,8 @@ def search(
     p_crossover: float = typer.Option(0.5, "--p-crossover", help="P_c, crossover probability (Eq. 9)."),
     coarse_samples: int = typer.Option(100_000, "--coarse-samples", help="Archs sampled by the coarse stage."),
     coarse_top_k: int = typer.Option(50, "--coarse-top-k", help="Skeletons kept by the coarse stage."),
-    coarse_rank: str = typer.Option("cost", "--coarse-rank", help="cost (Eq. 3) | closeness (to the budget)."),
+    coarse_rank: str = typer.Option("auto", "--coarse-rank", help="cost (Eq. 3) | closeness (to the budget) | "
+                                                                   "auto (cost for eq3, else closeness)."),
     seed: int = typer.Option(0, "--seed", help="Fixes the whole search."),
     out: Path = typer.Option(Path("runs/search"), "--out", "-o", help="Run folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out where it stopped."),
@@ -62,7 +63,8 @@ def search(
     from autovit.search.coarse import coarse_search
     from autovit.search.evolution import EvolutionarySearch
     from autovit.search.outputs import load_baselines
-    from autovit.search.runner import init_distributed, load_latency_model, load_supernet_checkpoint, validation_evaluator
+    from autovit.search.runner import (init_distributed, load_latency_model, load_supernet_checkpoint,
+                                       validation_evaluator)
 
     config_values: dict[str, Any] = dict(
         latency_budget_ms=parse_latency(latency_budget) if latency_budget else None,
@@ -95,21 +97,33 @@ def search(
                                                     device, seed)
         engine = EvolutionarySearch(loaded.space, evaluator, latency_model, config, out, progress=progress)
         result = engine.run(resume=resume, coarse=coarse)
+        # Baselines evaluate like the search (split across ranks), so every rank runs them.
+        comparison_runs = _baselines(result, evaluator, latency_model, loaded.space) if compare else {}
     if rank != 0:
         return
-    summary = _finish(result, engine, evaluator, latency_model, loaded, out, measure, compare, impact,
-                      base or [], data_info, supernet, lut, quiet)
+    summary = _finish(result, engine, evaluator, latency_model, loaded, out, measure, comparison_runs, impact,
+                      base or [], data_info, supernet, lut)
     if as_json:
         print_json(summary)
         return
     _print_summary(result, summary, out)
 
 
-def _finish(result: Any, engine: Any, evaluator: Any, latency_model: Any, loaded: Any, out: Path, measure: bool,
-            compare: bool, impact: bool, base: list, data_info: dict, supernet: Path, lut: Path | None,
-            quiet: bool) -> dict[str, Any]:
-    """Impact table, baselines, measured latency and every output file of a finished search."""
+def _baselines(result: Any, evaluator: Any, latency_model: Any, space: Any) -> dict[str, Any]:
+    """Random search (same evaluations and budgets) and FLOPs-constrained search (MACs <= the winner's)."""
     from autovit.search.baselines import flops_constrained_search, random_search
+
+    if result.best is None:
+        return {}
+    return {"random search": random_search(space, evaluator, latency_model, result.config, result.evaluations),
+            "FLOPs-constrained": flops_constrained_search(space, evaluator, latency_model, result.config,
+                                                          result.best.macs)}
+
+
+def _finish(result: Any, engine: Any, evaluator: Any, latency_model: Any, loaded: Any, out: Path, measure: bool,
+            comparison_runs: dict[str, Any], impact: bool, base: list, data_info: dict, supernet: Path,
+            lut: Path | None) -> dict[str, Any]:
+    """Impact table, measured latency and every output file of a finished search (rank 0)."""
     from autovit.search.impact import latency_impact
     from autovit.search.outputs import write_outputs
     from autovit.search.runner import finite, measured_latencies
@@ -118,14 +132,9 @@ def _finish(result: Any, engine: Any, evaluator: Any, latency_model: Any, loaded
         from autovit.errors import AutovitError
 
         raise AutovitError("the search evaluated no candidate", hint="raise --generations or --population")
-    space, cfg = loaded.space, result.config
+    space = loaded.space
     rows = latency_impact(result.best.arch, space, evaluator, engine.latency_of) if impact else None
-    extra, comparison_runs = {}, {}
-    if compare:
-        comparison_runs["random search"] = random_search(space, evaluator, latency_model, cfg, result.evaluations)
-        comparison_runs["FLOPs-constrained"] = flops_constrained_search(space, evaluator, latency_model, cfg,
-                                                                        result.best.macs)
-        extra = {f"{name}": r.best.arch for name, r in comparison_runs.items() if r.best is not None}
+    extra = {name: r.best.arch for name, r in comparison_runs.items() if r.best is not None}
     measured: dict[str, float] = {}
     if measure:
         table_classes = getattr(getattr(latency_model, "table", None), "num_classes", 1000)
@@ -143,7 +152,7 @@ def _finish(result: Any, engine: Any, evaluator: Any, latency_model: Any, loaded
              "training images", f"supernet: {supernet}", f"latency table: {lut or 'none'}"]
     if measure:
         notes.append("measured latency: this machine, onnxruntime, batch 1, 1 thread (autovit bench)")
-    files = write_outputs(out, result, result.cloud, measured, rows, base, comparison if compare else [],
+    files = write_outputs(out, result, result.cloud, measured, rows, base, comparison if comparison_runs else [],
                           {k: v.history for k, v in comparison_runs.items()}, notes,
                           {"data": data_info, "supernet": str(supernet), "lut": str(lut) if lut else None})
     return {"out": str(out), "best": files.get("best") and str(files["best"]), "accuracy": result.best.accuracy,
@@ -191,6 +200,10 @@ def export(
     calib_data: Optional[str] = typer.Option(None, "--calib-data", help="Recalibrate BN on this dataset first "
                                                                          "(default: the supernet's training data)."),
     calib_images: int = typer.Option(2000, "--calib-images", help="Images for BN recalibration (0: skip)."),
+    finetune_steps: int = typer.Option(0, "--finetune-steps", help="Fine-tune the subnet from its inherited weights "
+                                                                    "first (`autovit train --arch --init-from`)."),
+    finetune_args: Optional[str] = typer.Option(None, "--finetune-args", help="More `autovit train` flags, quoted, "
+                                                                              "e.g. '--dataset cifar10 --lr 5e-4'."),
     as_json: bool = typer.Option(False, "--json", help="Print the export report as JSON."),
 ) -> None:
     """Export a subnet with its inherited weights for deployment, each format checked against PyTorch."""
@@ -202,9 +215,13 @@ def export(
     if len(sources) != 1:
         raise AutovitError("pass exactly one of --supernet (with --arch), --subnet or --checkpoint")
     meta: dict[str, Any] = {}
+    if supernet is not None and arch is None:
+        raise AutovitError("--supernet needs --arch", hint="pass the arch JSON to extract, e.g. runs/search/best.json")
+    if finetune_steps > 0:
+        if supernet is None:
+            raise AutovitError("--finetune-steps needs --supernet and --arch (it starts from the inherited weights)")
+        subnet, supernet = _finetune(supernet, arch, out / "finetune", finetune_steps, finetune_args), None
     if supernet is not None:
-        if arch is None:
-            raise AutovitError("--supernet needs --arch", hint="pass the arch JSON to extract, e.g. runs/search/best.json")
         model, meta = _extract(supernet, arch, calib_data, calib_images)
     elif subnet is not None:
         from autovit.subnet_io import load_subnet
@@ -229,6 +246,36 @@ def export(
     rows = [[r.format, r.status, "-" if r.max_abs_diff is None else f"{r.max_abs_diff:.2e}", r.path or "-",
              r.message] for r in report.results]
     console.print(make_table(f"export of {report.arch_key}", ["format", "status", "max |diff|", "file", "note"], rows))
+
+
+def _finetune(supernet: Path, arch: str, out: Path, steps: int, extra: str | None) -> Path:
+    """Runs the standalone trainer (same recipe as the supernet) from the inherited weights; returns
+    the folder of the fine-tuned subnet."""
+    import shlex
+    import subprocess
+    import sys
+
+    from autovit.errors import AutovitError
+
+    from autovit.train.checkpoint import read_checkpoint
+    from autovit.train.config import TrainConfig
+
+    cmd = [sys.executable, "-c", "from autovit.cli import main; main()", "train", "--arch", str(arch),
+           "--init-from", str(supernet), "--max-steps", str(steps), "--out", str(out)]
+    saved = read_checkpoint(supernet).get("config")
+    if isinstance(saved, dict):  # the supernet's own recipe and data, with a step budget instead of a time budget
+        fields = TrainConfig.__dataclass_fields__
+        cfg = TrainConfig.from_dict({**{k: v for k, v in saved.items() if k in fields}, "time_budget_s": None,
+                                     "init_from": None})
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save_yaml(out / "finetune_config.yaml")
+        cmd += ["--config", str(out / "finetune_config.yaml")]
+    cmd += shlex.split(extra or "")
+    err_console.print(f"[dim]fine-tuning: autovit {' '.join(cmd[3:])}[/]")
+    if subprocess.run(cmd).returncode != 0:
+        raise AutovitError("fine-tuning failed (see the messages above)", hint="fix the `autovit train` flags "
+                                                                                "given with --finetune-args")
+    return out / "subnet"
 
 
 def _extract(supernet: Path, arch_path: str, calib_data: str | None, calib_images: int) -> tuple[Any, dict[str, Any]]:

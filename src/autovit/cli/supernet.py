@@ -164,8 +164,6 @@ def eval_subnet(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """top-1/top-5 of subnets with inherited weights, after BN recalibration."""
-    import torch
-
     from autovit.data import build_datasets, eval_loader
     from autovit.errors import AutovitError
     from autovit.supernet.evaluate import SubnetEvaluator
@@ -187,7 +185,6 @@ def eval_subnet(
         raise AutovitError(f"the dataset has {data.num_classes} classes, the supernet {supernet.num_classes}")
     from autovit.supernet.bn_calibration import calibration_batches
 
-    torch.set_grad_enabled(False)
     evaluator = SubnetEvaluator(supernet.eval(), calibration_batches(data.train_eval, cfg.calib_images, cfg.batch_size,
                                                                      cfg.seed),
                                 eval_loader(data.val if split == "val" else data.test, cfg.batch_size))

@@ -142,8 +142,11 @@ class RoundTimes:
     ms: dict[str, list[float]]
     ref_ms: dict[str, list[float]]
     reference_ms: list[float]
+    paired_ratio: dict[str, list[float]] | None = None  # per-round median of call-by-call ratios
 
     def ratios(self, name: str) -> np.ndarray:
+        if self.paired_ratio is not None:
+            return np.asarray(self.paired_ratio[name])
         return np.asarray(self.ms[name]) / np.asarray(self.ref_ms[name])
 
     def timing(self, name: str) -> Timing:
@@ -186,6 +189,41 @@ def measure_rounds(runners: dict[str, Callable[[], None]], reference: Callable[[
             if progress:
                 progress(done, total)
     return RoundTimes(ms, ref_of, refs)
+
+
+def measure_paired(runners: dict[str, Callable[[], None]], reference: Callable[[], None], rounds: int = 5,
+                   target_ms: float = 300.0, warmup: int = 2,
+                   progress: Callable[[int, int], None] | None = None) -> RoundTimes:
+    """Times each runner call by call alternated with the reference (ref, run, ref, run, ...), so
+    every call has a reference call tens of milliseconds away; a round's ratio is the median of
+    its per-pair ratios. For whole networks on busy machines, where the CPU share a process gets
+    changes within a second and per-group references lag behind it.
+    """
+    for _ in range(warmup):
+        reference()
+    ms: dict[str, list[float]] = {n: [] for n in runners}
+    ref_of: dict[str, list[float]] = {n: [] for n in runners}
+    ratio: dict[str, list[float]] = {n: [] for n in runners}
+    pairs: dict[str, int] = {}
+    for name, run in runners.items():
+        _, est = calibrate_runs(run, warmup=warmup)
+        pairs[name] = int(min(20, max(3, round(target_ms / max(est, 1e-3)))))
+    refs: list[float] = []
+    total, done = rounds * len(runners), 0
+    for _ in range(rounds):
+        for name, run in runners.items():
+            r_ms, n_ms = [], []
+            for _ in range(pairs[name]):
+                r_ms.append(time_runner(reference, 1))
+                n_ms.append(time_runner(run, 1))
+            refs.extend(r_ms)
+            ms[name].append(float(np.median(n_ms)))
+            ref_of[name].append(float(np.median(r_ms)))
+            ratio[name].append(float(np.median(np.asarray(n_ms) / np.asarray(r_ms))))
+            done += 1
+            if progress:
+                progress(done, total)
+    return RoundTimes(ms, ref_of, refs, ratio)
 
 
 def device_fingerprint(backend: str = "ort", threads: int = 1, opt_level: str = "all",

@@ -79,7 +79,7 @@ class LatencyModel:
         self.reference_ms = float(reference_ms if reference_ms is not None else table.reference_ms)
         self.layout = table.layout
         self._mb_sides, self._tr_sides = stage_sides(self, table.resolution)
-        self._cache: dict[tuple, float] = {}
+        self._cache: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- identity
     @property
@@ -123,6 +123,24 @@ class LatencyModel:
         coef = fit_nnls(feature_matrix(table, archs, terms), y)
         return cls(table, {n: float(c) for n, c in zip(terms, coef)})
 
+    @classmethod
+    def fit_select(cls, table: LatencyTable, archs: Sequence[Arch], measured_ratio: Sequence[float],
+                   candidates: Sequence[Sequence[str]] = (FEATURES, SIMPLE_FEATURES)) -> tuple["LatencyModel", dict]:
+        """Fits every candidate term set and keeps the one with the lowest leave-one-out MAPE
+        (per-kind table scales can overfit a few noisy subnets; one scale is the fallback)."""
+        y = np.asarray(measured_ratio, dtype=np.float64)
+        scores = {}
+        for terms in candidates:
+            X = feature_matrix(table, archs, terms)
+            errs = []
+            for i in range(len(y)):
+                keep = np.arange(len(y)) != i
+                coef = fit_nnls(X[keep], y[keep])
+                errs.append(abs(X[i] @ coef - y[i]) / y[i])
+            scores["+".join(terms)] = float(np.mean(errs) * 100)
+        best = min(candidates, key=lambda t: scores["+".join(t)])
+        return cls.fit(table, archs, y, best), {"loo_mape": scores, "chosen": list(best)}
+
     # ---------------------------------------------------------------- prediction
     def features(self, archs: Sequence[Arch]) -> np.ndarray:
         """Feature matrix (rows: archs) in the order of `self.coef`."""
@@ -138,52 +156,65 @@ class LatencyModel:
                                     hint="profile a table at this resolution with `autovit latency profile "
                                          f"--resolution {arch.resolution}`")
 
-    def _stage_value(self, key: tuple, arch: Arch) -> float:
-        """Scalar contribution of one (slot, input width, stage) key; computed on a cache miss."""
-        c, t, lay = self.coef, self.table, arch.layout
-        scale = (lambda kind: c.get(f"table_{kind}", c.get("table", 0.0)))
-        kind = key[0]
-        if kind == "stem":
-            return scale("stem") * t.cost(stem_sig(lay, arch.resolution, key[1]))
-        if kind == "mb":
-            _, i, cin, s = key
-            val = sum(n * t.cost(sig) for sig, n in mbconv_stage_blocks(lay, cin, s, lay.mbconv_strides[i],
-                                                                         self._mb_sides[i]))
-            return scale("mbconv") * val + c.get("mbconv_blocks", 0.0) * s.depth
-        if kind == "tr":
-            _, i, cin, s = key
-            val = 0.0
-            for sig, n in transformer_stage_blocks(lay, cin, s, lay.transformer_strides[i], self._tr_sides[i]):
-                val += scale(sig.kind) * n * t.cost(sig)
-            return val + c.get("transformer_layers", 0.0) * s.depth + c.get("transformer_stages", 0.0)
-        _, n_st, cin, width = key
+    def _scale(self, kind: str) -> float:
+        return self.coef.get(f"table_{kind}", self.coef.get("table", 0.0))
+
+    def _stem_value(self, arch: Arch) -> float:
+        return self._scale("stem") * self.table.cost(stem_sig(arch.layout, arch.resolution, arch.stem_width))
+
+    def _mbconv_value(self, arch: Arch, i: int, cin: int) -> float:
+        lay, s = arch.layout, arch.mbconv[i]
+        val = sum(n * self.table.cost(sig)
+                  for sig, n in mbconv_stage_blocks(lay, cin, s, lay.mbconv_strides[i], self._mb_sides[i]))
+        return self._scale("mbconv") * val + self.coef.get("mbconv_blocks", 0.0) * s.depth
+
+    def _transformer_value(self, arch: Arch, i: int, cin: int) -> float:
+        lay, s = arch.layout, arch.transformer[i]
+        val = sum(self._scale(sig.kind) * n * self.table.cost(sig)
+                  for sig, n in transformer_stage_blocks(lay, cin, s, lay.transformer_strides[i], self._tr_sides[i]))
+        return val + self.coef.get("transformer_layers", 0.0) * s.depth + self.coef.get("transformer_stages", 0.0)
+
+    def _head_value(self, arch: Arch, cin: int) -> float:
+        lay, n_st, t = arch.layout, arch.num_transformer_stages, self.table
         side = _down(self._tr_sides[n_st - 1], lay.transformer_strides[n_st - 1])
-        return scale("head") * t.cost(head_sig(lay, cin, width, side, t.num_classes)) + c.get("intercept", 0.0)
+        return (self._scale("head") * t.cost(head_sig(lay, cin, arch.head_width, side, t.num_classes))
+                + self.coef.get("intercept", 0.0))
 
     def predict_ratio(self, archs: Sequence[Arch]) -> np.ndarray:
         """Latency in units of the reference network's latency."""
-        cache, out = self._cache, np.empty(len(archs), dtype=np.float64)
+        # One cache per stage slot, keyed by plain int/float tuples (hashing the frozen stage
+        # dataclasses calls Python code and would halve the throughput).
+        if not self._cache:
+            self._cache.update(stem={}, head={}, mb=[{} for _ in self._mb_sides], tr=[{} for _ in self._tr_sides])
+        stem_c, head_c, mb_c, tr_c = self._cache["stem"], self._cache["head"], self._cache["mb"], self._cache["tr"]
+        out = np.empty(len(archs), dtype=np.float64)
         res, lay = self.table.resolution, self.layout
         for j, a in enumerate(archs):
             if a.resolution != res or (a.layout is not lay and a.layout != lay):
                 self._check(a)
             cin = a.stem_width
-            keys = [("stem", cin)]
+            total = stem_c.get(cin)
+            if total is None:
+                total = stem_c[cin] = self._stem_value(a)
             for i, s in enumerate(a.mbconv):
-                keys.append(("mb", i, cin, s))
+                key = (cin, s.width, s.depth, s.expansion, s.kernel)
+                v = mb_c[i].get(key)
+                if v is None:
+                    v = mb_c[i][key] = self._mbconv_value(a, i, cin)
+                total += v
                 cin = s.width
             for i, s in enumerate(a.transformer):
-                keys.append(("tr", i, cin, s))
+                key = (cin, s.width, s.depth, s.heads, s.mlp_ratio)
+                v = tr_c[i].get(key)
+                if v is None:
+                    v = tr_c[i][key] = self._transformer_value(a, i, cin)
+                total += v
                 cin = s.width
-            keys.append(("head", len(a.transformer), cin, a.head_width))
-            total = 0.0
-            for k in keys:
-                try:
-                    total += cache[k]
-                except KeyError:
-                    cache[k] = v = self._stage_value(k, a)
-                    total += v
-            out[j] = total
+            key = (len(a.transformer), cin, a.head_width)
+            v = head_c.get(key)
+            if v is None:
+                v = head_c[key] = self._head_value(a, cin)
+            out[j] = total + v
         return out
 
     def predict(self, archs: Sequence[Arch]) -> np.ndarray:
@@ -198,6 +229,6 @@ class LatencyModel:
         self._check(arch)
         rows = []
         for sig, n in arch_blocks(arch, self.table.num_classes):
-            scale = self.coef.get(f"table_{sig.kind}", self.coef.get("table", 0.0))
+            scale = self._scale(sig.kind)
             rows.append({"block": str(sig), "count": n, "ms": n * scale * self.table.cost(sig) * self.reference_ms})
         return rows

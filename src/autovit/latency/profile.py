@@ -21,7 +21,7 @@ from autovit.arch import Arch
 from autovit.errors import AutovitError
 from autovit.latency.blocks import BlockSig, context_key, context_pair, space_blocks
 from autovit.latency.lut import LatencyTable, fingerprint_id
-from autovit.latency.measure import MeasureConfig, RoundTimes, measure_rounds
+from autovit.latency.measure import MeasureConfig, RoundTimes, measure_paired, measure_rounds
 from autovit.model import build_model
 from autovit.space import SearchSpace
 
@@ -163,7 +163,7 @@ def time_subnets(archs: Sequence[Arch], runners: Sequence[Callable[[], None]], r
                  config: MeasureConfig, progress: Progress | None = None) -> SubnetTimes:
     """Times prepared subnet runners interleaved with the reference."""
     named = {f"net{i}": r for i, r in enumerate(runners)}
-    times = measure_rounds(named, reference, None, config.rounds, config.target_ms, config.warmup,
+    times = measure_paired(named, reference, config.rounds,
                            progress=(lambda d, n: progress("measure", d, n)) if progress else None)
     ratio = np.array([float(np.median(times.ratios(n))) for n in named])
     ms = np.array([float(np.median(times.ms[n])) for n in named])
@@ -208,7 +208,7 @@ def profile_space(space: SearchSpace, resolution: int | None = None, config: Mea
                   subnet_config: MeasureConfig | None = None) -> Any:
     """The whole table build: measure every block in context, time `fit_subnets` whole subnets,
     fit the Eq. 6 coefficients (NNLS) and return the fitted model (table + coefficients)."""
-    from autovit.latency.predictor import FEATURES, LatencyModel
+    from autovit.latency.predictor import LatencyModel
 
     t0 = time.time()
     res = resolution or space.resolution[0]
@@ -222,9 +222,10 @@ def profile_space(space: SearchSpace, resolution: int | None = None, config: Mea
                                 (lambda p, d, n: progress(f"fit-{p}", d, n)) if progress else None)
         table.meta["fit_seconds"] = round(time.time() - t1, 1)
         check_stability(times.reference_spread, max_spread, force)
-        model = LatencyModel.fit(table, archs, times.ratio, FEATURES)
+        model, selection = LatencyModel.fit_select(table, archs, times.ratio)
         pred = model.predict_ratio(archs)
-        table.model = {"coef": model.coef, "terms": list(model.coef), "method": "nnls, relative error",
+        table.model = {"coef": model.coef, "terms": list(model.coef), "selection": selection,
+                       "method": "nnls, relative error; term set chosen by leave-one-out MAPE",
                        "fit": {**times.to_dict(), "seed": seed},
                        "fit_mape": float(np.mean(np.abs(pred - times.ratio) / times.ratio) * 100)}
     table.meta["build_seconds"] = round(time.time() - t0, 1)

@@ -12,6 +12,7 @@ that device, fitted when the subnets were timed too.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -46,8 +47,7 @@ def _converters(formats: Sequence[str]) -> tuple[dict[str, Callable], list[str]]
     if bad:
         raise SuiteError(f"unknown export format(s) {bad}", hint=f"use any of {', '.join(FORMATS)}")
     if "tflite" in formats:
-        try:
-            import litert_torch  # noqa: F401
+        if importlib.util.find_spec("litert_torch"):
 
             def to_tflite(module: torch.nn.Module, shape: tuple[int, ...], path: Path) -> None:
                 import litert_torch
@@ -55,23 +55,23 @@ def _converters(formats: Sequence[str]) -> tuple[dict[str, Callable], list[str]]
                 litert_torch.convert(module.eval(), (torch.randn(*shape),)).export(str(path))
 
             conv["tflite"] = to_tflite
-        except ImportError:
+        else:
             notes.append("TFLite/LiteRT export skipped: `pip install litert-torch` (converts without TensorFlow; "
                          "time the files with LiteRT's benchmark_model on the device)")
     if "coreml" in formats:
-        try:
-            import coremltools  # noqa: F401
+        if importlib.util.find_spec("coremltools"):
 
             def to_coreml(module: torch.nn.Module, shape: tuple[int, ...], path: Path) -> None:
                 import coremltools as ct
 
-                traced = torch.jit.trace(module.eval(), torch.randn(*shape))
-                ct.convert(traced, inputs=[ct.TensorType(shape=shape)], convert_to="mlprogram").save(str(path))
+                # torch.export keeps the unfold/fold shapes static (jit.trace fails on their `int` ops)
+                program = torch.export.export(module.eval(), (torch.randn(*shape),)).run_decompositions({})
+                ct.convert(program, convert_to="mlprogram").save(str(path))
 
             conv["coreml"] = to_coreml
             notes.append("Core ML packages are converted here but cannot run on Linux: time them on a Mac/iPhone "
                          "(Xcode performance report, median prediction time)")
-        except ImportError:
+        else:
             notes.append("Core ML export skipped: `pip install coremltools` (conversion works on Linux; timing "
                          "needs macOS/iOS)")
     return conv, notes

@@ -25,8 +25,6 @@ from autovit.space import SearchSpace
 
 def error_metrics(pred: Sequence[float], true: Sequence[float]) -> dict[str, float]:
     """Relative-error and rank metrics of predictions against measurements."""
-    from scipy.stats import kendalltau, spearmanr
-
     p, y = np.asarray(pred, dtype=float), np.asarray(true, dtype=float)
     rel = (p - y) / y
     return {

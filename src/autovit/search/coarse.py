@@ -86,7 +86,7 @@ def coarse_search(space: SearchSpace, config: SearchConfig, latency_model: Laten
     t0 = time.perf_counter()
     genome = Genome(space, config.num_classes)
     genes = genome.sample(config.coarse_samples, np.random.default_rng(config.seed))
-    genes = np.unique(genes, axis=0)  # sorted rows: deterministic, duplicates removed
+    genes = genome.unique(genes)
     params, macs = genome.costs(genes)
     ok = np.ones(len(genes), dtype=bool)
     if config.params_budget is not None:
@@ -120,7 +120,7 @@ def _rank(config: SearchConfig, idx: np.ndarray, latency: np.ndarray, params: np
     """Top-K of `idx`: lowest Eq. 3 cost, or closest to the budget from below (ties: row order)."""
     if len(idx) == 0:
         return []
-    if config.coarse_rank == "cost":
+    if config.coarse_ranking == "cost":
         score = eq3_cost(config, latency[idx], params[idx], macs[idx])
     elif config.max_latency_ms is not None:
         score = config.max_latency_ms - latency[idx]

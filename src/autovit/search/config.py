@@ -11,7 +11,7 @@ from typing import Any, Mapping
 from autovit.errors import AutovitError
 
 OBJECTIVES = ("eq2", "eq3", "eq8")
-COARSE_RANKINGS = ("cost", "closeness")
+COARSE_RANKINGS = ("auto", "cost", "closeness")
 COST_METRICS = ("params", "macs")
 
 
@@ -35,7 +35,7 @@ class SearchConfig:
     # coarse stage
     coarse_samples: int = 100_000
     coarse_top_k: int = 50
-    coarse_rank: str = "cost"
+    coarse_rank: str = "auto"  # auto: cost for eq3, closeness (largest archs that fit) otherwise
     # fine stage (section 4.1: population 50, 20 generations, top 10 parents, P_d 0.2, P_m 0.4)
     population: int = 50
     generations: int = 20
@@ -55,7 +55,8 @@ class SearchConfig:
             raise AutovitError(f"unknown coarse ranking '{self.coarse_rank}'",
                                hint=f"use one of {', '.join(COARSE_RANKINGS)}")
         if self.cost_metric not in COST_METRICS:
-            raise AutovitError(f"unknown cost metric '{self.cost_metric}'", hint=f"use one of {', '.join(COST_METRICS)}")
+            raise AutovitError(f"unknown cost metric '{self.cost_metric}'",
+                               hint=f"use one of {', '.join(COST_METRICS)}")
         for name in ("latency_budget_ms", "params_budget", "macs_budget"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
@@ -72,6 +73,13 @@ class SearchConfig:
         for name in ("p_depth", "p_block", "p_crossover"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise AutovitError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
+
+    @property
+    def coarse_ranking(self) -> str:
+        """The coarse ranking in force: 'cost' (Eq. 3) or 'closeness' (to the budget, from below)."""
+        if self.coarse_rank != "auto":
+            return self.coarse_rank
+        return "cost" if self.objective == "eq3" else "closeness"
 
     @property
     def max_latency_ms(self) -> float | None:

@@ -232,8 +232,9 @@ class EvolutionarySearch:
         if changed:
             name = changed[0]
             raise AutovitError(f"cannot resume {self.out_dir}: '{name}' was {saved.get(name)!r} and is now "
-                               f"{now.get(name)!r}", hint="resume with the same settings (only --generations may grow), "
-                                                          "or start a new run with another --out")
+                               f"{now.get(name)!r}",
+                               hint="resume with the same settings (only --generations may grow), "
+                                    "or start a new run with another --out")
         if state.generation < self.config.generations and not state.population:
             # The run had finished at fewer generations: breed from where it stopped.
             rng = state.rng()
@@ -247,7 +248,8 @@ class EvolutionarySearch:
             state.save(self.out_dir)
 
     # ------------------------------------------------------------------ breeding
-    def _breed(self, parents: list[Candidate], memo: dict[str, Candidate], rng: random.Random) -> list[tuple[Arch, str]]:
+    def _breed(self, parents: list[Candidate], memo: dict[str, Candidate],
+               rng: random.Random) -> list[tuple[Arch, str]]:
         """Next population by Eq. 9; children are new (not in `memo`, not twice) and within budget."""
         cfg = self.config
         children: list[tuple[Arch, str]] = []
@@ -268,7 +270,8 @@ class EvolutionarySearch:
         missing = cfg.population - len(children)
         return children + self.sample_within_budget(archs, seen, missing, rng) if missing > 0 else children
 
-    def sample_within_budget(self, seeds: Sequence[Arch], seen: set[str], count: int, rng: random.Random) -> list[tuple[Arch, str]]:
+    def sample_within_budget(self, seeds: Sequence[Arch], seen: set[str], count: int,
+                             rng: random.Random) -> list[tuple[Arch, str]]:
         """Up to `count` new in-budget archs: random samples, else mutations of `seeds` (bounded)."""
         out: list[tuple[Arch, str]] = []
         for _ in range(count * self.config.max_retries):

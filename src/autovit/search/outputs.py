@@ -52,7 +52,7 @@ def write_best(path: Path, result: SearchResult, measured_ms: Mapping[str, float
         raise AutovitError("the search evaluated no candidate within the budgets")
     b = result.best
     measured = dict(measured_ms or {})
-    per_budget = {f"{k:g}": (None if v is None else {**candidate_summary(v), "measured_latency_ms": measured.get(v.key)})
+    per_budget = {f"{k:g}": None if v is None else {**candidate_summary(v), "measured_latency_ms": measured.get(v.key)}
                   for k, v in result.best_per_budget.items()}
     body = {"arch": b.arch.to_dict(), "key": b.key, "accuracy": b.accuracy,
             "latency_ms": {"predicted": _num(b.latency_ms), "measured": measured.get(b.key)},
@@ -214,7 +214,7 @@ def write_report(path: Path, result: SearchResult, measured_ms: Mapping[str, flo
         "## Coarse stage (latency table + closed-form params, no network built)", "",
         f"{c.get('sampled')} archs sampled ({c.get('unique')} unique), {c.get('within_params')} within the "
         f"params/MACs budget, {c.get('feasible')} within every budget; the top {c.get('skeletons')} "
-        f"(ranked by {cfg.coarse_rank}) seed the evolution. Wall time {t.get('coarse_s', 0):.1f} s. "
+        f"(ranked by {cfg.coarse_ranking}) seed the evolution. Wall time {t.get('coarse_s', 0):.1f} s. "
         "See `coarse_cloud.png`.", "",
         "## Fine stage (evolution, inherited-weight accuracy)", "",
         f"Population {cfg.population}, {cfg.generations} generations, top {cfg.parents} parents, "
@@ -229,7 +229,8 @@ def write_report(path: Path, result: SearchResult, measured_ms: Mapping[str, flo
                   f"{b.params / 1e6:.3f} | {b.macs / 1e6:.1f} |", "", f"`{b.key}`", ""]
     if result.best_per_budget:
         lines += ["## Best per latency budget (one population)", "",
-                  "| budget (ms) | accuracy (%) | predicted (ms) | measured (ms) | params (M) |", "|---:|---:|---:|---:|---:|"]
+                  "| budget (ms) | accuracy (%) | predicted (ms) | measured (ms) | params (M) |",
+                  "|---:|---:|---:|---:|---:|"]
         for k, v in result.best_per_budget.items():
             lines.append(f"| {k:g} | - | - | - | - |" if v is None else
                          f"| {k:g} | {v.accuracy:.2f} | {_fmt_ms(v.latency_ms)} | {_fmt_ms(measured.get(v.key))} | "
@@ -242,11 +243,13 @@ def write_report(path: Path, result: SearchResult, measured_ms: Mapping[str, flo
     if impact:
         lines += ["## Latency impact of the winner's modules (Eq. 7, `impact.json`)", "", impact_markdown(impact), ""]
     if comparison:
-        lines += ["## Comparison", "", "| method | accuracy (%) | predicted (ms) | measured (ms) | params (M) | MACs (M) |",
+        lines += ["## Comparison", "",
+                  "| method | accuracy (%) | predicted (ms) | measured (ms) | params (M) | MACs (M) |",
                   "|---|---:|---:|---:|---:|---:|"]
         for row in comparison:
             acc = row.get("accuracy")
-            lines.append(f"| {row['name']} | {'-' if acc is None else f'{acc:.2f}'} | {_fmt_ms(row.get('latency_ms'))} | "
+            acc_text = "-" if acc is None else f"{acc:.2f}"
+            lines.append(f"| {row['name']} | {acc_text} | {_fmt_ms(row.get('latency_ms'))} | "
                          f"{_fmt_ms(row.get('measured_ms'))} | {row['params'] / 1e6:.3f} | {row['macs'] / 1e6:.1f} |")
         lines.append("")
     lines += [f"- {n}" for n in notes]
@@ -255,7 +258,8 @@ def write_report(path: Path, result: SearchResult, measured_ms: Mapping[str, flo
 
 def write_outputs(out_dir: str | Path, result: SearchResult, cloud: Mapping[str, Sequence[Any]] | None = None,
                   measured_ms: Mapping[str, float | None] | None = None,
-                  impact: Sequence[ModuleImpact] | None = None, baselines: Sequence[Mapping[str, Any]] = (), comparison: Sequence[Mapping[str, Any]] = (),
+                  impact: Sequence[ModuleImpact] | None = None, baselines: Sequence[Mapping[str, Any]] = (),
+                  comparison: Sequence[Mapping[str, Any]] = (),
                   extra_points: Mapping[str, Sequence[Candidate]] | None = None,
                   notes: Sequence[str] = (), best_extra: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Writes every output file of a run into `out_dir`; returns {name: path}."""

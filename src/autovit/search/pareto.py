@@ -47,7 +47,8 @@ def nondominated_sort(points: Sequence[Sequence[float]], maximize: Sequence[bool
     return fronts
 
 
-def best_per_budget(accuracy: Sequence[float], cost: Sequence[float], budgets: Sequence[float]) -> dict[float, int | None]:
+def best_per_budget(accuracy: Sequence[float], cost: Sequence[float],
+                    budgets: Sequence[float]) -> dict[float, int | None]:
     """For each budget, the index of the most accurate point with cost <= budget (ties: lower cost,
     then lower index); None where nothing fits."""
     out: dict[float, int | None] = {}

@@ -11,7 +11,6 @@ from typing import Any, Callable, Mapping, Sequence
 
 from autovit.arch import Arch
 from autovit.errors import AutovitError
-from autovit.search.config import SearchConfig
 from autovit.search.evolution import SearchResult
 from autovit.space import SearchSpace
 
@@ -88,14 +87,14 @@ def validation_evaluator(loaded: LoadedSupernet, dataset: str | None = None, dat
 
     from autovit.data import build_datasets, eval_loader
     from autovit.supernet import SubnetEvaluator, calibration_batches
-    from autovit.train.config import TrainConfig
-
     cfg = data_config(loaded, dataset, data_dir)
     data = build_datasets(cfg)
     if data.num_classes != loaded.num_classes:
         raise AutovitError(f"the dataset '{data.name}' has {data.num_classes} classes but the supernet was trained "
                            f"for {loaded.num_classes}", hint="pass the --data the supernet was trained on")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
     loaded.supernet.to(dev)
     val = data.val
     if val_images is not None and val_images < len(val):

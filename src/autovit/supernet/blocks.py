@@ -9,7 +9,15 @@ import torch
 from torch import nn
 
 from autovit.arch import Layout
-from autovit.model import ConvBNAct, MBConv, MBPoolHead, fold_patches, make_activation, unfold_patches
+from autovit.model import (
+    ConvBNAct,
+    MBConv,
+    MBPoolHead,
+    expand_width,
+    fold_patches,
+    make_activation,
+    unfold_patches,
+)
 from autovit.supernet.elastic import (
     Elastic,
     ElasticAttention,
@@ -20,8 +28,8 @@ from autovit.supernet.elastic import (
     ElasticLayerNorm,
     ElasticLinear,
     ElasticMlp,
+    set_plain,
 )
-from autovit.model import expand_width
 
 
 class ElasticConvBNAct(ElasticBlock):
@@ -71,13 +79,12 @@ class ElasticMBConv(ElasticBlock):
 
     def set_active(self, in_chs: int, out_chs: int, expansion: float, kernel: int) -> None:
         hidden = expand_width(in_chs, expansion)
-        self.config = (in_chs, out_chs, expansion, kernel)
-        self.use_expand = expansion != 1
+        set_plain(self, config=(in_chs, out_chs, expansion, kernel), use_expand=expansion != 1,
+                  has_residual=self.stride == 1 and in_chs == out_chs)
         if self.use_expand:
             self.expand.set_active(in_chs, hidden)
         self.dw.set_active(hidden, hidden, kernel)
         self.project.set_active(hidden, out_chs)
-        self.has_residual = self.stride == 1 and in_chs == out_chs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.project(self.dw(self.expand(x) if self.use_expand else x))
@@ -143,7 +150,7 @@ class ElasticMobileViTBlock(ElasticBlock):
         self.conv_1x1.set_active(dim, dim)
         for layer in self.layers[:depth]:
             layer.set_active(dim, heads, mlp_ratio)
-        self._active_layers = tuple(self.layers[:depth])
+        set_plain(self, _active_layers=tuple(self.layers[:depth]))
         self.norm.set_active(dim)
         self.conv_proj.set_active(dim, dim)
         if self.fusion is not None:
@@ -208,7 +215,7 @@ class ElasticMBPoolHead(ElasticBlock):
         self.fc = ElasticLinear(width, num_classes) if num_classes > 0 else nn.Identity()
 
     def set_active(self, in_chs: int, width: int) -> None:
-        self.config = (in_chs, width)
+        set_plain(self, config=(in_chs, width))
         pooled = in_chs
         if self.expansion:
             pooled = expand_width(in_chs, self.expansion)
@@ -232,8 +239,3 @@ class ElasticMBPoolHead(ElasticBlock):
         in_chs, width = self.config
         return MBPoolHead(in_chs, width, self.expansion, self.num_classes, self.act_name, self.drop_rate)
 
-
-__all__ = [
-    "ElasticBatchNorm2d", "ElasticConvBNAct", "ElasticLinear", "ElasticMBConv", "ElasticMBPoolHead",
-    "ElasticMobileViTBlock", "ElasticTransformerLayer", "ElasticTransformerStage",
-]

@@ -98,6 +98,9 @@ def calibration_batches(dataset: Sequence[Any], num_images: int, batch_size: int
         torch.manual_seed(seed)
         for start in range(0, num_images, batch_size):
             items = [dataset[i] for i in indices[start:start + batch_size]]
+            if not hasattr(items[0][0], "shape"):
+                raise AutovitError(f"calibration images must be tensors, got {type(items[0][0]).__name__}",
+                                   hint="give the dataset a transform that ends with ToTensor / normalisation")
             images = torch.stack([torch.as_tensor(item[0]) for item in items])
             labels = torch.as_tensor([int(item[1]) for item in items])
             batches.append((images, labels))

@@ -18,10 +18,11 @@ AutoFormer).
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,7 @@ from autovit.errors import AutovitError
 from autovit.model import Attention, Mlp, make_activation
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SlicePlan:
     """How to take a tensor of shape `target` out of a stored tensor of shape `full`."""
 
@@ -49,7 +50,7 @@ class SlicePlan:
         tensor = tensor[self.index]
         return tensor if self.out_shape is None else tensor.reshape(self.out_shape)
 
-    @property
+    @functools.cached_property
     def func(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """`apply` as the cheapest callable (used in forward): identity or a C-level itemgetter."""
         if self.index is None:
@@ -68,13 +69,27 @@ class SlicePlan:
         return (tensor.view(self.view_shape) if self.view_shape is not None else tensor)[self.index]
 
 
+def set_plain(module: object, **values: object) -> None:
+    """Sets plain (non-tensor, non-module) attributes without nn.Module.__setattr__'s checks, which
+    dominate the cost of `set_active` (called every training step)."""
+    module.__dict__.update(values)
+
+
 def _identity(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
 def make_plan(full: Sequence[int], target: Sequence[int], groups: Sequence[int] | None = None,
               centre: Sequence[bool] | None = None) -> SlicePlan:
-    """A `SlicePlan`; raises `AutovitError` if `target` does not fit inside `full`."""
+    """A `SlicePlan` (cached: `set_active` runs every training step); raises `AutovitError` if
+    `target` does not fit inside `full`."""
+    return _make_plan(tuple(full), tuple(target), None if groups is None else tuple(groups),
+                      None if centre is None else tuple(centre))
+
+
+@functools.lru_cache(maxsize=65536)
+def _make_plan(full: tuple[int, ...], target: tuple[int, ...], groups: tuple[int, ...] | None,
+               centre: tuple[bool, ...] | None) -> SlicePlan:
     full, target = tuple(int(v) for v in full), tuple(int(v) for v in target)
     groups = tuple(groups) if groups is not None else (1,) * len(full)
     centre = tuple(centre) if centre is not None else (False,) * len(full)
@@ -122,18 +137,17 @@ class Elastic:
         return None, None
 
     def _set_targets(self, **targets: tuple[int, ...]) -> None:
-        plans = {}
-        for name, target in targets.items():
-            tensor = getattr(self, name)
-            if tensor is None:
-                continue
-            groups, centre = self.tensor_layout(name)
-            plans[name] = make_plan(tensor.shape, target, groups, centre)
-        self._plans = plans
-        self._fn = {name: plan.func for name, plan in plans.items()}
-
-    def active_tensor(self, name: str) -> torch.Tensor:
-        return self._plans[name].apply(getattr(self, name))
+        cache = self.__dict__.setdefault("_plan_cache", {})  # per active shape: set_active runs every step
+        key = tuple(targets.values())
+        if key not in cache:
+            plans = {}
+            for name, target in targets.items():
+                tensor = getattr(self, name)
+                if tensor is not None:
+                    plans[name] = make_plan(tensor.shape, target, *self.tensor_layout(name))
+            cache[key] = (plans, {name: plan.func for name, plan in plans.items()})
+        plans, funcs = cache[key]
+        set_plain(self, _plans=plans, _fn=funcs)
 
     def active_state(self) -> dict[str, torch.Tensor]:
         """The static twin's state dict, as slices of this layer's tensors (not copies)."""
@@ -181,17 +195,19 @@ class ElasticConv2d(nn.Conv2d, Elastic):
 
     def set_active(self, in_chs: int, out_chs: int, kernel: int | None = None) -> None:
         kernel = self.kernel_size[0] if kernel is None else kernel
-        self.active_in, self.active_out, self.active_kernel = in_chs, out_chs, kernel
-        self._pad = kernel // 2
-        self._groups = 1
+        set_plain(self, active_in=in_chs, active_out=out_chs, active_kernel=kernel, _pad=kernel // 2, _groups=1)
         self._set_targets(weight=(out_chs, in_chs, kernel, kernel), bias=(out_chs,))
+        set_plain(self, _sliced=self._plans["weight"].index is not None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fn = self._fn
         bias = fn["bias"](self.bias) if self.bias is not None else None
-        # A strided weight slice makes the CPU (mkldnn) and cuDNN kernels copy it anyway; doing it
-        # here is cheaper. No copy when the whole weight is active.
-        return F.conv2d(x, fn["weight"](self.weight).contiguous(), bias, self.stride, self._pad, 1, self._groups)
+        weight = self.weight
+        if self._sliced:
+            # The conv kernels copy a strided weight slice anyway; a dense copy here is cheaper.
+            fmt = torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last) else None
+            weight = fn["weight"](weight).contiguous(memory_format=fmt or torch.contiguous_format)
+        return F.conv2d(x, weight, bias, self.stride, self._pad, 1, self._groups)
 
     def static_twin(self) -> nn.Module:
         k = self.active_kernel
@@ -211,10 +227,9 @@ class ElasticDepthwiseConv2d(ElasticConv2d):
         if out_chs is not None and out_chs != in_chs:
             raise ValueError("a depthwise conv has as many output channels as input channels")
         kernel = self.kernel_size[0] if kernel is None else kernel
-        self.active_in = self.active_out = in_chs
-        self.active_kernel = kernel
-        self._pad, self._groups = kernel // 2, in_chs
+        set_plain(self, active_in=in_chs, active_out=in_chs, active_kernel=kernel, _pad=kernel // 2, _groups=in_chs)
         self._set_targets(weight=(in_chs, 1, kernel, kernel), bias=(in_chs,))
+        set_plain(self, _sliced=self._plans["weight"].index is not None)
 
 
 class ElasticBatchNorm2d(nn.BatchNorm2d, Elastic):
@@ -226,7 +241,7 @@ class ElasticBatchNorm2d(nn.BatchNorm2d, Elastic):
         self.set_active(channels)
 
     def set_active(self, channels: int) -> None:
-        self.active_channels = channels
+        set_plain(self, active_channels=channels)
         shape = (channels,)
         self._set_targets(weight=shape, bias=shape, running_mean=shape, running_var=shape)
 
@@ -258,7 +273,7 @@ class ElasticLinear(nn.Linear, Elastic):
         return ((self.out_groups, 1) if name == "weight" else (self.out_groups,)), None
 
     def set_active(self, in_features: int, out_features: int) -> None:
-        self.active_in, self.active_out = in_features, out_features
+        set_plain(self, active_in=in_features, active_out=out_features)
         self._set_targets(weight=(out_features, in_features), bias=(out_features,))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -277,8 +292,7 @@ class ElasticLayerNorm(nn.LayerNorm, Elastic):
         self.set_active(dim)
 
     def set_active(self, dim: int) -> None:
-        self.active_dim = dim
-        self._shape = (dim,)
+        set_plain(self, active_dim=dim, _shape=(dim,))
         self._set_targets(weight=(dim,), bias=(dim,))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -287,9 +301,6 @@ class ElasticLayerNorm(nn.LayerNorm, Elastic):
 
     def static_twin(self) -> nn.Module:
         return nn.LayerNorm(self.active_dim, eps=self.eps)
-
-
-ELASTIC_LEAVES = (ElasticConv2d, ElasticBatchNorm2d, ElasticLinear, ElasticLayerNorm)
 
 
 # ------------------------------------------------------------------------ composite elastic layers
@@ -331,7 +342,7 @@ class ElasticAttention(ElasticBlock):
         self.set_active(dim, heads)
 
     def set_active(self, dim: int, heads: int) -> None:
-        self.active_dim, self.heads = dim, heads
+        set_plain(self, active_dim=dim, heads=heads)
         inner = heads * self.head_dim
         self.qkv.set_active(dim, 3 * inner)
         self.proj.set_active(inner, dim)
@@ -365,7 +376,7 @@ class ElasticMlp(ElasticBlock):
         self.set_active(dim, hidden)
 
     def set_active(self, dim: int, hidden: int) -> None:
-        self.active_dim, self.active_hidden = dim, hidden
+        set_plain(self, active_dim=dim, active_hidden=hidden)
         self.fc1.set_active(dim, hidden)
         self.fc2.set_active(hidden, dim)
 

@@ -26,7 +26,7 @@ from autovit.supernet.blocks import (
     ElasticMBPoolHead,
     ElasticTransformerStage,
 )
-from autovit.supernet.elastic import Elastic, copy_active_weights, make_plan
+from autovit.supernet.elastic import Elastic, copy_active_weights, make_plan, set_plain
 
 
 class Supernet(nn.Module):
@@ -81,8 +81,7 @@ class Supernet(nn.Module):
             path.append(module)
             prev = stage.width
         self.head.set_active(prev, arch.head_width)
-        self._path = tuple(path)
-        self.active_arch = arch
+        set_plain(self, _path=tuple(path), active_arch=arch)
         return arch
 
     def sample_active(self, rng: random.Random) -> Arch:
