@@ -146,6 +146,24 @@ def run(space_name: str, fit_subnets: int, samples: int, rounds: int, subnet_rou
     return res
 
 
+def rewrite(space_name: str, out_dir: Path) -> None:
+    """Recomputes the throughput with the current predictor and rewrites the markdown and plot."""
+    path = out_dir / f"latency_validation_{space_name}.json"
+    res = json.loads(path.read_text())
+    pin_process()
+    model = LatencyModel.load(ROOT / res["lut"])
+    res["throughput"] = throughput(model, SearchSpace.builtin(space_name))
+    save_json(path, res)
+    v = res["validation"]
+    plot_validation(v, out_dir / f"latency_validation_{space_name}.png",
+                    f"AutoViT-{space_name.upper()} on {res['fingerprint']['runtime']}, 1 thread: "
+                    f"{v['samples']} held-out subnets")
+    b = res["build"]
+    cmd = (f".venv/bin/python benchmarks/latency_validation.py --space {space_name} --rounds {b['rounds']} "
+           f"--subnet-rounds {b['subnet_rounds']}")
+    write_markdown(out_dir / f"latency_validation_{space_name}.md", space_name, res, cmd)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--space", action="append", default=None)
@@ -156,8 +174,14 @@ def main() -> None:
     ap.add_argument("--onnx-cache", default=None, help="directory reusing ONNX exports across runs")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--luts", type=Path, default=ROOT / "luts")
+    ap.add_argument("--rewrite", action="store_true",
+                    help="only re-measure the prediction throughput and rewrite the markdown/plot from saved results")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.rewrite:
+        for name in args.space or ["xxs", "s"]:
+            rewrite(name, args.out)
+        return
     for name in args.space or ["xxs", "s"]:
         run(name, args.fit_subnets, args.samples, args.rounds, args.subnet_rounds, args.out, args.luts,
             args.onnx_cache)

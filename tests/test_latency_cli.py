@@ -115,7 +115,7 @@ def test_export_suite_then_import_builds_the_same_table(tmp_path: Path, monkeypa
     manifest = json.loads((out / "manifest.json").read_text())
     n_blocks = len(space_blocks(SearchSpace.builtin("xxs")))
     assert summary["blocks"] == len(manifest["blocks"]) == n_blocks and summary["subnets"] == 10
-    assert len(written) == 1 + 2 * n_blocks + summary["contexts"] + 12
+    assert len(written) == 1 + 2 * n_blocks + summary["contexts"] + 10
     # a device "measures" everything: synthetic table costs, reference 20 ms
     truth = synthetic_table(SearchSpace.builtin("xxs"), seed=6)
     ref_ms = 20.0

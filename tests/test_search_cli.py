@@ -52,6 +52,9 @@ def test_search_then_export_end_to_end(files, capsys) -> None:
                  "impact.json", "state.json"):
         assert (out / name).is_file(), name
     assert len((out / "history.csv").read_text().splitlines()) == 1 + 8
+    code, text = _run(["search", "--supernet", str(files["supernet"]), "--params-budget", "0.3M", "--out", str(out),
+                       *SMALL], capsys)
+    assert code == 2 and "already holds a search" in text and "--resume" in text
     # resuming a finished run re-evaluates nothing and gives the same winner
     code, text = _run(["search", "--supernet", str(files["supernet"]), "--lut", str(files["lut"]),
                        "--latency-budget", "2ms", "--params-budget", "0.3M", "--budgets", "1.8ms,2ms",

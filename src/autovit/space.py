@@ -206,6 +206,12 @@ class SearchSpace:
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
+    def with_resolution(self, resolution: int) -> "SearchSpace":
+        """The same space searched and deployed at another input resolution."""
+        if int(resolution) < 8:
+            raise SpaceError(f"resolution must be >= 8, got {resolution}")
+        return _replace(self, resolution=(int(resolution),))
+
     def with_constraint(self, on: bool) -> "SearchSpace":
         return _replace(self, nondecreasing_widths=on)
 

@@ -57,7 +57,7 @@ def profile(
     resolution: Optional[int] = typer.Option(None, help="Input resolution (default: the space's)."),
     opt_level: str = typer.Option("all", help="onnxruntime graph optimisation: disable|basic|extended|all."),
     rounds: int = typer.Option(7, help="Timing rounds per network (each with the reference)."),
-    fit_subnets: int = typer.Option(24, help="Whole subnets measured to fit the Eq. 6 terms (0: raw table)."),
+    fit_subnets: int = typer.Option(30, help="Whole subnets measured to fit the Eq. 6 terms (0: raw table)."),
     seed: int = typer.Option(0, help="Seed of the fitting subnets."),
     num_classes: int = typer.Option(1000, help="Classifier size of the measured head."),
     cpu: Optional[int] = typer.Option(None, help="CPU to pin to (default: the last one)."),
@@ -236,7 +236,7 @@ def export_suite_cmd(
     space: str = typer.Option("xxs", help="Search space: xxs, xs, s or a YAML path."),
     out: Path = typer.Option(..., help="Output directory."),
     resolution: Optional[int] = typer.Option(None, help="Input resolution (default: the space's)."),
-    fit_subnets: int = typer.Option(24, help="Whole subnets to include for fitting on the device."),
+    fit_subnets: int = typer.Option(30, help="Whole subnets to include for fitting on the device."),
     formats: str = typer.Option("onnx", help="Comma-separated: onnx, tflite, coreml."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:

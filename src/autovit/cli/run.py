@@ -1,9 +1,35 @@
-"""`autovit run` commands (to be implemented)."""
+"""`autovit run CONFIG.yaml`: the whole pipeline, resumable stage by stage."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from autovit.cli._common import console
+
+
+def run(config: Path = typer.Argument(..., help="Pipeline YAML, e.g. configs/quickstart.yaml."),
+        out: Path = typer.Option(None, "--out", "-o", help="Run folder (default: the config's `out`)."),
+        fresh: bool = typer.Option(False, "--fresh", help="Delete the run folder first instead of resuming.")) -> None:
+    """Profile (or reuse) a latency table, train (or reuse) the supernet, search, export, report.
+
+    Stages whose outputs exist for the same config are skipped, so rerunning after a crash resumes."""
+    import dataclasses
+    import shutil
+
+    from autovit.pipeline import PipelineConfig, run_pipeline
+
+    cfg = PipelineConfig.load(config)
+    if out is not None:
+        cfg = dataclasses.replace(cfg, out=str(out))
+    if fresh and Path(cfg.out).exists():
+        shutil.rmtree(cfg.out)
+    from rich.markup import escape
+
+    report = run_pipeline(cfg, log=lambda msg: console.print(f"[bold cyan]{escape(msg)}[/]"))
+    console.print(f"\n[bold green]Report:[/] {report}")
 
 
 def register(app: typer.Typer) -> None:
-    """Adds this module's commands to the main app."""
+    app.command("run")(run)

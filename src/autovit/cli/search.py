@@ -78,6 +78,8 @@ def search(
     if (latency_budget or budgets) and lut is None:
         raise AutovitError("a latency budget needs a latency table", hint="pass --lut TABLE.json "
                                                                          "(build one with `autovit latency profile`)")
+    if not resume and (out / "state.json").is_file():
+        raise AutovitError(f"{out} already holds a search", hint="pass --resume to continue it, or another --out")
     base = baselines and load_baselines(baselines)
     rank, _ = init_distributed()
     loaded = load_supernet_checkpoint(supernet, space)

@@ -17,6 +17,7 @@ lookups (>= 1e5 archs/s).
 
 from __future__ import annotations
 
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -187,35 +188,40 @@ class LatencyModel:
         if not self._cache:
             self._cache.update(stem={}, head={}, mb=[{} for _ in self._mb_sides], tr=[{} for _ in self._tr_sides])
         stem_c, head_c, mb_c, tr_c = self._cache["stem"], self._cache["head"], self._cache["mb"], self._cache["tr"]
-        out = np.empty(len(archs), dtype=np.float64)
+        mb_fields = attrgetter("width", "depth", "expansion", "kernel")  # one C call per stage
+        tr_fields = attrgetter("width", "depth", "heads", "mlp_ratio")
+        out: list[float] = []
+        push = out.append
         res, lay = self.table.resolution, self.layout
-        for j, a in enumerate(archs):
-            if a.resolution != res or (a.layout is not lay and a.layout != lay):
+        mb_slots, tr_slots = list(enumerate(mb_c)), list(enumerate(tr_c))
+        for a in archs:
+            if a.layout is not lay or a.resolution != res:
                 self._check(a)
+                lay = a.layout  # equal to the table's: later archs sharing this object skip the compare
             cin = a.stem_width
             total = stem_c.get(cin)
             if total is None:
                 total = stem_c[cin] = self._stem_value(a)
-            for i, s in enumerate(a.mbconv):
-                key = (cin, s.width, s.depth, s.expansion, s.kernel)
-                v = mb_c[i].get(key)
+            for (i, cache), s in zip(mb_slots, a.mbconv):
+                key = (cin, mb_fields(s))
+                v = cache.get(key)
                 if v is None:
-                    v = mb_c[i][key] = self._mbconv_value(a, i, cin)
+                    v = cache[key] = self._mbconv_value(a, i, cin)
                 total += v
-                cin = s.width
-            for i, s in enumerate(a.transformer):
-                key = (cin, s.width, s.depth, s.heads, s.mlp_ratio)
-                v = tr_c[i].get(key)
+                cin = key[1][0]
+            for (i, cache), s in zip(tr_slots, a.transformer):
+                key = (cin, tr_fields(s))
+                v = cache.get(key)
                 if v is None:
-                    v = tr_c[i][key] = self._transformer_value(a, i, cin)
+                    v = cache[key] = self._transformer_value(a, i, cin)
                 total += v
-                cin = s.width
+                cin = key[1][0]
             key = (len(a.transformer), cin, a.head_width)
             v = head_c.get(key)
             if v is None:
                 v = head_c[key] = self._head_value(a, cin)
-            out[j] = total + v
-        return out
+            push(total + v)
+        return np.array(out, dtype=np.float64)
 
     def predict(self, archs: Sequence[Arch]) -> np.ndarray:
         """Predicted latency in milliseconds (batch 1), one value per arch."""

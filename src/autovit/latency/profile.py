@@ -203,7 +203,7 @@ def fit_archs(space: SearchSpace, n: int, seed: int = 0) -> list[Arch]:
 
 
 def profile_space(space: SearchSpace, resolution: int | None = None, config: MeasureConfig = MeasureConfig(),
-                  fit_subnets: int = 24, seed: int = 0, num_classes: int = 1000, progress: Progress | None = None,
+                  fit_subnets: int = 30, seed: int = 0, num_classes: int = 1000, progress: Progress | None = None,
                   max_spread: float = MAX_REFERENCE_SPREAD, force: bool = False,
                   subnet_config: MeasureConfig | None = None) -> Any:
     """The whole table build: measure every block in context, time `fit_subnets` whole subnets,

@@ -77,7 +77,7 @@ def _converters(formats: Sequence[str]) -> tuple[dict[str, Callable], list[str]]
     return conv, notes
 
 
-def export_suite(space: SearchSpace, out: str | Path, resolution: int | None = None, fit_subnets: int = 24,
+def export_suite(space: SearchSpace, out: str | Path, resolution: int | None = None, fit_subnets: int = 30,
                  formats: Sequence[str] = ("onnx",), num_classes: int = 1000, seed: int = 0,
                  progress: Progress | None = None) -> dict[str, Any]:
     """Writes the measurement networks of `space` plus manifest.json / manifest.csv / a CSV template."""

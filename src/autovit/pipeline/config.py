@@ -1,0 +1,114 @@
+"""`PipelineConfig`: one YAML file describing a whole `autovit run` (see configs/*.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from autovit.errors import AutovitError
+
+
+@dataclass(frozen=True)
+class LatencySection:
+    table: str | None = None          # reuse this table JSON instead of profiling this machine
+    threads: int = 1
+    rounds: int = 7
+    fit_subnets: int = 24
+    validate_samples: int = 50        # 0 skips the validation stage
+    force_table: bool = False         # search with a table from another device (its ms are that device's)
+    force_unstable: bool = False      # write the table even when the machine is too noisy to measure
+
+
+@dataclass(frozen=True)
+class SupernetSection:
+    checkpoint: str | None = None     # reuse this trained supernet instead of training one
+    train: Mapping[str, Any] = field(default_factory=dict)  # TrainConfig fields (docs/training.md)
+
+
+@dataclass(frozen=True)
+class SearchSection:
+    latency_budget: str = "mobilevit_xxs"   # '12ms', or a model whose measured latency here is the budget
+    params_budget: str | None = None
+    budgets: str | None = None              # sweep, e.g. '8ms,10ms,12ms'
+    args: Mapping[str, Any] = field(default_factory=dict)  # more `autovit search` flags
+
+
+@dataclass(frozen=True)
+class ExportSection:
+    formats: tuple[str, ...] = ("safetensors", "torchscript", "onnx")
+    finetune_steps: int = 0
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything `autovit run` needs; each section feeds one or more stages."""
+
+    name: str
+    out: str
+    space: str = "xxs"
+    resolution: int | None = None      # search/deploy resolution (default: the space's)
+    seed: int = 0
+    latency: LatencySection = field(default_factory=LatencySection)
+    supernet: SupernetSection = field(default_factory=SupernetSection)
+    search: SearchSection = field(default_factory=SearchSection)
+    export: ExportSection = field(default_factory=ExportSection)
+    baselines: tuple[str, ...] = ("mobilevit_xxs", "mobilenetv2_100")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PipelineConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise AutovitError(f"pipeline config not found: {path}",
+                               hint="pass a YAML such as configs/quickstart.yaml")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise AutovitError(f"{path}: malformed YAML: {err}") from None
+        try:
+            return cls.from_dict(data)
+        except AutovitError as err:
+            raise AutovitError(f"{path}: {err.message}", err.hint) from None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "PipelineConfig":
+        if not isinstance(data, Mapping):
+            raise AutovitError("a pipeline config must be a mapping")
+        sections = {"latency": LatencySection, "supernet": SupernetSection, "search": SearchSection,
+                    "export": ExportSection}
+        values = _fields(cls, data, "config")
+        for key, kind in sections.items():
+            values[key] = kind(**_fields(kind, data.get(key) or {}, key))
+        for key in ("name", "out"):
+            if key not in values:
+                raise AutovitError(f"the pipeline config is missing '{key}'")
+        if "baselines" in values:
+            values["baselines"] = tuple(values["baselines"])
+        if "formats" in (data.get("export") or {}):
+            values["export"] = ExportSection(**{**_fields(ExportSection, data["export"], "export"),
+                                                "formats": tuple(data["export"]["formats"])})
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        def conv(obj: Any) -> Any:
+            if hasattr(obj, "__dataclass_fields__"):
+                return {f.name: conv(getattr(obj, f.name)) for f in fields(obj)}
+            if isinstance(obj, (tuple, list)):
+                return [conv(v) for v in obj]
+            if isinstance(obj, Mapping):
+                return {k: conv(v) for k, v in obj.items()}
+            return obj
+
+        return conv(self)
+
+
+def _fields(cls: type, data: Any, where: str) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise AutovitError(f"'{where}' must be a mapping")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names - ({"latency", "supernet", "search", "export"} if where == "config" else set()))
+    if unknown:
+        raise AutovitError(f"unknown key '{unknown[0]}' in {where}", hint=f"known keys: {', '.join(sorted(names))}")
+    return {k: v for k, v in data.items() if k in names and k not in ("latency", "supernet", "search", "export")}

@@ -1,0 +1,107 @@
+"""The run report (`report.md`): the chosen model, its accuracy, its measured latency against the
+baselines on this machine, the latency model's validation, the Pareto plot and the exported files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from autovit.io_utils import atomic_write_text
+
+if TYPE_CHECKING:
+    from autovit.pipeline.run import Pipeline
+
+
+def evaluate_exported(pipe: "Pipeline", model_dir: Path) -> dict[str, Any]:
+    """Top-1/top-5 of the exported model (reloaded from safetensors) on the held-out validation
+    split and on the test split, with the supernet's data settings."""
+    from autovit.data import build_datasets, eval_loader
+    from autovit.search.runner import data_config, load_supernet_checkpoint
+    from autovit.subnet_io import load_subnet
+    from autovit.supernet.evaluate import evaluate
+
+    loaded = load_supernet_checkpoint(pipe.supernet_ckpt)
+    data = build_datasets(data_config(loaded))
+    model = load_subnet(model_dir).eval()
+    return {
+        "val": evaluate(model, eval_loader(data.val)),
+        "test": evaluate(model, eval_loader(data.test)),
+        "dataset": data.name,
+        "test_images": len(data.test),
+    }
+
+
+def _load(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _rel(path: Path, root: Path) -> str:
+    return os.path.relpath(path, root)
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def write_report(pipe: "Pipeline", summaries: Mapping[str, Any]) -> Path:
+    """Writes report.md in the run folder and returns its path."""
+    root = pipe.root
+    best = _load(root / "search" / "best.json") or {}
+    metrics = _load(root / "export" / "export.json") or {}
+    bench = _load(root / "final_bench" / "bench.json") or {"models": []}
+    validation = _load(root / "latency_validation" / "validation.json")
+    export_report = _load(root / "export" / "model" / "export.json") or {}
+    arch_file = root / "export" / "model" / "arch.json"
+
+    lines = [f"# autovit run: {pipe.cfg.name}", ""]
+    lines += [f"Space `{pipe.space.name}` at {pipe.resolution}x{pipe.resolution}; latency budget "
+              f"{_fmt(summaries.get('search', {}).get('latency_budget_ms'))} ms "
+              f"(`{pipe.cfg.search.latency_budget}`). Stage wall times (s): "
+              + ", ".join(f"{k} {v.get('wall_s', '-')}" for k, v in summaries.items()) + ".", ""]
+
+    lines += ["## The chosen model", ""]
+    if arch_file.is_file():
+        lines += ["```json", arch_file.read_text().strip(), "```", ""]
+    val, test = metrics.get("val", {}), metrics.get("test", {})
+    lines += [f"- Accuracy with inherited weights (BN recalibrated): validation top-1 {_fmt(val.get('top1'))}%, "
+              f"test top-1 {_fmt(test.get('top1'))}% on {metrics.get('test_images', '-')} test images of "
+              f"`{metrics.get('dataset', '-')}`.",
+              f"- Search fitness (validation top-1): {_fmt(best.get('accuracy'))}%; predicted latency "
+              f"{_fmt(best.get('predicted_ms'))} ms.", ""]
+
+    lines += ["## Measured latency on this machine (onnxruntime, batch 1)", "",
+              "| model | params (M) | MACs (M) | median (ms) | IQR (ms) | ratio to reference |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for row in bench.get("models", []):
+        name = "**searched model**" if str(row["name"]).endswith("arch.json") else row["name"]
+        lines.append(f"| {name} | {row['params'] / 1e6:.3f} | {row['macs'] / 1e6:.1f} | {_fmt(row['median_ms'])} | "
+                     f"{_fmt(row['iqr_ms'])} | {_fmt(row['ratio_to_ref'], 3)} |")
+    lines.append("")
+
+    lines += ["## Search", ""]
+    for name, title in (("search.png", "Accuracy vs predicted latency (Pareto front, baselines)"),
+                        ("coarse_cloud.png", "Coarse stage: sampled archs and the budget")):
+        if (root / "search" / name).is_file():
+            lines += [f"![{title}]({_rel(root / 'search' / name, root)})", ""]
+    if (root / "search" / "report.md").is_file():
+        lines += [f"Details: [search/report.md]({_rel(root / 'search' / 'report.md', root)}) "
+                  "(Pareto front, Eq. 7 latency impact, history).", ""]
+
+    lines += ["## Latency model", ""]
+    if validation:
+        m = validation.get("metrics", validation).get("model", validation.get("metrics", {}))
+        lines += [f"Validated on held-out random subnets: `{json.dumps(m, default=str)[:600]}`", ""]
+        lines += [f"![latency validation]({_rel(root / 'latency_validation' / 'validation.png', root)})", ""]
+    else:
+        lines += ["(validation skipped in this config)", ""]
+
+    lines += ["## Exported files", ""]
+    for res in export_report.get("results", []):
+        lines.append(f"- {res.get('format')}: {res.get('status')} `{res.get('path') or ''}` "
+                     f"(max abs diff {res.get('max_abs_diff', '-')}) {res.get('message') or ''}")
+    lines.append("")
+    path = root / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path

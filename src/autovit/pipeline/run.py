@@ -1,0 +1,221 @@
+"""`autovit run CONFIG.yaml`: latency table -> supernet -> search -> export -> report.
+
+Each stage runs the same code as its CLI command (so a pipeline run and hand-run commands give the
+same files), lives in its own folder under the run directory, and is skipped when its outputs exist
+for the same configuration. Stages that are long (supernet training, search) also resume inside
+themselves from their own checkpoints, so a crash loses at most one checkpoint interval.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from autovit.errors import AutovitError
+from autovit.io_utils import atomic_write_text, save_json
+from autovit.pipeline.config import PipelineConfig
+from autovit.pipeline.stages import Stage, run_stage
+from autovit.space import SearchSpace
+
+
+def invoke(args: list[str]) -> Any:
+    """Runs one `autovit` CLI command in this process; raises on a non-zero exit."""
+    import click
+
+    from autovit.cli import app
+
+    try:
+        return app(args=[str(a) for a in args], standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        if exc.exit_code:
+            raise AutovitError(f"`autovit {' '.join(map(str, args[:2]))}` exited with code {exc.exit_code}") from None
+    except click.ClickException as exc:
+        raise AutovitError(f"`autovit {' '.join(map(str, args[:2]))}`: {exc.format_message()}") from None
+    return None
+
+
+def _flags(options: dict[str, Any]) -> list[str]:
+    """{'population': 20, 'compare': True} -> ['--population', '20', '--compare']."""
+    out: list[str] = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            out.append(flag)
+        elif value is False:
+            out.append("--no-" + key.replace("_", "-"))
+        elif value is not None:
+            out += [flag, str(value)]
+    return out
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+class Pipeline:
+    """The stages of one run folder, built from a `PipelineConfig`."""
+
+    def __init__(self, cfg: PipelineConfig, log: Callable[[str], None] = print) -> None:
+        self.cfg = cfg
+        self.root = Path(cfg.out)
+        self.log = log
+        base = SearchSpace.load(cfg.space)
+        self.space = base.with_resolution(cfg.resolution) if cfg.resolution else base
+        self.resolution = self.space.resolution[0]
+        self.space_file = self.root / "space.yaml"
+
+    # ---------------------------------------------------------------- paths
+    @property
+    def table(self) -> Path:
+        return self.root / "latency" / "table.json"
+
+    @property
+    def supernet_ckpt(self) -> Path:
+        given = self.cfg.supernet.checkpoint
+        return Path(given) if given else self.root / "supernet" / "supernet.pt"
+
+    # ---------------------------------------------------------------- stages
+    def stages(self) -> list[Stage]:
+        cfg = self.cfg
+        space = self.space.to_dict()
+        lat = cfg.latency.__dict__
+        out = [
+            Stage("latency", {"space": space, **lat, "seed": cfg.seed}, self._latency, ("table.json",)),
+        ]
+        if cfg.latency.validate_samples and not cfg.latency.force_table:
+            out.append(Stage("latency_validation", {"table": lat, "space": space, "n": cfg.latency.validate_samples},
+                             self._validate, ("validation.json", "validation.png")))
+        train = dict(cfg.supernet.train)
+        out += [
+            Stage("supernet", {"space": space, "train": train, "ckpt": cfg.supernet.checkpoint, "seed": cfg.seed},
+                  self._supernet, ()),
+            Stage("baselines", {"models": self._baseline_names(), "res": self.resolution, "lat": lat,
+                                "classes": train.get("dataset")}, self._baselines, ("baselines.json",)),
+            Stage("search", {"space": space, "search": cfg.search.__dict__, "seed": cfg.seed, "train": train,
+                             "ckpt": cfg.supernet.checkpoint, "lat": lat}, self._search, ("best.json",)),
+            Stage("export", {"export": cfg.export.__dict__, "search": cfg.search.__dict__, "train": train,
+                             "lat": lat, "seed": cfg.seed}, self._export, ("export.json",)),
+            Stage("final_bench", {"models": self._baseline_names(), "res": self.resolution, "lat": lat,
+                                  "search": cfg.search.__dict__, "train": train}, self._final_bench,
+                  ("bench.json",)),
+        ]
+        return out
+
+    def run(self) -> Path:
+        """Runs every stage (skipping finished ones) and returns the report's path."""
+        from autovit.pipeline.report import write_report
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        save_json(self.root / "config.json", self.cfg.to_dict())
+        if not self.space_file.exists() or SearchSpace.from_yaml(self.space_file) != self.space:
+            atomic_write_text(self.space_file, self.space.to_yaml())
+        summaries = {stage.name: run_stage(self.root, stage, self.log) for stage in self.stages()}
+        return write_report(self, summaries)
+
+    def _baseline_names(self) -> list[str]:
+        names = list(self.cfg.baselines)
+        budget = self.cfg.search.latency_budget
+        if budget and not any(ch.isdigit() for ch in budget) and budget not in names:
+            names.insert(0, budget)
+        return names
+
+    def _num_classes(self) -> int:
+        from autovit.search.runner import load_supernet_checkpoint
+
+        return load_supernet_checkpoint(self.supernet_ckpt).num_classes
+
+    def _latency(self, d: Path) -> dict[str, Any]:
+        lat = self.cfg.latency
+        if lat.table:
+            shutil.copyfile(lat.table, d / "table.json")
+            return {"table": str(lat.table), "profiled": False}
+        invoke(["latency", "profile", "--space", self.space_file, "--out", d / "table.json",
+                "--threads", lat.threads, "--rounds", lat.rounds, "--fit-subnets", lat.fit_subnets,
+                "--seed", self.cfg.seed, *(["--force"] if lat.force_unstable else [])])
+        return {"table": str(d / "table.json"), "profiled": True}
+
+    def _validate(self, d: Path) -> dict[str, Any]:
+        invoke(["latency", "validate", "--lut", self.table, "--samples", self.cfg.latency.validate_samples,
+                "--rounds", self.cfg.latency.rounds, "--plot", d / "validation.png", "--out", d / "validation.json"])
+        return {"validation": str(d / "validation.json")}
+
+    def _supernet(self, d: Path) -> dict[str, Any]:
+        if self.cfg.supernet.checkpoint:
+            if not self.supernet_ckpt.is_file():
+                raise AutovitError(f"supernet checkpoint not found: {self.supernet_ckpt}",
+                                   hint="fix supernet.checkpoint in the config, or remove it to train one")
+            return {"checkpoint": str(self.supernet_ckpt), "trained": False}
+        train = {"seed": self.cfg.seed, "resolution": self.resolution, **dict(self.cfg.supernet.train)}
+        cfg_file = d / "train.yaml"
+        atomic_write_text(cfg_file, yaml.safe_dump(train, sort_keys=False))
+        args = ["supernet", "train", "--space", self.space_file, "--config", cfg_file, "--out", d]
+        if (d / "checkpoints" / "last.pt").is_file():
+            args += ["--resume", "auto"]
+        invoke(args)
+        return {"checkpoint": str(d / "supernet.pt"), "trained": True}
+
+    def _bench_args(self) -> list[str]:
+        return ["--resolution", self.resolution, "--threads", self.cfg.latency.threads, "--rounds", 5,
+                "--num-classes", self._num_classes()]
+
+    def _baselines(self, d: Path) -> dict[str, Any]:
+        invoke(["bench", *self._baseline_names(), *self._bench_args(), "--out", d / "baselines.json"])
+        return {"models": self._baseline_names()}
+
+    def latency_budget_ms(self) -> float:
+        """The search budget: a number with units, or the measured latency of a named model."""
+        from autovit.search.config import parse_latency
+
+        budget = self.cfg.search.latency_budget
+        if any(ch.isdigit() for ch in budget):
+            return parse_latency(budget)
+        rows = _read_json(self.root / "baselines" / "baselines.json")["models"]
+        for row in rows:
+            if row["name"] == budget:
+                return float(row["median_ms"])
+        raise AutovitError(f"latency budget model '{budget}' was not benchmarked")
+
+    def _search(self, d: Path) -> dict[str, Any]:
+        s = self.cfg.search
+        args = ["search", "--supernet", self.supernet_ckpt, "--lut", self.table,
+                "--latency-budget", f"{self.latency_budget_ms():.3f}ms", "--seed", self.cfg.seed, "--out", d,
+                "--baselines", self.root / "baselines" / "baselines.json"]
+        if s.params_budget:
+            args += ["--params-budget", s.params_budget]
+        if s.budgets:
+            args += ["--budgets", s.budgets]
+        if self.cfg.latency.force_table:
+            args += ["--force-table"]
+        args += _flags(dict(s.args))
+        if (d / "state.json").is_file():
+            args.append("--resume")
+        invoke(args)
+        return {"best": str(d / "best.json"), "latency_budget_ms": self.latency_budget_ms()}
+
+    def _export(self, d: Path) -> dict[str, Any]:
+        from autovit.pipeline.report import evaluate_exported
+
+        args = ["export", "--supernet", self.supernet_ckpt, "--arch", self.root / "search" / "best.json",
+                "--out", d / "model", "--formats", ",".join(self.cfg.export.formats)]
+        if self.cfg.export.finetune_steps:
+            args += ["--finetune-steps", self.cfg.export.finetune_steps]
+        invoke(args)
+        metrics = evaluate_exported(self, d / "model")
+        save_json(d / "export.json", metrics)
+        return metrics
+
+    def _final_bench(self, d: Path) -> dict[str, Any]:
+        arch = self.root / "export" / "model" / "arch.json"
+        invoke(["bench", arch, *self._baseline_names(), *self._bench_args(), "--reference",
+                self._baseline_names()[0], "--out", d / "bench.json"])
+        return {"bench": str(d / "bench.json")}
+
+
+def run_pipeline(config: str | Path | PipelineConfig, log: Callable[[str], None] = print) -> Path:
+    """Runs (or resumes) the pipeline of `config`; returns the report path."""
+    cfg = config if isinstance(config, PipelineConfig) else PipelineConfig.load(config)
+    return Pipeline(cfg, log).run()
