@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import platform
 import random
 import statistics
@@ -208,7 +207,7 @@ def render_markdown(r: dict) -> str:
         f"- Command: `{r['command']}`",
         f"- Machine: {r['machine']['platform']}, {r['machine']['processor']}, torch threads "
         f"{r['machine']['torch_threads']}, CPUs {r['machine']['cpu_affinity']} (shared with other jobs)",
-        f"- Versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()),
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()),
         f"- Wall time: {r['wall_time_s'] / 60:.1f} min",
         f"- Supernet `{r['space']}` ({r['supernet_params']:,} params): {r['supernet_steps']} steps "
         f"({r['supernet_epochs']} epochs) in {r['supernet_train_s'] / 60:.1f} min of training, "

@@ -167,3 +167,10 @@ def test_unknown_backend_and_export_format(tmp_path: Path, capsys) -> None:
     code, _, err = run(["latency", "export-suite", "--space", "xxs", "--out", str(tmp_path), "--formats", "ncnn"],
                        capsys)
     assert code == 2 and "unknown export format" in err
+
+
+def test_predict_with_a_fresh_reference_time(lut: Path, capsys) -> None:
+    code, out, _ = run(["latency", "predict", "--lut", str(lut), "autovit_xxs", "--reference-ms", "20", "--json"], capsys)
+    assert code == 0
+    ratio = LatencyModel.load(lut).predict_ratio([paper_arch("xxs")])[0]
+    assert json.loads(out)["predictions"][0]["latency_ms"] == pytest.approx(ratio * 20)

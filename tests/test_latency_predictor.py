@@ -10,7 +10,7 @@ import pytest
 from autovit.latency.blocks import arch_blocks
 from autovit.latency.impact import impact_table, latency_impact, removable_modules
 from autovit.latency.lut import LatencyTableError, synthetic_table
-from autovit.latency.predictor import FEATURES, SIMPLE_FEATURES, LatencyModel, fit_nnls
+from autovit.latency.predictor import FEATURES, MACS_TERM, SIMPLE_FEATURES, LatencyModel, fit_nnls
 from autovit.registry import paper_arch
 from autovit.space import SearchSpace
 
@@ -38,7 +38,7 @@ def test_raw_model_is_exact_table_sum(name: str) -> None:
 
 def test_fast_path_equals_feature_matrix(xxs: SearchSpace) -> None:
     table = synthetic_table(xxs, seed=1)
-    coef = dict(zip(FEATURES, np.linspace(0.3, 2.0, len(FEATURES))))
+    coef = dict(zip(FEATURES + (MACS_TERM,), np.linspace(0.3, 2.0, len(FEATURES) + 1)))
     model = LatencyModel(table, coef)
     archs = _archs(xxs, 150, seed=5)
     via_features = model.features(archs) @ np.array(list(model.coef.values()))
@@ -129,7 +129,7 @@ def test_fit_select_prefers_the_term_set_that_generalises(xxs: SearchSpace) -> N
     per_kind = {"table_stem": 1.0, "table_mbconv": 0.5, "table_tfixed": 2.0, "table_attn": 1.5, "table_mlp": 0.7,
                 "table_head": 1.0, "intercept": 0.1}
     y = LatencyModel(table, per_kind).predict_ratio(archs)
-    model, sel = LatencyModel.fit_select(table, archs, y)
+    model, sel = LatencyModel.fit_select(table, archs, y, candidates=(FEATURES, SIMPLE_FEATURES))
     assert sel["chosen"] == list(FEATURES) and min(sel["loo_mape"].values()) < 1e-6
     y = LatencyModel(table, {"table": 1.3, "intercept": 0.1}).predict_ratio(archs)
     model, sel = LatencyModel.fit_select(table, archs, y, candidates=(SIMPLE_FEATURES,))

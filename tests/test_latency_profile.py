@@ -113,7 +113,7 @@ def test_subnet_timing_and_validation_report(mocked, tmp_path) -> None:
     m = report["metrics"]
     assert m["mape"] < 1e-6 and m["within_5"] == 100 and m["kendall_tau"] == pytest.approx(1.0)
     assert report["retest_noise"]["mape"] == 0
-    assert set(report["ablations"]) >= {"raw_table_sum", "single_table_scale", "hat_mlp", "flops_proxy",
+    assert set(report["ablations"]) >= {"raw_table_sum", "single_table_scale", "macs_linear", "hat_mlp", "flops_proxy",
                                          "params_proxy"}
     assert report["ablations"]["raw_table_sum"]["bias"] < 0  # raw sum misses the 1.1x scale and intercept
     png = val.plot_validation(report, tmp_path / "v.png")

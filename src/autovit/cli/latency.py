@@ -90,7 +90,7 @@ def profile(
                       + ", ".join(f"{k}={v:.3g}" for k, v in model.coef.items()))
 
 
-def _load_model(lut: Path, force: bool) -> Any:
+def _load_model(lut: Path) -> Any:
     from autovit.latency.predictor import LatencyModel
 
     return LatencyModel.load(lut)
@@ -135,11 +135,16 @@ def predict(
     archs: list[str] = typer.Argument(..., help="Arch JSON files or names (autovit_xxs, ...)."),
     lut: Path = typer.Option(..., help="Latency table JSON (from `latency profile` or `latency import`)."),
     breakdown: bool = typer.Option(False, help="Also list the per-block contributions."),
+    reference_ms: Optional[float] = typer.Option(
+        None, help="Convert ratios to ms with this reference time (e.g. from `autovit latency check`) instead of "
+                   "the one measured with the table."),
     force: bool = typer.Option(False, "--force", help="Predict archs outside the table's space (warning)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Predicted batch-1 latency (ms on the table's device) of one or more archs."""
-    model = _load_model(lut, force)
+    model = _load_model(lut)
+    if reference_ms is not None:
+        model = model.with_reference_ms(reference_ms)
     parsed = _parse_archs(model, archs, force)
     ms = model.predict(parsed)
     rows = [{"arch": name, "key": a.key(), "latency_ms": float(v)} for name, a, v in zip(archs, parsed, ms)]
@@ -175,7 +180,7 @@ def validate(
     from autovit.latency.validate import plot_validation, run_validation
     from autovit.space import SearchSpace
 
-    model = _load_model(lut, force)
+    model = _load_model(lut)
     fp = model.fingerprint
     config = _config(fp.get("backend", "ort"), int(fp.get("threads", 1)), fp.get("graph_optimization", "all"), rounds)
     model.table.check_compatible(fingerprint=config.fingerprint(model.table.resolution), force=force)

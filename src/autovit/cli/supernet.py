@@ -37,26 +37,49 @@ def build_config(config: Optional[Path], preset_name: Optional[str], flags: dict
     return cfg.replace(**extra) if extra else cfg
 
 
-def _run_training(cfg: Any, model_factory: Any, out: Path, resume: Optional[str], data: Any) -> Any:
+# CLI flag names that differ from the TrainConfig field they set.
+_FLAG_FIELDS = {"time_budget": "time_budget_s", "teacher": "teacher_model", "teacher_ckpt": "teacher_checkpoint"}
+
+
+def config_flags(params: dict[str, Any]) -> dict[str, Any]:
+    """The TrainConfig fields among a command's parameters (its `locals()`)."""
+    from dataclasses import fields
+
+    from autovit.train.config import TrainConfig
+
+    names = {f.name for f in fields(TrainConfig)}
+    return {_FLAG_FIELDS.get(k, k): v for k, v in params.items() if _FLAG_FIELDS.get(k, k) in names}
+
+
+def run_training(cfg: Any, make_model: Any, out: Path, resume: Optional[str], as_json: bool,
+                 report_val: bool = False) -> None:
+    """Joins the torchrun group (if any), builds data and model, trains, prints a summary on rank 0."""
+    from autovit.data import build_datasets
     from autovit.train import distributed as ddp
-    from autovit.train.trainer import Trainer
+    from autovit.train.trainer import Trainer, seed_everything
 
-    trainer = Trainer(cfg, model_factory(), data, out_dir=out, console=console if ddp.current().is_main else None)
-    if resume:
-        trainer.resume(out if resume == "auto" else resume)
-    trainer.fit()
-    return trainer
-
-
-def _finish(trainer: Any, out: Path, as_json: bool) -> None:
-    if not trainer.is_main:
-        return
-    summary = {"out": str(out), "steps": trainer.step, "train_time_s": round(trainer.elapsed_s, 1),
-               "final_loss": trainer.history[-1].loss if trainer.history else None}
-    if as_json:
-        print_json(summary)
-    else:
+    dist = ddp.init_distributed(cfg.device)
+    try:
+        data = build_datasets(cfg)
+        seed_everything(cfg.seed)  # identical initial weights everywhere (rank 0's are broadcast anyway)
+        trainer = Trainer(cfg, make_model(data), data, out_dir=out, console=console if dist.is_main else None)
+        if resume:
+            trainer.resume(out if resume == "auto" else resume)
+        trainer.fit()
+        if not dist.is_main:
+            return
+        summary = {"out": str(out), "steps": trainer.step, "train_time_s": round(trainer.elapsed_s, 1),
+                   "final_loss": trainer.history[-1].loss if trainer.history else None}
+        if report_val and len(data.val):
+            summary["val"] = trainer.evaluate_val()["model"]
+        if as_json:
+            print_json(summary)
+            return
+        if "val" in summary:
+            console.print(f"val top-1 {summary['val']['top1']:.2f}%  top-5 {summary['val']['top5']:.2f}%")
         console.print(f"[green]done[/]: {trainer.step} steps in {trainer.elapsed_s:.0f}s -> {out}")
+    finally:
+        ddp.cleanup()
 
 
 # Options shared by `supernet train` and `train` (typer needs them spelled out per command).
@@ -130,27 +153,13 @@ def train_supernet(
     sets: Optional[list[str]] = _SET, as_json: bool = _JSON,
 ) -> None:
     """Train a weight-sharing supernet (one sampled subnet per step, or the sandwich rule)."""
-    from autovit.data import build_datasets
     from autovit.space import SearchSpace
     from autovit.supernet import Supernet
-    from autovit.train import distributed as ddp
-    from autovit.train.trainer import seed_everything
 
-    cfg = build_config(config, preset_name, dict(
-        dataset=dataset, data_dir=data_dir, download=download, resolution=resolution, epochs=epochs,
-        max_steps=max_steps, time_budget_s=time_budget, batch_size=batch_size, lr=lr, seed=seed, device=device,
-        sampling=sampling, inplace_kd=inplace_kd, init_from=init_from, kd=kd, teacher_model=teacher,
-        teacher_checkpoint=teacher_ckpt, teacher_arch=teacher_arch), sets)
+    cfg = build_config(config, preset_name, config_flags(locals()), sets)
     sp = SearchSpace.load(space)
-    dist = ddp.init_distributed(cfg.device)
-    try:
-        data = build_datasets(cfg)
-        seed_everything(cfg.seed)  # identical initial weights everywhere (rank 0's are broadcast anyway)
-        trainer = _run_training(cfg, lambda: Supernet(sp, num_classes=data.num_classes, in_chans=data.in_chans,
-                                                      drop_rate=cfg.drop_rate), out, resume, data)
-        _finish(trainer, out, as_json and dist.is_main)
-    finally:
-        ddp.cleanup()
+    run_training(cfg, lambda data: Supernet(sp, num_classes=data.num_classes, in_chans=data.in_chans,
+                                            drop_rate=cfg.drop_rate), out, resume, as_json)
 
 
 @supernet_app.command("eval")
@@ -218,31 +227,14 @@ def train_standalone(
     sets: Optional[list[str]] = _SET, as_json: bool = _JSON,
 ) -> None:
     """Train (or fine-tune) one subnet alone with the supernet recipe; writes OUT/subnet/."""
-    from autovit.data import build_datasets
     from autovit.model import AutoViT
     from autovit.registry import resolve_arch
     from autovit.space import SearchSpace
-    from autovit.train import distributed as ddp
-    from autovit.train.trainer import seed_everything
 
-    cfg = build_config(config, preset_name, dict(
-        dataset=dataset, data_dir=data_dir, download=download, resolution=resolution, epochs=epochs,
-        max_steps=max_steps, time_budget_s=time_budget, batch_size=batch_size, lr=lr, seed=seed, device=device,
-        init_from=init_from, kd=kd, teacher_model=teacher, teacher_checkpoint=teacher_ckpt,
-        teacher_arch=teacher_arch), sets)
+    cfg = build_config(config, preset_name, config_flags(locals()), sets)
     a = SearchSpace.load(space).parse_arch(Path(arch)) if space else resolve_arch(arch)
-    dist = ddp.init_distributed(cfg.device)
-    try:
-        data = build_datasets(cfg)
-        seed_everything(cfg.seed)
-        trainer = _run_training(cfg, lambda: AutoViT(a, num_classes=data.num_classes, in_chans=data.in_chans,
-                                                     drop_rate=cfg.drop_rate), out, resume, data)
-        if trainer.is_main and len(data.val):
-            res = trainer.evaluate_val()["model"]
-            console.print(f"val top-1 {res['top1']:.2f}%  top-5 {res['top5']:.2f}%")
-        _finish(trainer, out, as_json and dist.is_main)
-    finally:
-        ddp.cleanup()
+    run_training(cfg, lambda data: AutoViT(a, num_classes=data.num_classes, in_chans=data.in_chans,
+                                           drop_rate=cfg.drop_rate), out, resume, as_json, report_val=True)
 
 
 def register(app: typer.Typer) -> None:

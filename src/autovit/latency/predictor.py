@@ -1,6 +1,7 @@
 """`LatencyModel`: the paper's Eq. 6 latency model on top of a lookup table.
 
     L(arch) = sum_k a_k * (table cost of the arch's blocks of kind k)      (operator terms l_i o_i)
+            [+ m * GMACs]                                                   (optional operator cost)
             + b_1 * #MBConv blocks + b_2 * #transformer layers + b_3 * #transformer stages
             + c                                                             (design terms t_j d_j)
 
@@ -8,7 +9,8 @@ All terms are in units of the reference network's latency (table entries are rat
 interleaved reference), so a table stays valid while the machine's absolute speed drifts;
 milliseconds are ratio * the reference's time (stored at profiling, or updated with
 `with_reference_ms`). Coefficients are fitted with non-negative least squares on measured whole
-subnets. With no fit (`coef=None`) the model is the raw table sum.
+subnets; `fit_select` picks the term set (per-kind or single table scale, with or without
+the MACs term) by leave-one-out error. With no fit (`coef=None`) the model is the raw table sum.
 
 Prediction is batched: every stage's contribution is a scalar that depends only on (stage slot,
 input width, stage choices), so it is computed once and cached; an arch then costs ~10 dict
@@ -24,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from autovit.arch import Arch
+from autovit.costs import count_macs, stage_costs
 from autovit.errors import AutovitError
 from autovit.latency.blocks import (KINDS, _down, arch_blocks, head_sig, mbconv_stage_blocks, stage_sides, stem_sig,
                                     transformer_stage_blocks)
@@ -34,6 +37,9 @@ DESIGN_TERMS = ("mbconv_blocks", "transformer_layers", "transformer_stages", "in
 FEATURES = TABLE_TERMS + DESIGN_TERMS
 # The simpler variant: one scale for the whole table sum (the ablation of per-kind scales).
 SIMPLE_FEATURES = ("table",) + DESIGN_TERMS
+# Optional operator-cost term: total multiply-accumulates (GMACs, closed form from autovit.costs).
+MACS_TERM = "gmacs"
+CANDIDATE_TERMS = (FEATURES, SIMPLE_FEATURES, SIMPLE_FEATURES + (MACS_TERM,), FEATURES + (MACS_TERM,))
 RAW_SUM = {f: 1.0 for f in TABLE_TERMS}
 
 
@@ -46,6 +52,7 @@ def arch_features(table: LatencyTable, arch: Arch) -> dict[str, float]:
     feats["transformer_layers"] = float(sum(s.depth for s in arch.transformer))
     feats["transformer_stages"] = float(arch.num_transformer_stages)
     feats["intercept"] = 1.0
+    feats[MACS_TERM] = count_macs(arch, table.num_classes) / 1e9
     return feats
 
 
@@ -74,7 +81,7 @@ class LatencyModel:
                  reference_ms: float | None = None) -> None:
         self.table = table
         self.coef = dict(coef) if coef is not None else dict(RAW_SUM)
-        unknown = set(self.coef) - set(FEATURES) - {"table"}
+        unknown = set(self.coef) - set(FEATURES) - {"table", MACS_TERM}
         if unknown:
             raise LatencyTableError(f"latency model has unknown terms {sorted(unknown)}")
         self.reference_ms = float(reference_ms if reference_ms is not None else table.reference_ms)
@@ -126,9 +133,10 @@ class LatencyModel:
 
     @classmethod
     def fit_select(cls, table: LatencyTable, archs: Sequence[Arch], measured_ratio: Sequence[float],
-                   candidates: Sequence[Sequence[str]] = (FEATURES, SIMPLE_FEATURES)) -> tuple["LatencyModel", dict]:
+                   candidates: Sequence[Sequence[str]] = CANDIDATE_TERMS) -> tuple["LatencyModel", dict]:
         """Fits every candidate term set and keeps the one with the lowest leave-one-out MAPE
-        (per-kind table scales can overfit a few noisy subnets; one scale is the fallback)."""
+        (per-kind table scales can overfit a few noisy subnets; one scale, with or without a
+        MACs term, are the alternatives)."""
         y = np.asarray(measured_ratio, dtype=np.float64)
         scores = {}
         for terms in candidates:
@@ -160,26 +168,34 @@ class LatencyModel:
     def _scale(self, kind: str) -> float:
         return self.coef.get(f"table_{kind}", self.coef.get("table", 0.0))
 
+    def _macs_value(self, arch: Arch, index: int) -> float:
+        """The MACs term of one stage (index into `stage_costs`: stem, MBConv..., transformer..., head)."""
+        w = self.coef.get(MACS_TERM, 0.0)
+        return w * stage_costs(arch, self.table.num_classes)[index].macs / 1e9 if w else 0.0
+
     def _stem_value(self, arch: Arch) -> float:
-        return self._scale("stem") * self.table.cost(stem_sig(arch.layout, arch.resolution, arch.stem_width))
+        return (self._scale("stem") * self.table.cost(stem_sig(arch.layout, arch.resolution, arch.stem_width))
+                + self._macs_value(arch, 0))
 
     def _mbconv_value(self, arch: Arch, i: int, cin: int) -> float:
         lay, s = arch.layout, arch.mbconv[i]
         val = sum(n * self.table.cost(sig)
                   for sig, n in mbconv_stage_blocks(lay, cin, s, lay.mbconv_strides[i], self._mb_sides[i]))
-        return self._scale("mbconv") * val + self.coef.get("mbconv_blocks", 0.0) * s.depth
+        return (self._scale("mbconv") * val + self.coef.get("mbconv_blocks", 0.0) * s.depth
+                + self._macs_value(arch, 1 + i))
 
     def _transformer_value(self, arch: Arch, i: int, cin: int) -> float:
         lay, s = arch.layout, arch.transformer[i]
         val = sum(self._scale(sig.kind) * n * self.table.cost(sig)
                   for sig, n in transformer_stage_blocks(lay, cin, s, lay.transformer_strides[i], self._tr_sides[i]))
-        return val + self.coef.get("transformer_layers", 0.0) * s.depth + self.coef.get("transformer_stages", 0.0)
+        return (val + self.coef.get("transformer_layers", 0.0) * s.depth + self.coef.get("transformer_stages", 0.0)
+                + self._macs_value(arch, 1 + len(arch.mbconv) + i))
 
     def _head_value(self, arch: Arch, cin: int) -> float:
         lay, n_st, t = arch.layout, arch.num_transformer_stages, self.table
         side = _down(self._tr_sides[n_st - 1], lay.transformer_strides[n_st - 1])
         return (self._scale("head") * t.cost(head_sig(lay, cin, arch.head_width, side, t.num_classes))
-                + self.coef.get("intercept", 0.0))
+                + self.coef.get("intercept", 0.0) + self._macs_value(arch, -1))
 
     def predict_ratio(self, archs: Sequence[Arch]) -> np.ndarray:
         """Latency in units of the reference network's latency."""

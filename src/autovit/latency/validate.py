@@ -3,8 +3,9 @@
 Metrics follow nn-Meter's definitions: MAPE, RMSPE, max error, share within +-5% / +-10%
 (``mean(|p - y| / y <= t)``), plus Kendall tau and Spearman rho. The re-test noise floor is the
 same metrics between two timing passes of the same subnets. Ablations: the raw table sum, one
-table scale instead of one per block kind, a HAT-style MLP trained on the same measured subnets,
-and FLOPs / params as proxies (rank correlation only: they have no time unit).
+table scale instead of one per block kind, a linear MACs model (MACs + intercept, NNLS) and a
+HAT-style MLP trained on the same measured subnets, and FLOPs / params as proxies (rank
+correlation only: they have no time unit).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from autovit.arch import Arch
 from autovit.costs import count_macs, count_params
 from autovit.errors import AutovitError
 from autovit.latency.measure import MeasureConfig
-from autovit.latency.predictor import RAW_SUM, SIMPLE_FEATURES, LatencyModel
+from autovit.latency.predictor import MACS_TERM, RAW_SUM, SIMPLE_FEATURES, LatencyModel
 from autovit.latency.profile import Progress, reference_runner, sample_distinct, subnet_runners, time_subnets
 from autovit.space import SearchSpace
 
@@ -89,6 +90,8 @@ def prediction_rows(model: LatencyModel, space: SearchSpace, archs: Sequence[Arc
     if fit_archs_:
         simple = LatencyModel.fit(model.table, fit_archs_, fit_y, SIMPLE_FEATURES)
         rows["single_table_scale"] = error_metrics(simple.predict_ratio(archs), truth)
+        macs = LatencyModel.fit(model.table, fit_archs_, fit_y, (MACS_TERM, "intercept"))
+        rows["macs_linear"] = error_metrics(macs.predict_ratio(archs), truth)
         rows["hat_mlp"] = error_metrics(mlp_predictor(space, fit_archs_, fit_y)(archs), truth)
         rows["hat_mlp"]["trained_on"] = len(fit_archs_)
     rows["flops_proxy"] = rank_metrics([count_macs(a) for a in archs], truth)
@@ -151,7 +154,7 @@ def plot_validation(report: dict[str, Any], path: str | Path, title: str | None 
     ax.scatter(y, raw, s=12, marker="x", color="tab:red", alpha=0.7, label=f"raw table sum (MAPE {r['mape']:.1f}%)")
     ax.set_xlabel("measured latency (ms)")
     ax.set_ylabel("predicted latency (ms)")
-    ax.set_title(title or f"{report['space']}: {report['samples']} held-out subnets")
+    ax.set_title(title or f"{report['space']}: {report['samples']} held-out subnets", fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -18,6 +18,7 @@ class LatencySection:
     rounds: int = 7
     fit_subnets: int = 24
     validate_samples: int = 50        # 0 skips the validation stage
+    bench_rounds: int = 5             # interleaved rounds when timing the baselines and the result
     force_table: bool = False         # search with a table from another device (its ms are that device's)
     force_unstable: bool = False      # write the table even when the machine is too noisy to measure
 

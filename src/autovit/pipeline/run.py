@@ -22,20 +22,25 @@ from autovit.pipeline.stages import Stage, run_stage
 from autovit.space import SearchSpace
 
 
-def invoke(args: list[str]) -> Any:
-    """Runs one `autovit` CLI command in this process; raises on a non-zero exit."""
+def invoke(args: list[str]) -> None:
+    """Runs one `autovit` CLI command in this process; raises on a non-zero exit.
+
+    In non-standalone mode click returns exit codes instead of raising (130 = interrupted)."""
     import click
 
     from autovit.cli import app
 
+    what = f"`autovit {' '.join(map(str, args[:2]))}`"
     try:
-        return app(args=[str(a) for a in args], standalone_mode=False)
+        code = app(args=[str(a) for a in args], standalone_mode=False)
     except click.exceptions.Exit as exc:
-        if exc.exit_code:
-            raise AutovitError(f"`autovit {' '.join(map(str, args[:2]))}` exited with code {exc.exit_code}") from None
+        code = exc.exit_code
     except click.ClickException as exc:
-        raise AutovitError(f"`autovit {' '.join(map(str, args[:2]))}`: {exc.format_message()}") from None
-    return None
+        raise AutovitError(f"{what}: {exc.format_message()}") from None
+    if code == 130:
+        raise KeyboardInterrupt(f"{what} was interrupted; rerun `autovit run` to resume")
+    if isinstance(code, int) and code != 0:
+        raise AutovitError(f"{what} exited with code {code}")
 
 
 def _flags(options: dict[str, Any]) -> list[str]:
@@ -159,10 +164,14 @@ class Pipeline:
         return {"checkpoint": str(d / "supernet.pt"), "trained": True}
 
     def _bench_args(self) -> list[str]:
-        return ["--resolution", self.resolution, "--threads", self.cfg.latency.threads, "--rounds", 5,
+        return ["--resolution", self.resolution, "--threads", self.cfg.latency.threads,
+                "--rounds", self.cfg.latency.bench_rounds,
                 "--num-classes", self._num_classes()]
 
     def _baselines(self, d: Path) -> dict[str, Any]:
+        if not self._baseline_names():
+            save_json(d / "baselines.json", {"models": []})
+            return {"models": []}
         invoke(["bench", *self._baseline_names(), *self._bench_args(), "--out", d / "baselines.json"])
         return {"models": self._baseline_names()}
 
@@ -182,8 +191,9 @@ class Pipeline:
     def _search(self, d: Path) -> dict[str, Any]:
         s = self.cfg.search
         args = ["search", "--supernet", self.supernet_ckpt, "--lut", self.table,
-                "--latency-budget", f"{self.latency_budget_ms():.3f}ms", "--seed", self.cfg.seed, "--out", d,
-                "--baselines", self.root / "baselines" / "baselines.json"]
+                "--latency-budget", f"{self.latency_budget_ms():.3f}ms", "--seed", self.cfg.seed, "--out", d]
+        if self._baseline_names():
+            args += ["--baselines", self.root / "baselines" / "baselines.json"]
         if s.params_budget:
             args += ["--params-budget", s.params_budget]
         if s.budgets:
@@ -210,8 +220,9 @@ class Pipeline:
 
     def _final_bench(self, d: Path) -> dict[str, Any]:
         arch = self.root / "export" / "model" / "arch.json"
-        invoke(["bench", arch, *self._baseline_names(), *self._bench_args(), "--reference",
-                self._baseline_names()[0], "--out", d / "bench.json"])
+        names = self._baseline_names()
+        reference = ["--reference", names[0]] if names else []
+        invoke(["bench", arch, *names, *self._bench_args(), *reference, "--out", d / "bench.json"])
         return {"bench": str(d / "bench.json")}
 
 

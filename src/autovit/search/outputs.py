@@ -121,7 +121,8 @@ def plot_search(path: Path, result: SearchResult, baselines: Sequence[Mapping[st
                         cmap="viridis", s=12, alpha=0.7, label="evaluated")
         fig.colorbar(sc, ax=ax, label="generation")
         front = result.pareto_latency
-        ax.plot([c.latency_ms for c in front], [c.accuracy for c in front], "r-o", ms=4, lw=1.2, label="Pareto front")
+        ax.plot([c.latency_ms for c in front], [c.accuracy for c in front], "r-o", ms=4, lw=1.2,
+                label="Pareto front (this search)")
     for name, cands in (extra_points or {}).items():
         pts = [c for c in cands if not math.isnan(c.latency_ms)]
         ax.scatter([c.latency_ms for c in pts], [c.accuracy for c in pts], s=14, marker="x", label=name)

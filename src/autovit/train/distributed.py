@@ -77,10 +77,8 @@ def broadcast_buffers(model: nn.Module, world_size: int) -> None:
     """Rank 0's buffers (BN running statistics) on every rank."""
     if world_size <= 1:
         return
-    buffers = [b for b in model.buffers()]
-    if buffers:
-        for b in buffers:
-            dist.broadcast(b, src=0)
+    for b in model.buffers():
+        dist.broadcast(b, src=0)
 
 
 def broadcast_parameters(model: nn.Module, world_size: int) -> None:
@@ -91,14 +89,6 @@ def broadcast_parameters(model: nn.Module, world_size: int) -> None:
         for p in model.parameters():
             dist.broadcast(p.data, src=0)
     broadcast_buffers(model, world_size)
-
-
-def all_reduce_mean(value: float, world_size: int, device: torch.device | str = "cpu") -> float:
-    if world_size <= 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return float(t.item()) / world_size
 
 
 def barrier(world_size: int) -> None:

@@ -1,0 +1,101 @@
+"""`autovit run` end to end on a tiny config, including a crash in the middle of the search."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autovit.errors import AutovitError
+from autovit.latency.lut import synthetic_table
+from autovit.latency.measure import device_fingerprint
+from autovit.pipeline import PipelineConfig, run_pipeline
+from autovit.pipeline.stages import MARKER
+from autovit.space import SearchSpace
+
+TINY = Path(__file__).parent / "data" / "tiny_space.yaml"
+
+
+def _config(tmp: Path, out: str) -> PipelineConfig:
+    space = SearchSpace.from_yaml(TINY)
+    table = synthetic_table(space, seed=0, resolution=32,
+                            fingerprint=device_fingerprint("ort", 1, "all", 32))
+    table_path = tmp / "table.json"
+    table.save(table_path)
+    return PipelineConfig.from_dict({
+        "name": "tiny", "out": str(tmp / out), "space": str(TINY), "seed": 0,
+        "latency": {"table": str(table_path), "validate_samples": 0, "bench_rounds": 1},
+        "supernet": {"train": {"dataset": "digits", "resolution": 32, "max_steps": 6, "batch_size": 32,
+                               "mixup": 0.0, "cutmix": 0.0, "rand_augment": None, "random_erasing": 0.0,
+                               "calib_images": 64, "progress": False, "tensorboard": False,
+                               "ckpt_every_steps": 3}},
+        "search": {"latency_budget": "1000ms",
+                   "args": {"population": 6, "generations": 3, "parents": 3, "coarse_samples": 300,
+                            "coarse_top_k": 6, "calib_images": 64, "val_images": 64, "measure": False,
+                            "impact": False}},
+        "export": {"formats": ["safetensors", "onnx"]},
+        "baselines": [],
+    })
+
+
+def _best_arch(run: Path) -> dict:
+    return json.loads((run / "search" / "best.json").read_text())["arch"]
+
+
+def test_pipeline_end_to_end_and_resume_after_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reference = run_pipeline(_config(tmp_path, "uninterrupted"), log=lambda m: None)
+    run = reference.parent
+    assert reference.name == "report.md" and "## The chosen model" in reference.read_text()
+    for stage in ("latency", "supernet", "search", "export", "final_bench"):
+        assert (run / stage / MARKER).is_file(), stage
+    export = json.loads((run / "export" / "export.json").read_text())
+    assert 0.0 <= export["test"]["top1"] <= 100.0
+    assert (run / "export" / "model" / "model.onnx").is_file()
+
+    # Crash in the middle of the search (after the first generation's evaluations) ...
+    from autovit.supernet import SubnetEvaluator
+
+    calls = {"n": 0}
+    original = SubnetEvaluator.__call__
+
+    def crashing(self, arch):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] > 8:
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, arch)
+
+    monkeypatch.setattr(SubnetEvaluator, "__call__", crashing)
+    cfg = _config(tmp_path, "crashed")
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(cfg, log=lambda m: None)
+    crashed = Path(cfg.out)
+    assert (crashed / "supernet" / MARKER).is_file() and not (crashed / "search" / MARKER).exists()
+    assert (crashed / "search" / "state.json").is_file()
+
+    # ... then rerun: finished stages are skipped, the search resumes, the result is the same.
+    monkeypatch.setattr(SubnetEvaluator, "__call__", original)
+    logs: list[str] = []
+    run_pipeline(cfg, log=logs.append)
+    assert "[supernet] up to date, skipped" in logs and "[latency] up to date, skipped" in logs
+    assert _best_arch(crashed) == _best_arch(run)
+
+
+def test_bad_pipeline_configs(tmp_path: Path) -> None:
+    with pytest.raises(AutovitError, match="not found"):
+        PipelineConfig.load(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "x", "out": "y", "searhc": {}}))
+    with pytest.raises(AutovitError, match="unknown key 'searhc'"):
+        PipelineConfig.load(bad)
+    bad.write_text("name: [unclosed")
+    with pytest.raises(AutovitError, match="malformed YAML"):
+        PipelineConfig.load(bad)
+
+
+def test_shipped_configs_parse() -> None:
+    root = Path(__file__).parent.parent / "configs"
+    for path in ("quickstart.yaml", "cifar10.yaml", "imagenet.yaml"):
+        cfg = PipelineConfig.load(root / path)
+        assert cfg.name and cfg.out
