@@ -16,8 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 quickstart: $(STAMP)
-	$(BIN)/autovit space show xxs
-	$(BIN)/autovit bench autovit_xxs autovit_xs autovit_s mobilevit_xxs mobilenetv2_100 --rounds 3
+	$(BIN)/autovit run configs/quickstart.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile

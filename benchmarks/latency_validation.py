@@ -62,7 +62,9 @@ def write_markdown(out: Path, space: str, res: dict, cmd: str) -> None:
         f"Machine: {fp['cpu']}, {fp['cores']} cores, {fp['os']}; {fp['runtime']}, {fp['threads']} thread, "
         f"graph optimisation {fp.get('graph_optimization')}, {fp['resolution']}x{fp['resolution']}, batch 1, "
         f"pinned to CPU {res['pinned_cpu']} (CPU 0 busy with other jobs). torch {torch.__version__}.", "",
-        f"Command: `{cmd}`", "",
+        f"Command: `{cmd}`" + (f", then `{cmd} --rewrite` (refit on the stored fitting measurements with the "
+                               "current term candidates and rescore the stored held-out measurements; no new timing)"
+                               if res.get("rewritten") else ""), "",
         "## Build", "",
         f"- modules measured in context: **{b['modules_measured']}** ({b['kinds']}) in {b['context_networks']} "
         f"shared context networks (goal < 100)",
@@ -176,6 +178,7 @@ def rewrite(space_name: str, out_dir: Path) -> dict:
                            fit_mape=float(np.mean(np.abs(pred - fit_y) / fit_y) * 100))
     model = LatencyModel(old.table, model.coef)
     model.save(lut_path)
+    res["rewritten"] = True
     v = res["validation"]
     archs = [a.replace(resolution=model.table.resolution)
              for a in sample_distinct(space, v["samples"], v["seed"] + 1000, fit_a)]
