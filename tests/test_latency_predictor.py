@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from autovit.latency.blocks import arch_blocks
-from autovit.latency.impact import impact_table, latency_impact, removable_modules
 from autovit.latency.lut import LatencyTableError, synthetic_table
 from autovit.latency.predictor import FEATURES, MACS_TERM, SIMPLE_FEATURES, LatencyModel, fit_nnls
 from autovit.registry import paper_arch
@@ -103,24 +102,6 @@ def test_wrong_resolution_or_layout_is_refused(xxs: SearchSpace) -> None:
     other = paper_arch("s")  # same layout but blocks of another space
     with pytest.raises(LatencyTableError, match="no entry for block"):
         model.predict([other])
-
-
-def test_latency_impact_eq7(xxs: SearchSpace) -> None:
-    table = synthetic_table(xxs, seed=5)
-    model = LatencyModel(table)
-    arch = xxs.largest()
-    mods = removable_modules(arch)
-    assert len(mods) == 3 + 4 + 1  # 3 MBConv stages, 4 transformer stages, the last stage
-    acc = lambda a: 50.0 + sum(s.depth for s in a.transformer) + 0.5 * sum(s.depth for s in a.mbconv)  # noqa: E731
-    rows = latency_impact(arch, acc, model, space=xxs)
-    full = model.predict_one(arch)
-    for r in rows:
-        assert r["latency_drop_ms"] == pytest.approx(full - r["latency_ms"])
-        assert r["impact"] == pytest.approx(r["accuracy_drop"] / r["latency_drop_ms"])
-    assert [r["impact"] for r in rows] == sorted(r["impact"] for r in rows)
-    assert "| module removed |" in impact_table(rows)
-    # at minimum depth nothing but the last stage can go (and the space forbids dropping to 2 stages)
-    assert latency_impact(xxs.smallest(), acc, model, space=xxs) == []
 
 
 def test_fit_select_prefers_the_term_set_that_generalises(xxs: SearchSpace) -> None:

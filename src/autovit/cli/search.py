@@ -126,7 +126,7 @@ def _finish(result: Any, engine: Any, evaluator: Any, latency_model: Any, loaded
             comparison_runs: dict[str, Any], impact: bool, base: list, data_info: dict, supernet: Path,
             lut: Path | None) -> dict[str, Any]:
     """Impact table, measured latency and every output file of a finished search (rank 0)."""
-    from autovit.search.impact import latency_impact
+    from autovit.latency.impact import latency_impact
     from autovit.search.outputs import write_outputs
     from autovit.search.runner import finite, measured_latencies
 

@@ -1,64 +1,63 @@
-"""Latency impact of a module (paper Eq. 7): accuracy drop over latency drop when it is removed.
+"""Eq. 7 latency impact of the modules of one arch: accuracy lost per millisecond saved when a
+module is removed, L_impact(m) = (A(M) - A(M \\ m)) / (L(M) - L(M \\ m)).
 
-    L_impact(m) = (A(M) - A(M without m)) / (L(M) - L(M without m))
-
-Removable modules: one transformer layer of a stage (depth - 1, while depth > 1), one MBConv
-block of a stage (depth - 1, while depth > 1), and the whole last transformer stage (while more
-than one remains). `accuracy_fn(arch) -> float` is any callable (the search plugs in supernet
-accuracy with BN recalibration); latency comes from a `LatencyModel` or anything with `.predict`.
-A low impact means the module costs much time for little accuracy: a pruning candidate.
+A "module" is one block of a stage (its depth minus one) or a whole last transformer stage;
+a removal is only scored when the smaller arch is still in the space (so the supernet can
+evaluate it with inherited weights).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
 
-from autovit.arch import Arch
+from autovit.arch import Arch, MBConvStage, TransformerStage
+from autovit.space import SearchSpace
 
 
-def removable_modules(arch: Arch) -> list[tuple[str, Arch]]:
-    """(description, arch without that module) for every module that can be removed."""
-    out: list[tuple[str, Arch]] = []
+@dataclass(frozen=True)
+class ModuleImpact:
+    module: str
+    removed: str  # what was removed, in words
+    delta_accuracy: float  # A(M) - A(M \ m), points
+    delta_latency_ms: float  # L(M) - L(M \ m)
+    impact: float  # Eq. 7: points per ms (nan when removing it saves no time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def removals(arch: Arch, space: SearchSpace) -> list[tuple[str, str, Arch]]:
+    """(module, description, arch without it) for every removable module of `arch`."""
+    out: list[tuple[str, str, Arch]] = []
     for i, s in enumerate(arch.mbconv):
-        if s.depth > 1:
-            stages = list(arch.mbconv)
-            stages[i] = type(s)(s.width, s.depth - 1, s.expansion, s.kernel)
-            out.append((f"MBConv-{i + 1} block", arch.replace(mbconv=tuple(stages))))
+        smaller = arch.replace(mbconv=arch.mbconv[:i] + (MBConvStage(s.width, s.depth - 1, s.expansion, s.kernel),)
+                               + arch.mbconv[i + 1:]) if s.depth > 1 else None
+        if smaller is not None and space.contains(smaller):
+            out.append((f"mbconv{i + 1}", f"one MBConv block ({s.depth} -> {s.depth - 1})", smaller))
     for i, s in enumerate(arch.transformer):
         if s.depth > 1:
-            stages = list(arch.transformer)
-            stages[i] = type(s)(s.width, s.depth - 1, s.heads, s.mlp_ratio)
-            out.append((f"Transformer-{i + 1} layer", arch.replace(transformer=tuple(stages))))
-    if arch.num_transformer_stages > 1:
-        n = arch.num_transformer_stages
-        out.append((f"Transformer-{n} stage", arch.replace(transformer=arch.transformer[:-1])))
+            tr = arch.transformer[:i] + (TransformerStage(s.width, s.depth - 1, s.heads, s.mlp_ratio),) \
+                + arch.transformer[i + 1:]
+            smaller = arch.replace(transformer=tr)
+            if space.contains(smaller):
+                out.append((f"transformer{i + 1}", f"one transformer layer ({s.depth} -> {s.depth - 1})", smaller))
+    n = arch.num_transformer_stages
+    if n > 1:
+        smaller = arch.replace(transformer=arch.transformer[:-1])
+        if space.contains(smaller):
+            out.append((f"transformer{n}", "the whole last transformer stage", smaller))
     return out
 
 
-def latency_impact(arch: Arch, accuracy_fn: Callable[[Arch], float], latency_model: Any,
-                   space: Any = None) -> list[dict[str, Any]]:
-    """Eq. 7 rows, sorted by impact (lowest first: most latency saved per accuracy point lost).
-
-    With `space` given, removals that leave the space (e.g. below its minimum depth) are skipped.
-    """
-    candidates = [(name, a) for name, a in removable_modules(arch) if space is None or space.contains(a)]
-    archs = [arch] + [a for _, a in candidates]
-    lat = latency_model.predict(archs)
-    acc_full = float(accuracy_fn(arch))
+def latency_impact(arch: Arch, space: SearchSpace, accuracy_fn: Callable[[Arch], float],
+                   latency_fn: Callable[[Arch], float]) -> list[ModuleImpact]:
+    """Eq. 7 for every removable module of `arch`, most latency-efficient modules first."""
+    base_acc, base_lat = accuracy_fn(arch), latency_fn(arch)
     rows = []
-    for (name, reduced), lat_reduced in zip(candidates, lat[1:]):
-        acc = float(accuracy_fn(reduced))
-        d_acc, d_lat = acc_full - acc, float(lat[0] - lat_reduced)
-        rows.append({"module": name, "accuracy": acc, "accuracy_drop": d_acc, "latency_ms": float(lat_reduced),
-                     "latency_drop_ms": d_lat, "impact": d_acc / d_lat if d_lat > 0 else math.inf,
-                     "arch": reduced.key()})
-    return sorted(rows, key=lambda r: r["impact"])
-
-
-def impact_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Markdown table of `latency_impact` rows."""
-    lines = ["| module removed | accuracy drop (pt) | latency drop (ms) | impact (pt/ms) |", "|---|---|---|---|"]
-    lines += [f"| {r['module']} | {r['accuracy_drop']:.2f} | {r['latency_drop_ms']:.3f} | {r['impact']:.3f} |"
-              for r in rows]
-    return "\n".join(lines)
+    for module, what, smaller in removals(arch, space):
+        d_acc = base_acc - accuracy_fn(smaller)
+        d_lat = base_lat - latency_fn(smaller)
+        rows.append(ModuleImpact(module, what, d_acc, d_lat, d_acc / d_lat if d_lat > 0 else math.nan))
+    return sorted(rows, key=lambda r: (math.isnan(r.impact), -r.impact if not math.isnan(r.impact) else 0.0))

@@ -10,7 +10,7 @@ from autovit.search.baselines import flops_constrained_search, random_search
 from autovit.search.coarse import CoarseResult, coarse_search
 from autovit.search.config import SearchConfig, parse_count, parse_latency, parse_latency_list
 from autovit.search.evolution import EvolutionarySearch, SearchResult, rank, search
-from autovit.search.impact import latency_impact
+from autovit.latency.impact import latency_impact
 from autovit.search.pareto import nondominated_sort, pareto_front
 from autovit.search.state import Candidate
 
