@@ -53,6 +53,16 @@ class MBConv(nn.Module):
         return x + out if self.has_residual else out
 
 
+def multi_head_attention(qkv: torch.Tensor, heads: int, head_dim: int, scale: float) -> torch.Tensor:
+    """Scaled dot-product attention on the output of a fused projection laid out as
+    [q heads | k heads | v heads]: [B, N, 3 * heads * head_dim] -> [B, N, heads * head_dim]."""
+    B, N, _ = qkv.shape
+    qkv = qkv.reshape(B, N, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    attn = ((q * scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+    return (attn @ v).transpose(1, 2).reshape(B, N, heads * head_dim)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with a fixed head dim: inner width = heads * head_dim.
 
@@ -68,12 +78,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(heads * head_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, N, _ = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
-        out = (attn @ v).transpose(1, 2).reshape(B, N, self.heads * self.head_dim)
-        return self.proj(out)
+        return self.proj(multi_head_attention(self.qkv(x), self.heads, self.head_dim, self.scale))
 
 
 class Mlp(nn.Module):

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autovit.errors import AutovitError
-from autovit.model import Attention, Mlp, make_activation
+from autovit.model import Attention, Mlp, make_activation, multi_head_attention
 
 
 @dataclass(frozen=True, eq=False)
@@ -348,13 +348,8 @@ class ElasticAttention(ElasticBlock):
         self.proj.set_active(inner, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Same operations, in the same order, as autovit.model.Attention.forward.
-        B, N, _ = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
-        out = (attn @ v).transpose(1, 2).reshape(B, N, self.heads * self.head_dim)
-        return self.proj(out)
+        # The static model's attention on the sliced projections: outputs match exactly.
+        return self.proj(multi_head_attention(self.qkv(x), self.heads, self.head_dim, self.scale))
 
     def active_leaves(self) -> Iterator[Elastic]:
         yield self.qkv
