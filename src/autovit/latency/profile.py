@@ -53,6 +53,11 @@ def reference_runner(config: MeasureConfig, resolution: int) -> Callable[[], Non
 
 def check_stability(spread: float, max_spread: float = MAX_REFERENCE_SPREAD, force: bool = False) -> None:
     """Raises `UnstableMachineError` when the reference spread (IQR / median) exceeds `max_spread`."""
+    if spread > max_spread and force:
+        import warnings
+
+        warnings.warn(f"the reference network's timings spread {spread:.0%} (IQR / median), above the "
+                      f"{max_spread:.0%} limit: this table is noisy (written because of --force)", stacklevel=2)
     if spread > max_spread and not force:
         raise UnstableMachineError(
             f"the machine is too unstable to measure: the reference network's timings spread "
