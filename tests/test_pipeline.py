@@ -99,3 +99,17 @@ def test_shipped_configs_parse() -> None:
     for path in ("quickstart.yaml", "cifar10.yaml", "imagenet.yaml"):
         cfg = PipelineConfig.load(root / path)
         assert cfg.name and cfg.out
+
+
+def test_invoked_commands_do_not_leak_cpu_pinning() -> None:
+    import os
+
+    import torch
+
+    from autovit.pipeline.run import invoke
+
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs CPU affinity and 2 CPUs")
+    before, threads = os.sched_getaffinity(0), torch.get_num_threads()
+    invoke(["bench", "autovit_xxs", "--resolution", "32", "--rounds", "1", "--runs", "1", "--warmup", "1"])
+    assert os.sched_getaffinity(0) == before and torch.get_num_threads() == threads

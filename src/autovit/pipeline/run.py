@@ -9,6 +9,7 @@ themselves from their own checkpoints, so a crash loses at most one checkpoint i
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -30,13 +31,23 @@ def invoke(args: list[str]) -> None:
 
     from autovit.cli import app
 
+    import torch
+
     what = f"`autovit {' '.join(map(str, args[:2]))}`"
+    # CLI commands assume a process of their own: the latency commands pin it to one CPU and set
+    # thread counts. Restore both, or the next stage (training) runs 2 threads on 1 CPU, ~10x slower.
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    threads = torch.get_num_threads()
     try:
         code = app(args=[str(a) for a in args], standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:
         raise AutovitError(f"{what}: {exc.format_message()}") from None
+    finally:
+        if affinity is not None:
+            os.sched_setaffinity(0, affinity)
+        torch.set_num_threads(threads)
     if code == 130:
         raise KeyboardInterrupt(f"{what} was interrupted; rerun `autovit run` to resume")
     if isinstance(code, int) and code != 0:
