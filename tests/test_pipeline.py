@@ -101,15 +101,30 @@ def test_shipped_configs_parse() -> None:
         assert cfg.name and cfg.out
 
 
-def test_invoked_commands_do_not_leak_cpu_pinning() -> None:
+def test_invoked_commands_do_not_leak_cpu_pinning(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     import torch
+    import typer
 
+    import autovit.cli
+    from autovit.latency.measure import pin_process
     from autovit.pipeline.run import invoke
 
     if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs CPU affinity and 2 CPUs")
+    leaky = typer.Typer()
+
+    @leaky.command()
+    def measure() -> None:  # like `autovit latency profile`: pins the process, one thread
+        pin_process()
+        torch.set_num_threads(1)
+
+    @leaky.command()
+    def other() -> None:
+        pass
+
+    monkeypatch.setattr(autovit.cli, "app", leaky)
     before, threads = os.sched_getaffinity(0), torch.get_num_threads()
-    invoke(["bench", "autovit_xxs", "--resolution", "32", "--rounds", "1", "--runs", "1", "--warmup", "1"])
+    invoke(["measure"])
     assert os.sched_getaffinity(0) == before and torch.get_num_threads() == threads
