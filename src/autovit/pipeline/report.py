@@ -65,11 +65,14 @@ def write_report(pipe: "Pipeline", summaries: Mapping[str, Any]) -> Path:
     if arch_file.is_file():
         lines += ["```json", arch_file.read_text().strip(), "```", ""]
     val, test = metrics.get("val", {}), metrics.get("test", {})
+    lat = best.get("latency_ms") if isinstance(best.get("latency_ms"), dict) else {}
     lines += [f"- Accuracy with inherited weights (BN recalibrated): validation top-1 {_fmt(val.get('top1'))}%, "
               f"test top-1 {_fmt(test.get('top1'))}% on {metrics.get('test_images', '-')} test images of "
               f"`{metrics.get('dataset', '-')}`.",
-              f"- Search fitness (validation top-1): {_fmt(best.get('accuracy'))}%; predicted latency "
-              f"{_fmt(best.get('predicted_ms'))} ms.", ""]
+              f"- Search fitness (validation top-1): {_fmt(best.get('accuracy'))}%; latency predicted "
+              f"{_fmt(lat.get('predicted'))} ms, measured {_fmt(lat.get('measured'))} ms (search stage); "
+              f"{_fmt((best.get('params') or 0) / 1e6, 3)}M params, {_fmt((best.get('macs') or 0) / 1e6, 1)}M MACs.",
+              ""]
 
     lines += ["## Measured latency on this machine (onnxruntime, batch 1)", "",
               "| model | params (M) | MACs (M) | median (ms) | IQR (ms) | ratio to reference |",
