@@ -55,6 +55,36 @@ def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     return atomic_write(path, lambda p: torch.save(obj, p))
 
 
+def parse_yaml(text: str, source: str, error: "type[Exception] | None" = None) -> Any:
+    """`yaml.safe_load` whose syntax errors become one `error` naming `source`, line and column."""
+    import yaml
+
+    from autovit.errors import AutovitError
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise (error or AutovitError)(f"{source}: malformed YAML{where}: {getattr(err, 'problem', err)}") from None
+
+
+def read_yaml(path: str | Path, what: str, hint: str, error: "type[Exception] | None" = None) -> Any:
+    """Parses the YAML file `path`; a missing, binary or malformed file raises one `error`
+    ("<what> not found: <path>" with `hint`, "not a text file", "malformed YAML at line ...")."""
+    from autovit.errors import AutovitError
+
+    error = error or AutovitError
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} not found: {path}", hint=hint)
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a text file", hint=hint) from None
+    return parse_yaml(text, str(path), error)
+
+
 def _default(obj: Any) -> Any:
     if hasattr(obj, "to_dict"):
         return obj.to_dict()

@@ -19,6 +19,7 @@ import yaml
 
 from autovit.arch import Arch, Layout, MBConvStage, TransformerStage, _num, _parse_layout
 from autovit.errors import ArchError, AutovitError, SpaceError
+from autovit.io_utils import parse_yaml, read_yaml
 
 BUILTIN_SPACES = ("xxs", "xs", "s")
 MAX_TRIES = 1000  # rejection-sampling bound: never an endless loop
@@ -112,24 +113,15 @@ class SearchSpace:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "SearchSpace":
-        path = Path(path)
-        if not path.is_file():
-            raise SpaceError(f"search space file not found: {path}",
-                             hint=f"pass a YAML file or one of the builtin spaces {', '.join(BUILTIN_SPACES)}")
-        try:
-            text = path.read_text()
-        except UnicodeDecodeError:
-            raise SpaceError(f"{path}: not a text file", hint="pass a search space YAML file") from None
-        return cls.from_yaml_text(text, source=str(path))
+        hint = f"pass a YAML file or one of the builtin spaces {', '.join(BUILTIN_SPACES)}"
+        return cls._from_parsed(read_yaml(path, "search space file", hint, SpaceError), str(path))
 
     @classmethod
     def from_yaml_text(cls, text: str, source: str = "<yaml>") -> "SearchSpace":
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-            raise SpaceError(f"{source}: malformed YAML{where}: {getattr(err, 'problem', err)}") from None
+        return cls._from_parsed(parse_yaml(text, source, SpaceError), source)
+
+    @classmethod
+    def _from_parsed(cls, data: Any, source: str) -> "SearchSpace":
         try:
             return cls.from_dict(data)
         except AutovitError as err:

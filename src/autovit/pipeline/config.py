@@ -6,7 +6,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
 from autovit.errors import AutovitError
 
@@ -60,14 +59,9 @@ class PipelineConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "PipelineConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise AutovitError(f"pipeline config not found: {path}",
-                               hint="pass a YAML such as configs/quickstart.yaml")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise AutovitError(f"{path}: malformed YAML: {err}") from None
+        from autovit.io_utils import read_yaml
+
+        data = read_yaml(path, "pipeline config", "pass a YAML such as configs/quickstart.yaml")
         try:
             return cls.from_dict(data)
         except AutovitError as err:

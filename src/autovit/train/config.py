@@ -94,13 +94,9 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise AutovitError(f"training config not found: {path}", hint="pass an existing YAML file to --config")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise AutovitError(f"{path}: malformed YAML: {err}") from None
+        from autovit.io_utils import read_yaml
+
+        data = read_yaml(path, "training config", "pass an existing YAML file to --config") or {}
         if not isinstance(data, Mapping):
             raise AutovitError(f"{path}: expected a mapping of option -> value")
         try:
