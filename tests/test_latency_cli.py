@@ -69,6 +69,10 @@ def test_missing_and_malformed_tables(tmp_path: Path, capsys) -> None:
     bad.write_text(json.dumps(newer))
     code, _, err = run(["latency", "predict", "--lut", str(bad), "autovit_xxs"], capsys)
     assert code == 2 and "newer than this autovit" in err
+    newer["version"] = 1  # v1 timed MBConv blocks without the expand conv at expansion 1
+    bad.write_text(json.dumps(newer))
+    code, _, err = run(["latency", "predict", "--lut", str(bad), "autovit_xxs"], capsys)
+    assert code == 2 and "older block definition" in err and "autovit latency profile" in err
 
 
 def test_validate_refuses_a_table_from_another_device(lut: Path, capsys) -> None:

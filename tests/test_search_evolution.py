@@ -121,7 +121,7 @@ def test_search_finds_the_known_optimum_of_a_toy_function() -> None:
     space, lat = tiny_space(), MacsLatency()
     best = _brute_force_best(space, lat, 1.25)
     cfg = SearchConfig(latency_budget_ms=1.25, coarse_samples=1000, coarse_top_k=20, population=20,
-                       generations=12, parents=5)
+                       generations=20, parents=5)
     res = search(space, params_accuracy, lat, cfg)
     assert res.best.key == best.key()
     assert res.evaluations < space.cardinality() / 20  # found without enumerating the space

@@ -39,11 +39,8 @@ def _mbconv(cin: int, cout: int, e: float, k: int, stride: int, size: int) -> tu
     """(params, macs, out_size) of one MBConv block."""
     hidden = expand_width(cin, e)
     out = _down(size, stride)
-    params = macs = 0
-    if e != 1:
-        params += _conv_bn(cin, hidden, 1)
-        macs += _conv_macs(cin, hidden, 1, size * size)
-    params += _conv_bn(hidden, hidden, k, hidden) + _conv_bn(hidden, cout, 1)
+    params = _conv_bn(cin, hidden, 1) + _conv_bn(hidden, hidden, k, hidden) + _conv_bn(hidden, cout, 1)
+    macs = _conv_macs(cin, hidden, 1, size * size)
     macs += _conv_macs(hidden, hidden, k, out * out, hidden) + _conv_macs(hidden, cout, 1, out * out)
     return params, macs, out
 

@@ -38,12 +38,16 @@ class ConvBNAct(nn.Sequential):
 
 
 class MBConv(nn.Module):
-    """MobileNetV2 inverted residual: [1x1 expand] -> kxk depthwise -> 1x1 linear projection."""
+    """MobileNetV2 inverted residual: 1x1 expand -> kxk depthwise -> 1x1 linear projection.
+
+    The 1x1 expand conv is kept at expansion 1 too (as timm's MobileViT does), so that in the
+    supernet the depthwise conv always sees the output of the same expand conv.
+    """
 
     def __init__(self, in_chs: int, out_chs: int, expansion: float, kernel: int, stride: int, act: str) -> None:
         super().__init__()
         hidden = expand_width(in_chs, expansion)
-        self.expand = ConvBNAct(in_chs, hidden, 1, act=act) if expansion != 1 else nn.Identity()
+        self.expand = ConvBNAct(in_chs, hidden, 1, act=act)
         self.dw = ConvBNAct(hidden, hidden, kernel, stride, groups=hidden, act=act)
         self.project = ConvBNAct(hidden, out_chs, 1, act=None)
         self.has_residual = stride == 1 and in_chs == out_chs

@@ -21,7 +21,8 @@ from autovit.latency.blocks import BlockSig
 from autovit.latency.measure import fingerprint_mismatch
 
 FORMAT = "autovit-latency-table"
-VERSION = 1
+# 2: MBConv keeps its 1x1 expand conv at expansion 1, so version-1 tables time other blocks.
+VERSION = 2
 
 
 class LatencyTableError(AutovitError):
@@ -122,6 +123,10 @@ class LatencyTable:
         if int(d.get("version", 0)) > VERSION:
             raise LatencyTableError(f"{source} has table version {d.get('version')}, newer than this autovit "
                                     f"understands ({VERSION})", hint="upgrade autovit")
+        if int(d.get("version", 0)) < VERSION:
+            raise LatencyTableError(f"{source} has table version {d.get('version')}, built for an older block "
+                                    f"definition (MBConv at expansion 1 had no expand conv)",
+                                    hint="rebuild it with `autovit latency profile`")
         try:
             entries = {str(BlockSig.parse(k)): dict(v) for k, v in d["entries"].items()}
             for k, v in entries.items():

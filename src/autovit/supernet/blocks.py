@@ -63,8 +63,8 @@ class ElasticConvBNAct(ElasticBlock):
 class ElasticMBConv(ElasticBlock):
     """Inverted residual with elastic in/out width, expansion and depthwise kernel; mirrors `MBConv`.
 
-    Expansion 1 skips the 1x1 expand conv (as the static block does); the residual is used when
-    the stride is 1 and the active in and out widths are equal.
+    The 1x1 expand conv is used at every expansion (as in the static block); the residual is used
+    when the stride is 1 and the active in and out widths are equal.
     """
 
     def __init__(self, in_chs: int, out_chs: int, expansions: tuple[float, ...], kernel: int, stride: int,
@@ -72,27 +72,24 @@ class ElasticMBConv(ElasticBlock):
         super().__init__()
         self.stride, self.act_name = stride, act
         hidden = max(expand_width(in_chs, e) for e in expansions)
-        self.expand = ElasticConvBNAct(in_chs, hidden, 1, act=act) if any(e != 1 for e in expansions) else nn.Identity()
+        self.expand = ElasticConvBNAct(in_chs, hidden, 1, act=act)
         self.dw = ElasticConvBNAct(hidden, hidden, kernel, stride, act=act, depthwise=True)
         self.project = ElasticConvBNAct(hidden, out_chs, 1, act=None)
         self.set_active(in_chs, out_chs, max(expansions), kernel)
 
     def set_active(self, in_chs: int, out_chs: int, expansion: float, kernel: int) -> None:
         hidden = expand_width(in_chs, expansion)
-        set_plain(self, config=(in_chs, out_chs, expansion, kernel), use_expand=expansion != 1,
-                  has_residual=self.stride == 1 and in_chs == out_chs)
-        if self.use_expand:
-            self.expand.set_active(in_chs, hidden)
+        set_plain(self, config=(in_chs, out_chs, expansion, kernel), has_residual=self.stride == 1 and in_chs == out_chs)
+        self.expand.set_active(in_chs, hidden)
         self.dw.set_active(hidden, hidden, kernel)
         self.project.set_active(hidden, out_chs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.project(self.dw(self.expand(x) if self.use_expand else x))
+        out = self.project(self.dw(self.expand(x)))
         return x + out if self.has_residual else out
 
     def active_leaves(self) -> Iterator[Elastic]:
-        if self.use_expand:
-            yield from self.expand.active_leaves()
+        yield from self.expand.active_leaves()
         yield from self.dw.active_leaves()
         yield from self.project.active_leaves()
 
