@@ -1,18 +1,21 @@
-"""Issue 3 benchmark: train the XXS supernet on CIFAR-10 under a CPU time budget, then compare the
+"""Issue 3 benchmark: train the XXS supernet on CIFAR-10 for a fixed CPU budget, then compare the
 ranking of subnets with inherited weights against the same subnets trained alone.
 
 Steps (all on one CPU thread):
-1. Supernet training (uniform sampling, Eq. 4-5) for `--budget-min` minutes of training time.
+1. Supernet training (uniform sampling, Eq. 4-5) for `--steps` steps (default 8000, about 45 minutes
+   on one quiet core; a fixed step count, not a time budget, so that a busy machine makes the run
+   slower but not different).
 2. top-1 on the held-out validation split (5,000 train images; never the test split) with
    inherited weights after BN recalibration, for the largest, the smallest and `--n-random`
    random subnets.
 3. `--n-standalone` of them (largest, smallest and random ones) trained alone from scratch with the
-   same recipe for `--standalone-min` minutes each; top-1 on the same split; Kendall tau between
-   the inherited and the standalone ranking.
+   same recipe for `--standalone-steps` steps each (default 900, about 5 minutes; the same count
+   for every subnet, so the ranking is not a ranking of speed); top-1 on the same split; Kendall
+   tau between the inherited and the standalone ranking.
 4. Training-speed ratio: seconds per supernet step with a fixed subnet active / seconds per step of
    the same subnet as a static network (interleaved, median), for the standalone subnets.
 
-Run (about 75 minutes):
+Run (about 75 minutes on one quiet core):
     taskset -c 0 nice -n 5 .venv/bin/python benchmarks/supernet_cifar10.py \
         --data-dir /work/shared/data/cifar10 --out runs/supernet_cifar10
 """
@@ -74,8 +77,8 @@ def step_seconds(trainer: Trainer, arch, images, target) -> float:
 
 def speed_ratio(supernet: Supernet, arch, cfg, data, rounds: int) -> dict:
     """Median s/step of the supernet with `arch` active vs the static subnet, interleaved."""
-    sup = Trainer(cfg.replace(time_budget_s=None, max_steps=1000), copy.deepcopy(supernet), data)
-    alone = Trainer(cfg.replace(time_budget_s=None, max_steps=1000), AutoViT(arch, num_classes=data.num_classes), data)
+    sup = Trainer(cfg.replace(max_steps=1000), copy.deepcopy(supernet), data)
+    alone = Trainer(cfg.replace(max_steps=1000), AutoViT(arch, num_classes=data.num_classes), data)
     images, target = next(iter(sup.loader))
     step_seconds(sup, arch, images, target), step_seconds(alone, None, images, target)  # warm-up
     s_sup, s_alone = [], []
@@ -92,8 +95,8 @@ def main() -> int:
     ap.add_argument("--out", default="runs/supernet_cifar10", help="run directory (checkpoints, supernet.pt)")
     ap.add_argument("--results", default="benchmarks/results/supernet_cifar10", help="results path without suffix")
     ap.add_argument("--space", default="xxs")
-    ap.add_argument("--budget-min", type=float, default=45.0)
-    ap.add_argument("--standalone-min", type=float, default=5.0)
+    ap.add_argument("--steps", type=int, default=8000, help="supernet training steps")
+    ap.add_argument("--standalone-steps", type=int, default=900, help="training steps of each standalone subnet")
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--n-random", type=int, default=10)
@@ -102,13 +105,14 @@ def main() -> int:
     ap.add_argument("--speed-rounds", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--note", default="", help="a line about the machine's state for the report")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     wall0 = time.time()
     command = " ".join([Path(sys.executable).name, *sys.argv])
 
     cfg = preset("cifar-cpu").replace(data_dir=args.data_dir, resolution=args.resolution, batch_size=args.batch_size,
-                                      epochs=10_000, time_budget_s=args.budget_min * 60, val_size=5000,
+                                      max_steps=args.steps, val_size=5000,
                                       calib_images=args.calib_images, ckpt_every_steps=200, eval_every_epoch=False,
                                       progress=False, tensorboard=True, log_every_steps=10, seed=args.seed)
     data = build_datasets(cfg)
@@ -122,7 +126,7 @@ def main() -> int:
     trainer = Trainer(cfg, supernet, data, out_dir=out, console=_Console())
     if (out / "checkpoints" / "last.pt").is_file():
         trainer.resume(out / "checkpoints" / "last.pt")
-    log(f"supernet training: budget {args.budget_min} min, supernet params {supernet.num_params():,}")
+    log(f"supernet training: {args.steps} steps, supernet params {supernet.num_params():,}")
     trainer.fit()
     log(f"supernet: {trainer.step} steps in {trainer.elapsed_s:.0f}s "
         f"({trainer.step * args.batch_size / len(data.train):.2f} epochs)")
@@ -149,7 +153,7 @@ def main() -> int:
         name, arch = archs[i]
         seed_everything(args.seed)
         model = AutoViT(arch, num_classes=data.num_classes)
-        alone = Trainer(cfg.replace(time_budget_s=args.standalone_min * 60, ckpt_every_steps=0, tensorboard=False),
+        alone = Trainer(cfg.replace(max_steps=args.standalone_steps, ckpt_every_steps=0, tensorboard=False),
                         model, data, out_dir=out / "standalone" / name, console=_Console())
         alone.fit()
         m = evaluate(model, val)
@@ -192,6 +196,7 @@ def main() -> int:
         "speed_ratio_max": max(ratios) if ratios else None,
         "checkpoint": str((out / "supernet.pt").resolve()),
         "wall_time_s": round(time.time() - wall0, 1),
+        "note": args.note,
     }
     results = Path(args.results)
     save_json(results.with_suffix(".json"), result)
@@ -206,7 +211,7 @@ def render_markdown(r: dict) -> str:
         "# Supernet training on CIFAR-10 (issue 3)", "",
         f"- Command: `{r['command']}`",
         f"- Machine: {r['machine']['platform']}, {r['machine']['processor']}, torch threads "
-        f"{r['machine']['torch_threads']}, CPUs {r['machine']['cpu_affinity']} (shared with other jobs)",
+        f"{r['machine']['torch_threads']}, CPUs {r['machine']['cpu_affinity']}. {r.get('note', '')}",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()),
         f"- Wall time: {r['wall_time_s'] / 60:.1f} min",
         f"- Supernet `{r['space']}` ({r['supernet_params']:,} params): {r['supernet_steps']} steps "
