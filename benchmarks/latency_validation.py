@@ -5,7 +5,7 @@ to the last CPU), time 24 fitting subnets, fit the model (NNLS), then time 50 he
 subnets twice and report the model, the re-test noise floor and the ablations. Writes
 luts/<space>_ort_1t_256.json and benchmarks/results/latency_validation_<space>.{json,md,png}.
 
-    .venv/bin/python benchmarks/latency_validation.py --space xxs --space s
+    taskset -c 1 .venv/bin/python benchmarks/latency_validation.py --space xxs --space s
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def finish(space_name: str, res: dict, model: LatencyModel, out_dir: Path) -> di
                     f"AutoViT-{space_name.upper()} on {table.fingerprint['runtime']}, 1 thread: "
                     f"{report['samples']} held-out subnets")
     cmd = (f".venv/bin/python benchmarks/latency_validation.py --space {space_name} --rounds {build['rounds']} "
-           f"--subnet-rounds {build['subnet_rounds']}")
+           f"--subnet-rounds {build['subnet_rounds']} --fit-subnets {build['fit_subnets']}")
     write_markdown(out_dir / f"latency_validation_{space_name}.md", space_name, res, cmd)
     print(json.dumps({g["name"]: [round(g["value"], 3), g["met"]] for g in res["goals"]}), flush=True)
     return res
@@ -194,7 +194,7 @@ def rewrite(space_name: str, out_dir: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--space", action="append", default=None)
-    ap.add_argument("--fit-subnets", type=int, default=30)
+    ap.add_argument("--fit-subnets", type=int, default=24)
     ap.add_argument("--samples", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=9, help="timing rounds per table network")
     ap.add_argument("--subnet-rounds", type=int, default=5, help="timing rounds per whole subnet")
