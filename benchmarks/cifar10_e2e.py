@@ -66,7 +66,7 @@ def train_config(args: argparse.Namespace):
     return preset("cifar-cpu").replace(data_dir=args.data_dir, resolution=args.resolution, batch_size=args.batch_size,
                                        max_steps=args.steps, val_size=5000, ckpt_every_steps=0,
                                        eval_every_epoch=False, progress=False, tensorboard=False,
-                                       log_every_steps=100, seed=args.seed)
+                                       log_every_steps=10, seed=args.seed)
 
 
 def build_model(name: str, args: argparse.Namespace, num_classes: int) -> torch.nn.Module:
@@ -227,7 +227,7 @@ def main() -> int:
     ap.add_argument("--supernet", type=Path, default=ROOT / "runs" / "supernet_cifar10")
     ap.add_argument("--lut", type=Path, default=ROOT / "luts" / "xxs_ort_1t_256.json")
     ap.add_argument("--data-dir", default="/work/shared/data/cifar10")
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
