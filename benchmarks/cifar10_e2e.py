@@ -167,7 +167,8 @@ def cmd_report(args: argparse.Namespace) -> None:
         "machine": machine, "versions": versions(), "python": platform.python_version(),
         "recipe": rows["autovit"]["config"], "images_per_model": rows["autovit"]["images"],
         "searched_arch": arch.to_dict(), "searched_arch_key": arch.key(),
-        "lut": str(args.lut), "lut_resolution": lut_res,
+        "lut": str(args.lut.resolve().relative_to(ROOT)) if args.lut.resolve().is_relative_to(ROOT) else str(args.lut),
+        "lut_resolution": lut_res,
         "predicted_ms_table_units": predicted_table, "predicted_ms": predicted_ms,
         "inherited": inh, "models": {},
         "paper_xxs_latency_ms": latency[lut_res]["autovit_xxs"]["median_ms"],
@@ -198,6 +199,8 @@ def render_markdown(r: dict, res: int) -> str:
         f"{r['images_per_model']:,} training images each ({cfg['batch_size']} x "
         f"{r['images_per_model'] // cfg['batch_size']} steps) at {cfg['resolution']} px; top-1 on the "
         "10,000-image test split",
+        "- Training: `cifar10_e2e.py train --model NAME` for each model, one torch thread pinned to one core "
+        "(the other core ran other benchmark jobs, so training times are indicative only)",
         f"- Searched arch (winner of benchmarks/search_cifar10.py): `{r['searched_arch_key']}`", "",
         f"| model | top-1 (%) | params (M) | MACs @{res} (M) | MACs @{hi} (M) | latency @{res} (ms) "
         f"| latency @{hi} (ms) | @{hi} vs mobilevit_xxs | predicted @{hi} (ms) | train time (min) |",
@@ -212,6 +215,10 @@ def render_markdown(r: dict, res: int) -> str:
     if r["inherited"]:
         lines += ["", f"The searched model as the pipeline hands it over (inherited supernet weights, BN "
                       f"recalibrated, no training of its own): test top-1 {r['inherited']['top1']:.2f}%."]
+    p = r["models"]["autovit"]["test_top1"] / 100
+    sd = 100 * (p * (1 - p) / 10_000) ** 0.5
+    lines += ["", f"Noise: one top-1 figure on the 10,000 test images has a binomial standard deviation of about "
+                  f"{sd:.1f} points; latency ratios come from one interleaved session per resolution."]
     lines += ["", f"Predicted latency: the latency model ({r['lut']}) in table units, converted to this session's "
                   f"ms through the table's reference network timed in the same rounds. For scale, the paper's "
                   f"AutoViT-XXS (Table 5) measured {r['paper_xxs_latency_ms']:.2f} ms at {hi} px in the same session.",
