@@ -27,27 +27,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from _log import LogConsole, log  # benchmarks/_log.py
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BASELINES = ("mobilevit_xxs", "mobilenetv2_100")
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-class _Console:
-    is_terminal = False
-
-    def print(self, msg: str) -> None:
-        log(msg)
 
 
 def searched_arch(path: Path):
@@ -69,18 +60,18 @@ def train_config(args: argparse.Namespace):
                                        log_every_steps=10, seed=args.seed)
 
 
-def build_model(name: str, args: argparse.Namespace, num_classes: int) -> torch.nn.Module:
+def build_model(name: str, arch, num_classes: int) -> torch.nn.Module:
+    """The searched AutoViT (`arch`) or a timm baseline, with random weights."""
     if name == "autovit":
         from autovit.model import AutoViT
 
-        return AutoViT(searched_arch(args.arch), num_classes=num_classes)
+        return AutoViT(arch, num_classes=num_classes)
     import timm
 
     return timm.create_model(name, pretrained=False, num_classes=num_classes)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from autovit.costs import count_params
     from autovit.data import build_datasets, eval_loader
     from autovit.io_utils import save_json
     from autovit.supernet.evaluate import evaluate
@@ -90,9 +81,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = train_config(args)
     data = build_datasets(cfg)
     seed_everything(args.seed)
-    model = build_model(args.model, args, data.num_classes)
+    arch = searched_arch(args.arch) if args.model == "autovit" else None
+    model = build_model(args.model, arch, data.num_classes)
     log(f"{args.model}: {sum(p.numel() for p in model.parameters()):,} params, {args.steps} steps of {args.batch_size}")
-    trainer = Trainer(cfg, model, data, console=_Console())
+    trainer = Trainer(cfg, model, data, console=LogConsole())
     t0 = time.time()
     trainer.fit()
     train_s = time.time() - t0
@@ -100,10 +92,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     row = {"name": args.model, "steps": trainer.step, "images": trainer.step * args.batch_size,
            "train_s": round(train_s, 1), "threads": args.threads, "test_top1": test["top1"], "test_top5": test["top5"],
            "final_loss": trainer.history[-1].loss if trainer.history else None, "config": cfg.to_dict()}
-    if args.model == "autovit":
-        arch = searched_arch(args.arch)
+    if arch is not None:
         row["arch"] = arch.to_dict()
-        row["params_check"] = count_params(arch, data.num_classes)
     save_json(args.run_dir / f"{args.model}.json", row)
     log(f"{args.model}: test top-1 {test['top1']:.2f}% after {trainer.step} steps ({train_s / 60:.1f} min)")
 
@@ -164,10 +154,10 @@ def cmd_report(args: argparse.Namespace) -> None:
     result = {
         "benchmark": "cifar10_e2e",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine, "versions": versions(), "python": platform.python_version(),
+        "machine": machine, "versions": versions(),
         "recipe": rows["autovit"]["config"], "images_per_model": rows["autovit"]["images"],
         "searched_arch": arch.to_dict(), "searched_arch_key": arch.key(),
-        "lut": str(args.lut.resolve().relative_to(ROOT)) if args.lut.resolve().is_relative_to(ROOT) else str(args.lut),
+        "lut": os.path.relpath(args.lut, ROOT),
         "lut_resolution": lut_res,
         "predicted_ms_table_units": predicted_table, "predicted_ms": predicted_ms,
         "inherited": inh, "models": {},

@@ -43,18 +43,7 @@ from autovit.supernet.evaluate import SubnetEvaluator, evaluate
 from autovit.train.config import preset
 from autovit.train.trainer import Trainer, seed_everything
 
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-class _Console:
-    """Plain console for the trainer's periodic log lines (no progress bar in a log file)."""
-
-    is_terminal = False
-
-    def print(self, msg: str) -> None:
-        log(msg)
+from _log import LogConsole, log  # benchmarks/_log.py
 
 
 def pick_archs(space: SearchSpace, n_random: int, seed: int) -> list[tuple[str, object]]:
@@ -123,7 +112,7 @@ def main() -> int:
     # 1. supernet training --------------------------------------------------------------
     seed_everything(args.seed)
     supernet = Supernet(space, num_classes=data.num_classes)
-    trainer = Trainer(cfg, supernet, data, out_dir=out, console=_Console())
+    trainer = Trainer(cfg, supernet, data, out_dir=out, console=LogConsole())
     if (out / "checkpoints" / "last.pt").is_file():
         trainer.resume(out / "checkpoints" / "last.pt")
     log(f"supernet training: {args.steps} steps, supernet params {supernet.num_params():,}")
@@ -154,7 +143,7 @@ def main() -> int:
         seed_everything(args.seed)
         model = AutoViT(arch, num_classes=data.num_classes)
         alone = Trainer(cfg.replace(max_steps=args.standalone_steps, ckpt_every_steps=0, tensorboard=False),
-                        model, data, out_dir=out / "standalone" / name, console=_Console())
+                        model, data, out_dir=out / "standalone" / name, console=LogConsole())
         alone.fit()
         m = evaluate(model, val)
         rows[i].update(standalone_top1=m["top1"], standalone_top5=m["top5"], standalone_steps=alone.step,
