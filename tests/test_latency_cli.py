@@ -73,6 +73,10 @@ def test_missing_and_malformed_tables(tmp_path: Path, capsys) -> None:
     bad.write_text(json.dumps(newer))
     code, _, err = run(["latency", "predict", "--lut", str(bad), "autovit_xxs"], capsys)
     assert code == 2 and "older block definition" in err and "autovit latency profile" in err
+    newer["version"] = "two"
+    bad.write_text(json.dumps(newer))
+    code, _, err = run(["latency", "predict", "--lut", str(bad), "autovit_xxs"], capsys)
+    assert code == 2 and "unreadable table version 'two'" in err
 
 
 def test_validate_refuses_a_table_from_another_device(lut: Path, capsys) -> None:

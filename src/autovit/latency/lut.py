@@ -120,11 +120,16 @@ class LatencyTable:
         if not isinstance(d, Mapping) or d.get("format") != FORMAT:
             raise LatencyTableError(f"{source} is not an autovit latency table",
                                     hint="build one with `autovit latency profile` or `autovit latency import`")
-        if int(d.get("version", 0)) > VERSION:
-            raise LatencyTableError(f"{source} has table version {d.get('version')}, newer than this autovit "
+        try:
+            version = int(d.get("version", 0))
+        except (TypeError, ValueError):
+            raise LatencyTableError(f"{source} has an unreadable table version {d.get('version')!r}",
+                                    hint="rebuild it with `autovit latency profile`") from None
+        if version > VERSION:
+            raise LatencyTableError(f"{source} has table version {version}, newer than this autovit "
                                     f"understands ({VERSION})", hint="upgrade autovit")
-        if int(d.get("version", 0)) < VERSION:
-            raise LatencyTableError(f"{source} has table version {d.get('version')}, built for an older block "
+        if version < VERSION:
+            raise LatencyTableError(f"{source} has table version {version}, built for an older block "
                                     f"definition (MBConv at expansion 1 had no expand conv)",
                                     hint="rebuild it with `autovit latency profile`")
         try:
