@@ -1,8 +1,10 @@
 """Latency table + Eq. 6 model: build, fit and validate on this CPU (issue 4 acceptance run).
 
-For each space: profile every block variant in context (onnxruntime, 1 thread, 256x256, pinned
-to the last CPU), time 24 fitting subnets, fit the model (NNLS), then time 50 held-out random
-subnets twice and report the model, the re-test noise floor and the ablations. Writes
+For each space: profile the anchor block variants in context and impute the rest (onnxruntime,
+1 thread, 256x256, pinned to the last CPU), time 24 fitting subnets, fit the model (NNLS), then
+time 50 held-out random subnets twice and report the model, the re-test noise floor and the
+ablations. Last, measure every block variant (the `--measure all` table) and score it on the same
+subnets, so imputation is compared with measurement side by side. Writes
 luts/<space>_ort_1t_256.json and benchmarks/results/latency_validation_<space>.{json,md,png}.
 
     taskset -c 1 .venv/bin/python benchmarks/latency_validation.py --space xxs --space s
@@ -24,9 +26,8 @@ import torch
 from autovit.io_utils import atomic_write_text, save_json
 from autovit.latency.measure import MeasureConfig, pin_process
 from autovit.latency.predictor import LatencyModel
-from autovit.latency.profile import profile_space
-from autovit.latency.profile import sample_distinct
-from autovit.latency.validate import fit_data, plot_validation, prediction_rows, run_validation
+from autovit.latency.profile import build_table, profile_space, sample_distinct
+from autovit.latency.validate import error_metrics, fit_data, plot_validation, prediction_rows, run_validation
 from autovit.space import SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +68,8 @@ def write_markdown(out: Path, space: str, res: dict, cmd: str) -> None:
                                if res.get("rewritten") else ""), "",
         "## Build", "",
         f"- modules measured in context: **{b['modules_measured']}** ({b['kinds']}) in {b['context_networks']} "
-        f"shared context networks (goal < 100)",
+        f"shared context networks (goal < 100); {b['modules_imputed']} more block variants imputed from operator "
+        f"counts (docs/latency.md, \"Anchors\")",
         f"- fitting subnets: {b['fit_subnets']} (fit MAPE {b['fit_mape']:.2f}%)",
         f"- build time (table + fitting subnets): **{b['build_seconds'] / 60:.1f} min** (goal <= 10 min); of which "
         f"ONNX export of the table networks {b['export_seconds']:.0f}s, fitting subnets (export + timing) "
@@ -83,8 +85,19 @@ def write_markdown(out: Path, space: str, res: dict, cmd: str) -> None:
         fmt_row("re-test noise floor (pass 2 vs pass 1)", noise),
     ]
     for name, row in v["ablations"].items():
-        if name != "latency_model":
+        if name == "every_module_measured":
+            lines.append(fmt_row(f"every module measured ({row['modules']}, table {row['table_seconds'] / 60:.1f} min)",
+                                 row))
+        elif name != "latency_model":
             lines.append(fmt_row(name.replace("_", " "), row))
+    ent = v.get("imputed_entries")
+    if ent:
+        lines += ["", "Entries of this table against the same entries measured in the every-module table "
+                      "(absolute difference, % of the measured value):", "",
+                  "| entries | n | median | mean | p90 |", "|---|---|---|---|---|"]
+        names = {"imputed": "imputed (not measured here)", "anchor_retest": "anchors (measured twice: noise floor)"}
+        lines += [f"| {names[g]} | {e['n']} | {e['median_abs_pct']:.1f} | {e['mean_abs_pct']:.1f} | "
+                  f"{e['p90_abs_pct']:.1f} |" for g, e in ent.items()]
     goals = res["goals"]
     lines += ["", f"Prediction error / re-test noise: {v['error_over_noise']:.2f} (goal <= 2)", "",
               "| goal | target | got | met |", "|---|---|---|---|"]
@@ -119,10 +132,16 @@ def run(space_name: str, fit_subnets: int, samples: int, rounds: int, subnet_rou
     report = run_validation(model, space, samples, seed=1, config=subnet_config, progress=progress)
     report["validation_seconds"] = time.time() - t_val
     save_json(out_dir / f"latency_validation_{space_name}.json", {"space": space_name, "validation": report})
+    report["ablations"]["every_module_measured"], report["imputed_entries"] = measure_everything(
+        model, space, config, held_out_archs(space, model, report), np.asarray(report["measured_ratio"]), progress,
+        out_dir / f"latency_validation_{space_name}_every_module_table.json")
+    save_json(out_dir / f"latency_validation_{space_name}.json", {"space": space_name, "validation": report})
     kinds: dict[str, int] = {}
-    for k in table.entries:
-        kinds[k.split(":")[0]] = kinds.get(k.split(":")[0], 0) + 1
-    build = {"modules_measured": len(table.entries), "kinds": kinds, "context_networks": table.meta["context_networks"],
+    for k, e in table.entries.items():
+        if e.get("source") != "imputed":
+            kinds[k.split(":")[0]] = kinds.get(k.split(":")[0], 0) + 1
+    build = {"modules_measured": table.meta["modules_measured"], "modules_imputed": table.meta["modules_imputed"],
+             "kinds": kinds, "context_networks": table.meta["context_networks"],
              "fit_subnets": fit_subnets, "export_seconds": table.meta.get("export_seconds"),
              "fit_seconds": table.meta.get("fit_seconds"), "rounds": rounds, "subnet_rounds": subnet_rounds,
              "build_seconds": table.meta["build_seconds"], "reference_ms": table.reference_ms,
@@ -131,6 +150,41 @@ def run(space_name: str, fit_subnets: int, samples: int, rounds: int, subnet_rou
            "validation": report, "lut": os.path.relpath(lut_path, ROOT), "onnxruntime": onnxruntime.__version__,
            "torch": torch.__version__, "total_seconds": time.time() - t0}
     return finish(space_name, res, model, out_dir)
+
+
+def held_out_archs(space: SearchSpace, model: LatencyModel, report: dict) -> list:
+    """The held-out subnets of a validation report, regenerated from its seed (checked by key)."""
+    fit_a, _ = fit_data(model)
+    archs = [a.replace(resolution=model.table.resolution)
+             for a in sample_distinct(space, report["samples"], report["seed"] + 1000, fit_a)]
+    if [a.key() for a in archs] != report["archs"]:
+        raise SystemExit("the regenerated held-out archs differ from the stored ones; re-run the benchmark")
+    return archs
+
+
+def measure_everything(model: LatencyModel, space: SearchSpace, config: MeasureConfig, archs: list,
+                       truth: np.ndarray, progress, table_path: Path) -> tuple[dict, dict]:
+    """The ablation "every block variant measured": that table (written to `table_path`), fitted on
+    the same fitting subnets, scored on the same held-out subnets; plus imputed entries against
+    their measurement and the anchors' re-measurement (the entry-level noise floor)."""
+    built = build_table(space, model.table.resolution, config, model.table.num_classes,
+                        lambda p, d, n: progress(f"all-{p}", d, n), force=True, measure="all")
+    fit_a, fit_y = fit_data(model)
+    full, selection = LatencyModel.fit_select(built.table, fit_a, fit_y)
+    fit_mape = float(np.mean(np.abs(full.predict_ratio(fit_a) - fit_y) / fit_y) * 100)
+    built.table.model = {**model.table.model, "coef": full.coef, "terms": list(full.coef), "selection": selection,
+                         "fit_mape": fit_mape}
+    built.table.save(table_path)
+    row = {**error_metrics(full.predict_ratio(archs), truth), "modules": len(built.table.entries),
+           "table_seconds": round(built.seconds, 1)}
+    errors: dict[str, list[float]] = {"imputed": [], "anchor_retest": []}
+    for key, e in model.table.entries.items():
+        other = built.table.entries[key]["ratio_to_ref"]
+        group = "imputed" if e.get("source") == "imputed" else "anchor_retest"
+        errors[group].append(abs(e["ratio_to_ref"] - other) / abs(other) * 100)
+    entry = {g: {"n": len(v), "median_abs_pct": float(np.median(v)), "mean_abs_pct": float(np.mean(v)),
+                 "p90_abs_pct": float(np.percentile(v, 90))} for g, v in errors.items() if v}
+    return row, entry
 
 
 def finish(space_name: str, res: dict, model: LatencyModel, out_dir: Path) -> dict:
@@ -180,11 +234,10 @@ def rewrite(space_name: str, out_dir: Path) -> dict:
     model.save(lut_path)
     res["rewritten"] = True
     v = res["validation"]
-    archs = [a.replace(resolution=model.table.resolution)
-             for a in sample_distinct(space, v["samples"], v["seed"] + 1000, fit_a)]
-    if [a.key() for a in archs] != v["archs"]:
-        raise SystemExit("the regenerated held-out archs differ from the stored ones; re-run the benchmark")
+    archs = held_out_archs(space, model, v)
     rows = prediction_rows(model, space, archs, np.asarray(v["measured_ratio"]))
+    if "every_module_measured" in v["ablations"]:  # measured, not refittable without its table
+        rows["every_module_measured"] = v["ablations"]["every_module_measured"]
     v.update(metrics=rows["latency_model"], ablations=rows,
              error_over_noise=rows["latency_model"]["mape"] / max(v["retest_noise"]["mape"], 1e-9),
              predicted_ratio=model.predict_ratio(archs).tolist())

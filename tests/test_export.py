@@ -49,6 +49,20 @@ def test_round_trip_pytorch_reloaded_torchscript_onnx(model, tmp_path) -> None:
     assert (tmp_path / "export.json").is_file()
 
 
+@pytest.mark.parametrize("fmt, package", [("tflite", "litert_torch"), ("coreml", "coremltools")])
+def test_optional_formats_export_where_their_package_installs(fmt: str, package: str, model, tmp_path) -> None:
+    """TFLite runs in LiteRT here and is checked against PyTorch; Core ML converts here but runs
+    only on macOS. TFLite needs the optional `tflite` extra (skipped in CI)."""
+    pytest.importorskip(package)
+    res = export_subnet(model, tmp_path, [fmt]).result(fmt)
+    assert res.status == "ok", res.message
+    if fmt == "tflite":
+        assert (tmp_path / "model.tflite").stat().st_size > 10_000 and res.max_abs_diff <= 1e-3
+    else:
+        assert (tmp_path / "model.mlpackage" / "Manifest.json").is_file()
+        assert sys.platform == "darwin" or "only on macOS" in res.message
+
+
 def test_missing_optional_converter_is_skipped_with_a_message(model, tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "litert_torch", None)
     monkeypatch.setitem(sys.modules, "ai_edge_torch", None)

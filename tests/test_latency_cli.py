@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from latency_toys import linear_cost
 
 from autovit.cli import main
 from autovit.latency import suite
@@ -105,7 +106,8 @@ def test_table_round_trip(tmp_path: Path) -> None:
     assert "pickle" not in path.read_text()
 
 
-def test_export_suite_then_import_builds_the_same_table(tmp_path: Path, monkeypatch, capsys) -> None:
+@pytest.mark.parametrize("measure", ["all", "anchors"])
+def test_export_suite_then_import_builds_the_same_table(measure: str, tmp_path: Path, monkeypatch, capsys) -> None:
     written: list[str] = []
 
     def fake_export(module, path, shape, *a, **k):
@@ -117,20 +119,24 @@ def test_export_suite_then_import_builds_the_same_table(tmp_path: Path, monkeypa
     monkeypatch.setattr(suite, "export_onnx", fake_export)
     out = tmp_path / "suite"
     code, stdout, _ = run(["latency", "export-suite", "--space", "xxs", "--out", str(out), "--fit-subnets", "10",
-                           "--formats", "onnx", "--json"], capsys)
+                           "--formats", "onnx", "--measure", measure, "--json"], capsys)
     assert code == 0
     summary = json.loads(stdout)
     manifest = json.loads((out / "manifest.json").read_text())
-    n_blocks = len(space_blocks(SearchSpace.builtin("xxs")))
+    n_all = len(space_blocks(SearchSpace.builtin("xxs")))
+    n_blocks = n_all if measure == "all" else 66
     assert summary["blocks"] == len(manifest["blocks"]) == n_blocks and summary["subnets"] == 10
+    assert summary["imputed"] == len(manifest["imputed"]) == n_all - n_blocks
     assert len(written) == 1 + 2 * n_blocks + summary["contexts"] + 10
-    # a device "measures" everything: synthetic table costs, reference 20 ms
-    truth = synthetic_table(SearchSpace.builtin("xxs"), seed=6)
+    # a device "measures" the exported blocks: costs linear in operator counts (so imputation is exact)
     ref_ms = 20.0
     rows = {manifest["reference"]: ref_ms}
     for b in manifest["blocks"]:
         rows.setdefault(b["context"], 3.0)
-        rows[b["with"]] = 3.0 + b["copies"] * truth.cost(b["signature"]) * ref_ms
+        rows[b["with"]] = 3.0 + b["copies"] * linear_cost(b["signature"]) * ref_ms
+    truth = synthetic_table(SearchSpace.builtin("xxs"))
+    for key, e in truth.entries.items():
+        e["ratio_to_ref"] = linear_cost(key)
     model = LatencyModel(truth, {"table": 1.1, "intercept": 0.05})
     from autovit.arch import Arch
 
@@ -141,13 +147,18 @@ def test_export_suite_then_import_builds_the_same_table(tmp_path: Path, monkeypa
     table_path = tmp_path / "phone.json"
     code, stdout, _ = run(["latency", "import", "--manifest", str(out / "manifest.json"), "--csv", str(csv),
                            "--out", str(table_path), "--device", "Pixel 8", "--runtime", "litert 2.3", "--json"], capsys)
-    assert code == 0 and json.loads(stdout)["fitted"]
+    assert code == 0
+    summary = json.loads(stdout)
+    assert summary["fitted"] and summary["modules"] == n_all and summary["modules_imputed"] == n_all - n_blocks
     phone = LatencyModel.load(table_path)
     for key, e in truth.entries.items():
-        assert phone.table.entries[key]["ratio_to_ref"] == pytest.approx(e["ratio_to_ref"], rel=1e-9)
+        assert phone.table.entries[key]["ratio_to_ref"] == pytest.approx(e["ratio_to_ref"], rel=1e-6)
     archs = [SearchSpace.builtin("xxs").sample(__import__("random").Random(i)) for i in range(20)]
     np.testing.assert_allclose(phone.predict(archs), model.predict_ratio(archs) * ref_ms, rtol=1e-6)
     assert phone.fingerprint["cpu"] == "Pixel 8"
+    code, stdout, _ = run(["latency", "show", str(table_path), "--json"], capsys)
+    shown = json.loads(stdout)
+    assert code == 0 and shown["modules_measured"] == n_blocks and shown["modules_imputed"] == n_all - n_blocks
 
 
 def test_import_errors_name_the_problem(tmp_path: Path, capsys) -> None:
@@ -182,3 +193,53 @@ def test_predict_with_a_fresh_reference_time(lut: Path, capsys) -> None:
     assert code == 0
     ratio = LatencyModel.load(lut).predict_ratio([paper_arch("xxs")])[0]
     assert json.loads(out)["predictions"][0]["latency_ms"] == pytest.approx(ratio * 20)
+
+
+def _export_small_suite(fmt: str, out: Path, monkeypatch) -> tuple[dict, list[Path]]:
+    """A suite of one MBConv and one attention block at 64 px in ONNX and `fmt`; returns the
+    summary and the `fmt` files, after checking they match the ONNX files one to one."""
+    blocks = space_blocks(SearchSpace.builtin("xxs"), 64)
+    sigs = [next(s for s in blocks if s.kind == kind) for kind in ("mbconv", "attn")]
+    monkeypatch.setattr(suite, "space_blocks", lambda *a, **k: sigs)
+    monkeypatch.setattr(suite, "reference_arch", lambda res: SearchSpace.builtin("xxs").smallest().replace(resolution=res))
+    summary = suite.export_suite(SearchSpace.builtin("xxs"), out, resolution=64, fit_subnets=0,
+                                 formats=("onnx", fmt), measure="all")
+    assert summary["formats"] == ["onnx", fmt] and summary["conversion_failures"] == []
+    files = sorted(out.rglob("*.mlpackage" if fmt == "coreml" else f"*.{fmt}"))
+    # reference + per block: with-network, standalone block; + the shared context networks
+    assert len(files) == len(list(out.rglob("*.onnx"))) == 1 + 2 * len(sigs) + summary["contexts"]
+    return summary, files
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # coremltools' own internals
+def test_export_suite_converts_blocks_to_core_ml(tmp_path: Path, monkeypatch) -> None:
+    """Core ML conversion of the suite's networks works on Linux (running them needs macOS/iOS)."""
+    ct = pytest.importorskip("coremltools")
+    summary, _ = _export_small_suite("coreml", tmp_path / "suite", monkeypatch)
+    assert any("cannot run on Linux" in n for n in summary["notes"])
+    spec = ct.utils.load_spec(str(tmp_path / "suite" / "blocks" / "b000_with.mlpackage"))
+    assert [d for d in spec.description.input[0].type.multiArrayType.shape] == [1, 3, 64, 64]
+
+
+def test_export_suite_converts_blocks_to_tflite_that_run_in_litert(tmp_path: Path, monkeypatch) -> None:
+    """TFLite export (litert-torch) of the suite, each file invoked in LiteRT's interpreter on this CPU.
+
+    Needs the optional `tflite` extra (litert-torch pulls jax, so it is not in the test extra);
+    run with `pip install -e ".[tflite,test]"`."""
+    pytest.importorskip("litert_torch")
+    interpreter = pytest.importorskip("ai_edge_litert.interpreter")
+    out = tmp_path / "suite"
+    _, files = _export_small_suite("tflite", out, monkeypatch)
+    manifest = json.loads((out / "manifest.json").read_text())
+    standalone = {out / f"{b['standalone']}.tflite" for b in manifest["blocks"]}
+    for f in files:
+        it = interpreter.Interpreter(model_path=str(f))
+        it.allocate_tensors()
+        inp = it.get_input_details()[0]
+        it.set_tensor(inp["index"], np.random.rand(*inp["shape"]).astype(np.float32))
+        it.invoke()
+        out_shape = list(it.get_output_details()[0]["shape"])
+        if f in standalone:  # both blocks keep their input's shape
+            assert out_shape == list(inp["shape"])
+        else:  # whole networks end in pooled features or logits
+            assert out_shape[0] == 1 and len(out_shape) == 2

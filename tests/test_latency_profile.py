@@ -10,7 +10,9 @@ import pytest
 
 from autovit.latency import profile as prof
 from autovit.latency import validate as val
+from autovit.errors import AutovitError
 from autovit.latency.blocks import BlockSig, context_key, space_blocks
+from autovit.latency.imputation import select_anchors
 from autovit.latency.lut import synthetic_table
 from autovit.latency.measure import MeasureConfig, RoundTimes, measure_paired, measure_rounds
 from autovit.latency.predictor import LatencyModel
@@ -71,6 +73,26 @@ def test_in_context_difference_is_exact_under_drift(mocked) -> None:
         assert e["ratio_to_ref"] == pytest.approx(true_cost(str(s)) / REF_MS, rel=1e-9)
         assert e["count"] == 5 and e["copies"] == s.copies and e["fingerprint"] == t.to_dict()["fingerprint_id"]
     assert t.fingerprint["backend"] == "ort" and t.fingerprint["threads"] == 1 and t.fingerprint["resolution"] == 256
+
+
+def test_default_build_measures_the_anchors_and_imputes_the_rest(mocked) -> None:
+    space = SearchSpace.builtin("xxs")
+    sigs = space_blocks(space)
+    anchors = {str(s) for s in select_anchors(sigs)}
+    t = prof.build_table(space, 256, MeasureConfig(rounds=5)).table
+    assert set(t.entries) == {str(s) for s in sigs}
+    assert t.meta["modules_measured"] == len(anchors) == 66 and t.meta["modules_imputed"] == len(sigs) - 66
+    for key, e in t.entries.items():
+        if key in anchors:
+            assert e["source"] == "measured" and e["ratio_to_ref"] == pytest.approx(true_cost(key) / REF_MS, rel=1e-9)
+        else:
+            assert e["source"] == "imputed" and e["count"] == 0 and e["ratio_to_ref"] >= 0
+    assert set(t.meta["imputation"]) == {"mbconv", "tfixed", "attn", "mlp"}
+    full = prof.build_table(space, 256, MeasureConfig(rounds=5), measure="all").table
+    assert full.meta["modules_measured"] == len(sigs) and full.meta["modules_imputed"] == 0
+    assert all(e["source"] == "measured" for e in full.entries.values())
+    with pytest.raises(AutovitError, match="unknown measure mode 'some'"):
+        prof.build_table(space, 256, MeasureConfig(rounds=5), measure="some")
 
 
 def test_unstable_machine_refuses_to_write(mocked) -> None:

@@ -63,9 +63,12 @@ def profile(
     cpu: Optional[int] = typer.Option(None, help="CPU to pin to (default: the last one)."),
     max_spread: float = typer.Option(0.4, help="Refuse when the reference timings spread more (IQR/median)."),
     force: bool = typer.Option(False, "--force", help="Write the table even on an unstable machine."),
+    measure: str = typer.Option("anchors", help="anchors: measure a few variants per block kind and impute the "
+                                                "rest from operator counts; all: measure every variant."),
+    anchors_per_feature: int = typer.Option(3, help="Anchors per cost-model term of a block kind (--measure anchors)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
-    """Measure every block variant in context, fit the latency model, write the table."""
+    """Measure block variants in context, fit the latency model, write the table."""
     from autovit.latency.profile import profile_space
     from autovit.space import SearchSpace
 
@@ -73,17 +76,20 @@ def profile(
     pinned = _pin(cpu)
     with _progress(not as_json) as progress:
         model = profile_space(sp, resolution, _config(backend, threads, opt_level, rounds), fit_subnets, seed,
-                              num_classes, progress, max_spread, force)
+                              num_classes, progress, max_spread, force, measure=measure,
+                              anchors_per_feature=anchors_per_feature)
     model.save(out)
     t = model.table
     summary = {"out": str(out), "space": t.space, "resolution": t.resolution, "modules": len(t.entries),
+               "modules_measured": t.meta["modules_measured"], "modules_imputed": t.meta["modules_imputed"],
                "build_seconds": t.meta["build_seconds"], "reference_ms": t.reference_ms,
                "reference_spread": t.reference.get("spread"), "pinned_cpu": pinned, "coef": model.coef,
                "fit_mape": (t.model or {}).get("fit_mape")}
     if as_json:
         print_json(summary)
         return
-    console.print(f"[green]wrote[/] {out}: {len(t.entries)} modules, {t.meta['build_seconds']:.0f}s, "
+    console.print(f"[green]wrote[/] {out}: {len(t.entries)} modules ({summary['modules_measured']} measured, "
+                  f"{summary['modules_imputed']} imputed), {t.meta['build_seconds']:.0f}s, "
                   f"reference {t.reference_ms:.2f} ms (spread {t.reference.get('spread', 0):.1%})")
     if t.model:
         console.print(f"fit on {fit_subnets} subnets: MAPE {t.model['fit_mape']:.2f}%; coefficients "
@@ -243,20 +249,25 @@ def export_suite_cmd(
     resolution: Optional[int] = typer.Option(None, help="Input resolution (default: the space's)."),
     fit_subnets: int = typer.Option(30, help="Whole subnets to include for fitting on the device."),
     formats: str = typer.Option("onnx", help="Comma-separated: onnx, tflite, coreml."),
+    measure: str = typer.Option("anchors", help="anchors: export the anchor blocks only (the rest is imputed at "
+                                                "import); all: export every block variant."),
+    anchors_per_feature: int = typer.Option(3, help="Anchors per cost-model term of a block kind (--measure anchors)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Write every block variant (with/without context networks, standalone block), the reference and
-    the fitting subnets as ONNX (optionally TFLite / Core ML) plus a manifest, for timing on a device."""
+    """Write the block variants to time (with/without context networks, standalone block), the reference
+    and the fitting subnets as ONNX (optionally TFLite / Core ML) plus a manifest, for timing on a device."""
     from autovit.latency.suite import export_suite
     from autovit.space import SearchSpace
 
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     with _progress(not as_json) as progress:
-        summary = export_suite(SearchSpace.load(space), out, resolution, fit_subnets, fmts, progress=progress)
+        summary = export_suite(SearchSpace.load(space), out, resolution, fit_subnets, fmts, progress=progress,
+                               measure=measure, anchors_per_feature=anchors_per_feature)
     if as_json:
         print_json(summary)
         return
-    console.print(f"[green]wrote[/] {summary['files']} model files to {out} "
+    console.print(f"[green]wrote[/] {summary['files']} model files to {out} ({summary['blocks']} blocks to time, "
+                  f"{summary['imputed']} imputed at import) "
                   f"(manifest {summary['manifest']}, CSV template {summary['csv_template']})")
     for note in summary.get("notes", []):
         console.print(f"[yellow]note:[/] {note}")
@@ -277,12 +288,15 @@ def import_cmd(
 
     model = import_measurements(manifest, csv, device=device, runtime=runtime, threads=threads)
     model.save(out)
-    summary = {"out": str(out), "modules": len(model.table.entries), "fitted": model.table.model is not None,
+    meta = model.table.meta
+    summary = {"out": str(out), "modules": len(model.table.entries), "modules_measured": meta["modules_measured"],
+               "modules_imputed": meta["modules_imputed"], "fitted": model.table.model is not None,
                "coef": model.coef, "fingerprint": model.fingerprint}
     if as_json:
         print_json(summary)
         return
-    console.print(f"[green]wrote[/] {out}: {summary['modules']} modules, "
+    console.print(f"[green]wrote[/] {out}: {summary['modules']} modules ({summary['modules_measured']} measured, "
+                  f"{summary['modules_imputed']} imputed), "
                   + ("fitted on the timed subnets" if summary["fitted"] else "raw table sum (no subnets timed)"))
 
 
@@ -298,8 +312,9 @@ def show(
     kinds: dict[str, int] = {}
     for k in t.entries:
         kinds[k.split(":")[0]] = kinds.get(k.split(":")[0], 0) + 1
+    imputed = sum(1 for e in t.entries.values() if e.get("source") == "imputed")
     data = {"space": t.space, "resolution": t.resolution, "fingerprint": t.fingerprint, "modules": len(t.entries),
-            "kinds": kinds, "reference": {k: v for k, v in t.reference.items() if k != "arch"},
+            "modules_measured": len(t.entries) - imputed, "modules_imputed": imputed, "kinds": kinds, "reference": {k: v for k, v in t.reference.items() if k != "arch"},
             "coef": (t.model or {}).get("coef"), "fit_mape": (t.model or {}).get("fit_mape"), "meta": t.meta}
     if as_json:
         print_json(data)

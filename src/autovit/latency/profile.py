@@ -20,6 +20,7 @@ import torch
 from autovit.arch import Arch
 from autovit.errors import AutovitError
 from autovit.latency.blocks import BlockSig, context_key, context_pair, space_blocks
+from autovit.latency.imputation import DEFAULT_PER_FEATURE, impute_entries, select_anchors
 from autovit.latency.lut import LatencyTable, fingerprint_id
 from autovit.latency.measure import MeasureConfig, RoundTimes, measure_paired, measure_rounds
 from autovit.model import build_model
@@ -28,6 +29,7 @@ from autovit.space import SearchSpace
 # Relative IQR of the reference timings above which a machine is too unstable for a table.
 MAX_REFERENCE_SPREAD = 0.4
 WITHS_PER_GROUP = 4  # blocks timed right after one timing of their shared context network
+MEASURE_MODES = ("anchors", "all")  # measure the anchors and impute the rest, or measure every block
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -75,11 +77,19 @@ class TableBuild:
 
 def build_table(space: SearchSpace, resolution: int | None = None, config: MeasureConfig = MeasureConfig(),
                 num_classes: int = 1000, progress: Progress | None = None, max_spread: float = MAX_REFERENCE_SPREAD,
-                force: bool = False, sigs: Sequence[BlockSig] | None = None) -> TableBuild:
-    """Measures every block variant of `space` in context; returns the (unfitted) table."""
+                force: bool = False, sigs: Sequence[BlockSig] | None = None, measure: str = "anchors",
+                anchors_per_feature: int = DEFAULT_PER_FEATURE) -> TableBuild:
+    """Measures block variants of `space` in context; returns the (unfitted) table.
+
+    ``measure="anchors"`` (default) measures the anchors of `autovit.latency.imputation` and
+    imputes the other variants from operator counts; ``"all"`` measures every variant. An explicit
+    `sigs` list is measured as given, with nothing imputed."""
     t0 = time.time()
     res = resolution or space.resolution[0]
-    sigs = list(sigs) if sigs is not None else space_blocks(space, res, num_classes)
+    if measure not in MEASURE_MODES:
+        raise AutovitError(f"unknown measure mode '{measure}'", hint=f"use one of {', '.join(MEASURE_MODES)}")
+    all_sigs = list(sigs) if sigs is not None else space_blocks(space, res, num_classes)
+    sigs = all_sigs if sigs is not None or measure == "all" else select_anchors(all_sigs, anchors_per_feature)
     torch.manual_seed(0)
     runners: dict[str, Callable[[], None]] = {}
     by_ctx: dict[str, list[BlockSig]] = {}
@@ -124,12 +134,14 @@ def build_table(space: SearchSpace, resolution: int | None = None, config: Measu
         }
     ref_ms = np.asarray(times.reference_ms)
     q1, q3 = np.percentile(ref_ms, [25, 75])
+    entries, imputation = impute_entries(entries, all_sigs, float(np.median(ref_ms)), fid)
     table = LatencyTable(
         space=space.name, resolution=res, fingerprint=fp, entries=entries, num_classes=num_classes,
         reference={"arch": reference_arch(res).to_dict(), "median_ms": float(np.median(ref_ms)),
                    "iqr_ms": float(q3 - q1), "count": len(ref_ms), "spread": times.reference_spread},
         meta={"layout": space.layout.to_dict(), "method": "in-context (network with minus without the block)",
               "rounds": config.rounds, "target_ms": config.target_ms, "modules_measured": len(sigs),
+              "modules_imputed": len(all_sigs) - len(sigs), "imputation": imputation,
               "context_networks": len(by_ctx), "export_seconds": round(export_seconds, 1), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "build_seconds": round(time.time() - t0, 1)},
     )
@@ -210,14 +222,16 @@ def fit_archs(space: SearchSpace, n: int, seed: int = 0) -> list[Arch]:
 def profile_space(space: SearchSpace, resolution: int | None = None, config: MeasureConfig = MeasureConfig(),
                   fit_subnets: int = 30, seed: int = 0, num_classes: int = 1000, progress: Progress | None = None,
                   max_spread: float = MAX_REFERENCE_SPREAD, force: bool = False,
-                  subnet_config: MeasureConfig | None = None) -> Any:
-    """The whole table build: measure every block in context, time `fit_subnets` whole subnets,
-    fit the Eq. 6 coefficients (NNLS) and return the fitted model (table + coefficients)."""
+                  subnet_config: MeasureConfig | None = None, measure: str = "anchors",
+                  anchors_per_feature: int = DEFAULT_PER_FEATURE) -> Any:
+    """The whole table build: measure the blocks in context (`build_table`), time `fit_subnets`
+    whole subnets, fit the Eq. 6 coefficients (NNLS) and return the fitted model."""
     from autovit.latency.predictor import LatencyModel
 
     t0 = time.time()
     res = resolution or space.resolution[0]
-    built = build_table(space, res, config, num_classes, progress, max_spread, force)
+    built = build_table(space, res, config, num_classes, progress, max_spread, force, measure=measure,
+                        anchors_per_feature=anchors_per_feature)
     table = built.table
     model = LatencyModel(table)
     if fit_subnets:

@@ -1,6 +1,7 @@
 """Profiling another device: export every measurement network, import the timings.
 
-`export_suite` writes, for every block variant of a space, the in-context pair (the context
+`export_suite` writes, for every measured block variant of a space (by default the anchors of
+`autovit.latency.imputation`; the rest is imputed at import), the in-context pair (the context
 network with the block, and the shared context network without it) plus the block alone, the
 reference network and the fitting subnets, as ONNX (optionally TFLite via litert-torch and
 Core ML via coremltools), with a manifest. Time each file on the device (e.g. LiteRT
@@ -25,9 +26,10 @@ from autovit.arch import Arch
 from autovit.errors import AutovitError
 from autovit.io_utils import atomic_write_text, save_json
 from autovit.latency.blocks import BlockSig, context_key, context_pair, space_blocks, standalone_block
+from autovit.latency.imputation import DEFAULT_PER_FEATURE, impute_entries, select_anchors
 from autovit.latency.lut import LatencyTable, fingerprint_id
 from autovit.latency.predictor import FEATURES, LatencyModel
-from autovit.latency.profile import Progress, _seeded_model, fit_archs, reference_arch
+from autovit.latency.profile import MEASURE_MODES, Progress, _seeded_model, fit_archs, reference_arch
 from autovit.onnx_export import export_onnx
 from autovit.space import SearchSpace
 
@@ -79,12 +81,21 @@ def _converters(formats: Sequence[str]) -> tuple[dict[str, Callable], list[str]]
 
 def export_suite(space: SearchSpace, out: str | Path, resolution: int | None = None, fit_subnets: int = 30,
                  formats: Sequence[str] = ("onnx",), num_classes: int = 1000, seed: int = 0,
-                 progress: Progress | None = None) -> dict[str, Any]:
-    """Writes the measurement networks of `space` plus manifest.json / manifest.csv / a CSV template."""
+                 progress: Progress | None = None, measure: str = "anchors",
+                 anchors_per_feature: int = DEFAULT_PER_FEATURE) -> dict[str, Any]:
+    """Writes the measurement networks of `space` plus manifest.json / manifest.csv / a CSV template.
+
+    With ``measure="anchors"`` only the anchor blocks are exported; the manifest lists the other
+    signatures, which `import_measurements` imputes (see `autovit.latency.imputation`)."""
     out = Path(out)
     res = resolution or space.resolution[0]
+    if measure not in MEASURE_MODES:
+        raise SuiteError(f"unknown measure mode '{measure}'", hint=f"use one of {', '.join(MEASURE_MODES)}")
     extra, notes = _converters([f for f in formats if f != "onnx"])
-    sigs = space_blocks(space, res, num_classes)
+    all_sigs = space_blocks(space, res, num_classes)
+    sigs = all_sigs if measure == "all" else select_anchors(all_sigs, anchors_per_feature)
+    measured = {str(s) for s in sigs}
+    imputed = [str(s) for s in all_sigs if str(s) not in measured]
     size = (1, 3, res, res)
     files: list[dict[str, Any]] = []
     failures: list[str] = []
@@ -125,7 +136,7 @@ def export_suite(space: SearchSpace, out: str | Path, resolution: int | None = N
             progress("export", len(sigs) + j + 1, steps)
     manifest = {"format": SUITE_FORMAT, "version": 1, "space": space.name, "resolution": res,
                 "num_classes": num_classes, "layout": space.layout.to_dict(), "reference": ref,
-                "blocks": blocks, "subnets": subnets, "formats": ["onnx"] + sorted(extra),
+                "blocks": blocks, "imputed": imputed, "subnets": subnets, "formats": ["onnx"] + sorted(extra),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "how_to": "time every file at batch 1 on the device; write file,median_ms[,iqr_ms,count] to a CSV "
                           "(file = the path without extension, as listed here); then `autovit latency import`"}
@@ -139,7 +150,8 @@ def export_suite(space: SearchSpace, out: str | Path, resolution: int | None = N
                       + "".join(f"{name},,,\n" for name in timed))
     if failures:
         notes.append(f"{len(failures)} conversions failed (first: {failures[0]})")
-    return {"out": str(out), "files": len(files), "blocks": len(blocks), "contexts": len(contexts),
+    return {"out": str(out), "files": len(files), "blocks": len(blocks), "imputed": len(imputed),
+            "contexts": len(contexts),
             "subnets": len(subnets), "manifest": str(out / "manifest.json"),
             "csv_template": str(out / "measurements_template.csv"), "formats": manifest["formats"],
             "notes": notes, "conversion_failures": failures}
@@ -207,12 +219,20 @@ def import_measurements(manifest_path: str | Path, csv_path: str | Path, device:
         entries[sig] = {"median_ms": diff, "iqr_ms": (w["iqr_ms"] + c["iqr_ms"]) / b["copies"],
                         "count": min(w["count"], c["count"]), "ratio_to_ref": diff / ref_ms, "copies": b["copies"],
                         "with_ms": w["median_ms"], "without_ms": c["median_ms"], "fingerprint": fid}
+    try:
+        to_impute = [BlockSig.parse(k) for k in manifest.get("imputed", [])]
+    except AutovitError as err:
+        raise SuiteError(f"{manifest_path}: {err.message}", hint="re-export the suite with `autovit latency "
+                                                                 "export-suite`") from None
+    measured_sigs = [BlockSig.parse(k) for k in entries]
+    entries, imputation = impute_entries(entries, measured_sigs + to_impute, ref_ms, fid)
     table = LatencyTable(space=manifest["space"], resolution=res, fingerprint=fp, entries=entries,
                          num_classes=int(manifest.get("num_classes", 1000)),
                          reference={"arch": reference_arch(res).to_dict(), "median_ms": ref_ms,
                                     "iqr_ms": meas[ref]["iqr_ms"], "count": meas[ref]["count"]},
                          meta={"layout": manifest["layout"], "method": "imported device timings (in-context pairs)",
-                               "modules_measured": len(entries), "source": str(csv_path)})
+                               "modules_measured": len(measured_sigs), "modules_imputed": len(to_impute),
+                               "imputation": imputation, "source": str(csv_path)})
     model = LatencyModel(table)
     timed = [s for s in manifest.get("subnets", []) if s["file"] in meas]
     if timed and len(timed) == len(manifest.get("subnets", [])) and len(timed) >= len(FEATURES):

@@ -16,6 +16,7 @@ class LatencySection:
     threads: int = 1
     rounds: int = 7
     fit_subnets: int = 24
+    measure: str = "anchors"          # anchors (measure a few variants per block kind, impute the rest) or all
     validate_samples: int = 50        # 0 skips the validation stage
     bench_rounds: int = 5             # interleaved rounds when timing the baselines and the result
     force_table: bool = False         # search with a table from another device (its ms are that device's)
