@@ -89,6 +89,10 @@ def test_bad_pipeline_configs(tmp_path: Path) -> None:
     bad.write_text(yaml.safe_dump({"name": "x", "out": "y", "searhc": {}}))
     with pytest.raises(AutovitError, match="unknown key 'searhc'"):
         PipelineConfig.load(bad)
+    bad.write_text(yaml.safe_dump({"name": "x", "out": "y", "latency": {"measure": "some"}}))
+    with pytest.raises(AutovitError, match="bad.yaml: latency.measure is 'some'") as err:
+        PipelineConfig.load(bad)
+    assert "anchors, all" in err.value.hint
     bad.write_text("name: [unclosed")
     with pytest.raises(AutovitError, match="malformed YAML"):
         PipelineConfig.load(bad)
