@@ -106,8 +106,9 @@ def test_table_round_trip(tmp_path: Path) -> None:
     assert "pickle" not in path.read_text()
 
 
-@pytest.mark.parametrize("measure", ["all", "anchors"])
-def test_export_suite_then_import_builds_the_same_table(measure: str, tmp_path: Path, monkeypatch, capsys) -> None:
+@pytest.mark.parametrize("measure, standalone", [("all", True), ("anchors", False)])
+def test_export_suite_then_import_builds_the_same_table(measure: str, standalone: bool, tmp_path: Path, monkeypatch,
+                                                        capsys) -> None:
     written: list[str] = []
 
     def fake_export(module, path, shape, *a, **k):
@@ -119,7 +120,8 @@ def test_export_suite_then_import_builds_the_same_table(measure: str, tmp_path: 
     monkeypatch.setattr(suite, "export_onnx", fake_export)
     out = tmp_path / "suite"
     code, stdout, _ = run(["latency", "export-suite", "--space", "xxs", "--out", str(out), "--fit-subnets", "10",
-                           "--formats", "onnx", "--measure", measure, "--json"], capsys)
+                           "--formats", "onnx", "--measure", measure,
+                           "--standalone" if standalone else "--no-standalone", "--json"], capsys)
     assert code == 0
     summary = json.loads(stdout)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -127,7 +129,8 @@ def test_export_suite_then_import_builds_the_same_table(measure: str, tmp_path: 
     n_blocks = n_all if measure == "all" else 66
     assert summary["blocks"] == len(manifest["blocks"]) == n_blocks and summary["subnets"] == 10
     assert summary["imputed"] == len(manifest["imputed"]) == n_all - n_blocks
-    assert len(written) == 1 + 2 * n_blocks + summary["contexts"] + 10
+    assert len(written) == 1 + (2 if standalone else 1) * n_blocks + summary["contexts"] + 10
+    assert all(("standalone" in b) == standalone for b in manifest["blocks"])
     # a device "measures" the exported blocks: costs linear in operator counts (so imputation is exact)
     ref_ms = 20.0
     rows = {manifest["reference"]: ref_ms}

@@ -252,6 +252,8 @@ def export_suite_cmd(
     measure: str = typer.Option("anchors", help="anchors: export the anchor blocks only (the rest is imputed at "
                                                 "import); all: export every block variant."),
     anchors_per_feature: int = typer.Option(3, help="Anchors per cost-model term of a block kind (--measure anchors)."),
+    standalone: bool = typer.Option(True, help="Also write every block alone (isolated timings; not needed for the "
+                                               "table)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Write the block variants to time (with/without context networks, standalone block), the reference
@@ -262,7 +264,7 @@ def export_suite_cmd(
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     with _progress(not as_json) as progress:
         summary = export_suite(SearchSpace.load(space), out, resolution, fit_subnets, fmts, progress=progress,
-                               measure=measure, anchors_per_feature=anchors_per_feature)
+                               measure=measure, anchors_per_feature=anchors_per_feature, standalone=standalone)
     if as_json:
         print_json(summary)
         return

@@ -82,11 +82,12 @@ def _converters(formats: Sequence[str]) -> tuple[dict[str, Callable], list[str]]
 def export_suite(space: SearchSpace, out: str | Path, resolution: int | None = None, fit_subnets: int = 30,
                  formats: Sequence[str] = ("onnx",), num_classes: int = 1000, seed: int = 0,
                  progress: Progress | None = None, measure: str = "anchors",
-                 anchors_per_feature: int = DEFAULT_PER_FEATURE) -> dict[str, Any]:
+                 anchors_per_feature: int = DEFAULT_PER_FEATURE, standalone: bool = True) -> dict[str, Any]:
     """Writes the measurement networks of `space` plus manifest.json / manifest.csv / a CSV template.
 
     With ``measure="anchors"`` only the anchor blocks are exported; the manifest lists the other
-    signatures, which `import_measurements` imputes (see `autovit.latency.imputation`)."""
+    signatures, which `import_measurements` imputes (see `autovit.latency.imputation`).
+    ``standalone=False`` skips the isolated copies of the blocks (not needed for the table)."""
     out = Path(out)
     res = resolution or space.resolution[0]
     if measure not in MEASURE_MODES:
@@ -122,9 +123,11 @@ def export_suite(space: SearchSpace, out: str | Path, resolution: int | None = N
         if ctx not in contexts:
             contexts[ctx] = write(without, size, f"contexts/ctx{len(contexts):03d}", "context", context=ctx)
         w = write(with_net, size, f"blocks/b{i:03d}_with", "block_with", signature=str(sig))
-        alone, shape = standalone_block(sig, space.layout)
-        s = write(alone, shape, f"standalone/b{i:03d}", "standalone", signature=str(sig))
-        blocks.append({"signature": str(sig), "with": w, "context": contexts[ctx], "copies": copies, "standalone": s})
+        entry = {"signature": str(sig), "with": w, "context": contexts[ctx], "copies": copies}
+        if standalone:
+            alone, shape = standalone_block(sig, space.layout)
+            entry["standalone"] = write(alone, shape, f"standalone/b{i:03d}", "standalone", signature=str(sig))
+        blocks.append(entry)
         if progress:
             progress("export", i + 1, steps)
     subnets = []
