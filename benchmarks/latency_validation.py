@@ -135,13 +135,8 @@ def run(space_name: str, fit_subnets: int, samples: int, rounds: int, subnet_rou
     report["ablations"]["every_module_measured"], report["imputed_entries"] = measure_everything(
         model, space, config, held_out_archs(space, model, report), np.asarray(report["measured_ratio"]), progress,
         out_dir / f"latency_validation_{space_name}_every_module_table.json")
-    save_json(out_dir / f"latency_validation_{space_name}.json", {"space": space_name, "validation": report})
-    kinds: dict[str, int] = {}
-    for k, e in table.entries.items():
-        if e.get("source") != "imputed":
-            kinds[k.split(":")[0]] = kinds.get(k.split(":")[0], 0) + 1
     build = {"modules_measured": table.meta["modules_measured"], "modules_imputed": table.meta["modules_imputed"],
-             "kinds": kinds, "context_networks": table.meta["context_networks"],
+             "kinds": table.kind_counts(measured_only=True), "context_networks": table.meta["context_networks"],
              "fit_subnets": fit_subnets, "export_seconds": table.meta.get("export_seconds"),
              "fit_seconds": table.meta.get("fit_seconds"), "rounds": rounds, "subnet_rounds": subnet_rounds,
              "build_seconds": table.meta["build_seconds"], "reference_ms": table.reference_ms,

@@ -58,17 +58,15 @@ class LiteRTTimer:
             times.append(time.perf_counter() - t)
         return float(np.median(times)) * 1000
 
-    def ratio(self, path: Path) -> tuple[float, float]:
-        """(median ratio to the reference, median ms) of one file over `rounds` interleaved rounds."""
+    def ratio(self, path: Path) -> float:
+        """Median ratio to the reference of one file over `rounds` interleaved rounds."""
         it = self._load(path)
-        ratios, ms = [], []
+        ratios = []
         for _ in range(self.rounds):
             ref = self._time(self.reference)
-            own = self._time(it)
             self.reference_ms.append(ref)
-            ratios.append(own / ref)
-            ms.append(own)
-        return float(np.median(ratios)), float(np.median(ms))
+            ratios.append(self._time(it) / ref)
+        return float(np.median(ratios))
 
 
 def to_tflite(module: torch.nn.Module, shape: tuple[int, ...], path: Path) -> None:
@@ -111,7 +109,7 @@ def main() -> None:
     rows = []
     ratios = {}
     for i, name in enumerate(files):
-        ratios[name] = timer.ratio(suite_dir / f"{name}.tflite")[0]
+        ratios[name] = timer.ratio(suite_dir / f"{name}.tflite")
         if (i + 1) % 20 == 0:
             print(f"[{time.time() - t0:6.0f}s] timed {i + 1}/{len(files)}", flush=True)
     ref_ms = float(np.median(timer.reference_ms))
@@ -135,7 +133,7 @@ def main() -> None:
             tmp = path.with_suffix(".tmp.tflite")
             to_tflite(_seeded_model(arch, 1000), (1, 3, res, res), tmp)
             tmp.replace(path)
-        truth.append(timer.ratio(path)[0])
+        truth.append(timer.ratio(path))
         print(f"[{time.time() - t0:6.0f}s] held-out {j + 1}/{len(held)}", flush=True)
     truth_arr = np.asarray(truth)
     raw = LatencyModel(model.table)

@@ -311,12 +311,10 @@ def show(
     from autovit.latency.lut import LatencyTable
 
     t = LatencyTable.load(lut)
-    kinds: dict[str, int] = {}
-    for k in t.entries:
-        kinds[k.split(":")[0]] = kinds.get(k.split(":")[0], 0) + 1
-    imputed = sum(1 for e in t.entries.values() if e.get("source") == "imputed")
+    measured = sum(t.kind_counts(measured_only=True).values())
     data = {"space": t.space, "resolution": t.resolution, "fingerprint": t.fingerprint, "modules": len(t.entries),
-            "modules_measured": len(t.entries) - imputed, "modules_imputed": imputed, "kinds": kinds, "reference": {k: v for k, v in t.reference.items() if k != "arch"},
+            "modules_measured": measured, "modules_imputed": len(t.entries) - measured, "kinds": t.kind_counts(),
+            "reference": {k: v for k, v in t.reference.items() if k != "arch"},
             "coef": (t.model or {}).get("coef"), "fit_mape": (t.model or {}).get("fit_mape"), "meta": t.meta}
     if as_json:
         print_json(data)

@@ -42,6 +42,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "head": ("pooled_elements", "linear_macs", "one"),
 }
 DEFAULT_PER_FEATURE = 3
+MEASURE_MODES = ("anchors", "all")  # measure the anchors and impute the rest, or measure every block
 ALWAYS_MEASURED = ("stem",)
 # Per kind: the parameters whose variants are imputed from a measured sibling of the same shape.
 KNOBS: dict[str, tuple[str, ...]] = {"mbconv": ("e", "k")}
@@ -121,16 +122,23 @@ def select_anchors(sigs: Sequence[BlockSig], per_feature: int = DEFAULT_PER_FEAT
             out += group
             continue
         if kind in KNOBS:
-            base: dict[tuple[Any, ...], int] = {}
+            shapes: dict[tuple[Any, ...], list[int]] = {}
             for i, s in enumerate(group):
-                j = base.setdefault(shape_of(s), i)
-                if sum(block_features(s)[:-1]) < sum(block_features(group[j])[:-1]):
-                    base[shape_of(s)] = i
-            picked = _farthest_points(group, sorted(base.values()), max(len(base) + n_terms, per_feature * n_terms))
+                shapes.setdefault(shape_of(s), []).append(i)
+            base = [min(idx, key=lambda i: sum(block_features(group[i])[:-1])) for idx in shapes.values()]
+            picked = _farthest_points(group, sorted(base), max(len(base) + n_terms, per_feature * n_terms))
         else:
             picked = _farthest_points(group, [], per_feature * n_terms)
         out += [group[i] for i in sorted(picked)]
     return out
+
+
+def blocks_to_measure(sigs: Sequence[BlockSig], measure: str = "anchors",
+                      per_feature: int = DEFAULT_PER_FEATURE) -> list[BlockSig]:
+    """The signatures a table build times: `select_anchors` for ``"anchors"``, all for ``"all"``."""
+    if measure not in MEASURE_MODES:
+        raise AutovitError(f"unknown measure mode '{measure}'", hint=f"use one of {', '.join(MEASURE_MODES)}")
+    return list(sigs) if measure == "all" else select_anchors(sigs, per_feature)
 
 
 def fit_kind(sigs: Sequence[BlockSig], costs: Sequence[float]) -> np.ndarray:

@@ -66,6 +66,15 @@ class LatencyTable:
     def missing(self, sigs: Iterable[BlockSig]) -> list[str]:
         return [str(s) for s in sigs if str(s) not in self.entries]
 
+    def kind_counts(self, measured_only: bool = False) -> dict[str, int]:
+        """Entries per block kind; with `measured_only`, without the imputed ones."""
+        counts: dict[str, int] = {}
+        for key, entry in self.entries.items():
+            if not (measured_only and entry.get("source") == "imputed"):
+                kind = key.split(":", 1)[0]
+                counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
     @property
     def layout(self) -> Layout:
         """The space layout the blocks were enumerated with (default layout when not recorded)."""

@@ -20,7 +20,7 @@ import torch
 from autovit.arch import Arch
 from autovit.errors import AutovitError
 from autovit.latency.blocks import BlockSig, context_key, context_pair, space_blocks
-from autovit.latency.imputation import DEFAULT_PER_FEATURE, impute_entries, select_anchors
+from autovit.latency.imputation import DEFAULT_PER_FEATURE, blocks_to_measure, impute_entries
 from autovit.latency.lut import LatencyTable, fingerprint_id
 from autovit.latency.measure import MeasureConfig, RoundTimes, measure_paired, measure_rounds
 from autovit.model import build_model
@@ -29,7 +29,6 @@ from autovit.space import SearchSpace
 # Relative IQR of the reference timings above which a machine is too unstable for a table.
 MAX_REFERENCE_SPREAD = 0.4
 WITHS_PER_GROUP = 4  # blocks timed right after one timing of their shared context network
-MEASURE_MODES = ("anchors", "all")  # measure the anchors and impute the rest, or measure every block
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -86,10 +85,8 @@ def build_table(space: SearchSpace, resolution: int | None = None, config: Measu
     `sigs` list is measured as given, with nothing imputed."""
     t0 = time.time()
     res = resolution or space.resolution[0]
-    if measure not in MEASURE_MODES:
-        raise AutovitError(f"unknown measure mode '{measure}'", hint=f"use one of {', '.join(MEASURE_MODES)}")
     all_sigs = list(sigs) if sigs is not None else space_blocks(space, res, num_classes)
-    sigs = all_sigs if sigs is not None or measure == "all" else select_anchors(all_sigs, anchors_per_feature)
+    sigs = blocks_to_measure(all_sigs, "all" if sigs is not None else measure, anchors_per_feature)
     torch.manual_seed(0)
     runners: dict[str, Callable[[], None]] = {}
     by_ctx: dict[str, list[BlockSig]] = {}
@@ -134,10 +131,11 @@ def build_table(space: SearchSpace, resolution: int | None = None, config: Measu
         }
     ref_ms = np.asarray(times.reference_ms)
     q1, q3 = np.percentile(ref_ms, [25, 75])
-    entries, imputation = impute_entries(entries, all_sigs, float(np.median(ref_ms)), fid)
+    ref_median = float(np.median(ref_ms))
+    entries, imputation = impute_entries(entries, all_sigs, ref_median, fid)
     table = LatencyTable(
         space=space.name, resolution=res, fingerprint=fp, entries=entries, num_classes=num_classes,
-        reference={"arch": reference_arch(res).to_dict(), "median_ms": float(np.median(ref_ms)),
+        reference={"arch": reference_arch(res).to_dict(), "median_ms": ref_median,
                    "iqr_ms": float(q3 - q1), "count": len(ref_ms), "spread": times.reference_spread},
         meta={"layout": space.layout.to_dict(), "method": "in-context (network with minus without the block)",
               "rounds": config.rounds, "target_ms": config.target_ms, "modules_measured": len(sigs),

@@ -26,10 +26,10 @@ from autovit.arch import Arch
 from autovit.errors import AutovitError
 from autovit.io_utils import atomic_write_text, save_json
 from autovit.latency.blocks import BlockSig, context_key, context_pair, space_blocks, standalone_block
-from autovit.latency.imputation import DEFAULT_PER_FEATURE, impute_entries, select_anchors
+from autovit.latency.imputation import DEFAULT_PER_FEATURE, blocks_to_measure, impute_entries
 from autovit.latency.lut import LatencyTable, fingerprint_id
 from autovit.latency.predictor import FEATURES, LatencyModel
-from autovit.latency.profile import MEASURE_MODES, Progress, _seeded_model, fit_archs, reference_arch
+from autovit.latency.profile import Progress, _seeded_model, fit_archs, reference_arch
 from autovit.onnx_export import export_onnx
 from autovit.space import SearchSpace
 
@@ -90,11 +90,9 @@ def export_suite(space: SearchSpace, out: str | Path, resolution: int | None = N
     ``standalone=False`` skips the isolated copies of the blocks (not needed for the table)."""
     out = Path(out)
     res = resolution or space.resolution[0]
-    if measure not in MEASURE_MODES:
-        raise SuiteError(f"unknown measure mode '{measure}'", hint=f"use one of {', '.join(MEASURE_MODES)}")
-    extra, notes = _converters([f for f in formats if f != "onnx"])
     all_sigs = space_blocks(space, res, num_classes)
-    sigs = all_sigs if measure == "all" else select_anchors(all_sigs, anchors_per_feature)
+    sigs = blocks_to_measure(all_sigs, measure, anchors_per_feature)
+    extra, notes = _converters([f for f in formats if f != "onnx"])
     measured = {str(s) for s in sigs}
     imputed = [str(s) for s in all_sigs if str(s) not in measured]
     size = (1, 3, res, res)

@@ -23,7 +23,7 @@ class LatencySection:
     force_unstable: bool = False      # write the table even when the machine is too noisy to measure
 
     def __post_init__(self) -> None:
-        from autovit.latency.profile import MEASURE_MODES
+        from autovit.latency.imputation import MEASURE_MODES
 
         if self.measure not in MEASURE_MODES:
             raise AutovitError(f"latency.measure is '{self.measure}'", hint=f"use one of {', '.join(MEASURE_MODES)}")
