@@ -11,23 +11,26 @@ from autovit.cli._common import console
 
 def run(config: Path = typer.Argument(..., help="Pipeline YAML, e.g. configs/quickstart.yaml."),
         out: Path = typer.Option(None, "--out", "-o", help="Run folder (default: the config's `out`)."),
-        fresh: bool = typer.Option(False, "--fresh", help="Delete the run folder first instead of resuming.")) -> None:
+        fresh: bool = typer.Option(False, "--fresh", help="Delete the run folder first instead of resuming (only a "
+                                                          "folder autovit created, see docs/pipeline.md).")) -> None:
     """Profile (or reuse) a latency table, train (or reuse) the supernet, search, export, report.
 
     Stages whose outputs exist for the same config are skipped, so rerunning after a crash resumes."""
     import dataclasses
-    import shutil
 
-    from autovit.pipeline import PipelineConfig, run_pipeline
+    from autovit.pipeline import Pipeline, PipelineConfig
 
     cfg = PipelineConfig.load(config)
     if out is not None:
         cfg = dataclasses.replace(cfg, out=str(out))
-    if fresh and Path(cfg.out).exists():
-        shutil.rmtree(cfg.out)
     from rich.markup import escape
 
-    report = run_pipeline(cfg, log=lambda msg: console.print(f"[bold cyan]{escape(msg)}[/]"))
+    pipeline = Pipeline(cfg, log=lambda msg: console.print(f"[bold cyan]{escape(msg)}[/]"))  # checks the config
+    if fresh:
+        from autovit.run_folder import delete_run_folder
+
+        delete_run_folder(cfg.out)
+    report = pipeline.run()
     console.print(f"\n[bold green]Report:[/] {report}")
 
 

@@ -304,5 +304,7 @@ def _extract(supernet: Path, arch_path: str, calib_data: str | None, calib_image
 
 def register(app: typer.Typer) -> None:
     """Adds `autovit search` and `autovit export` to the main app."""
-    app.command("search")(search)
+    from autovit.run_folder import holding_run_folder
+
+    app.command("search")(holding_run_folder("search")(search))
     app.command("export")(export)

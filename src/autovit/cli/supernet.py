@@ -13,6 +13,7 @@ from typing import Any, Optional
 import typer
 
 from autovit.cli._common import console, make_table, print_json
+from autovit.run_folder import holding_run_folder
 
 supernet_app = typer.Typer(help="Weight-sharing supernets: inspect, train, evaluate subnets.", no_args_is_help=True)
 
@@ -136,6 +137,7 @@ def info(
 
 
 @supernet_app.command("train")
+@holding_run_folder("train")
 def train_supernet(
     space: str = typer.Option("xxs", "--space", "-s", help="xxs | xs | s or a space YAML."),
     out: Path = typer.Option(Path("runs/supernet"), "--out", "-o", help="Run directory."),
@@ -240,4 +242,4 @@ def train_standalone(
 def register(app: typer.Typer) -> None:
     """Adds `autovit supernet ...` and the top-level `autovit train`."""
     app.add_typer(supernet_app, name="supernet")
-    app.command("train")(train_standalone)
+    app.command("train")(holding_run_folder("train")(train_standalone))

@@ -19,7 +19,7 @@ import yaml
 from autovit.errors import AutovitError
 from autovit.io_utils import atomic_write_text, save_json
 from autovit.pipeline.config import PipelineConfig
-from autovit.pipeline.stages import Stage, run_stage
+from autovit.pipeline.stages import Stage, run_stages
 from autovit.space import SearchSpace
 
 
@@ -68,6 +68,17 @@ def _flags(options: dict[str, Any]) -> list[str]:
     return out
 
 
+def _file_identity(path: str | None) -> dict[str, Any] | None:
+    """A given input file's path, size and mtime: editing or replacing it invalidates its stages."""
+    if not path:
+        return None
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return {"path": str(path)}
+    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
@@ -96,41 +107,51 @@ class Pipeline:
 
     # ---------------------------------------------------------------- stages
     def stages(self) -> list[Stage]:
+        """The stages in order, each with the settings that determine it (see docs/pipeline.md)."""
         cfg = self.cfg
         space = self.space.to_dict()
-        lat = cfg.latency.__dict__
-        out = [
-            Stage("latency", {"space": space, **lat, "seed": cfg.seed}, self._latency, ("table.json",)),
-        ]
-        if cfg.latency.validate_samples and not cfg.latency.force_table:
-            out.append(Stage("latency_validation", {"table": lat, "space": space, "n": cfg.latency.validate_samples},
-                             self._validate, ("validation.json", "validation.png")))
+        lat = cfg.latency
+        table = {"space": space, "table": _file_identity(lat.table), "threads": lat.threads, "rounds": lat.rounds,
+                 "fit_subnets": lat.fit_subnets, "measure": lat.measure, "force_unstable": lat.force_unstable,
+                 "seed": cfg.seed}
+        bench = {"models": self._baseline_names(), "res": self.resolution, "threads": lat.threads,
+                 "bench_rounds": lat.bench_rounds}
+        out = [Stage("latency", table, self._latency, ("table.json",))]
+        if lat.validate_samples and not lat.force_table:
+            out.append(Stage("latency_validation", {"samples": lat.validate_samples, "rounds": lat.rounds},
+                             self._validate, ("validation.json", "validation.png"), after=("latency",)))
         train = dict(cfg.supernet.train)
         out += [
-            Stage("supernet", {"space": space, "train": train, "ckpt": cfg.supernet.checkpoint, "seed": cfg.seed},
-                  self._supernet, ()),
-            Stage("baselines", {"models": self._baseline_names(), "res": self.resolution, "lat": lat,
-                                "classes": train.get("dataset")}, self._baselines, ("baselines.json",)),
-            Stage("search", {"space": space, "search": cfg.search.__dict__, "seed": cfg.seed, "train": train,
-                             "ckpt": cfg.supernet.checkpoint, "lat": lat}, self._search, ("best.json",)),
-            Stage("export", {"export": cfg.export.__dict__, "search": cfg.search.__dict__, "train": train,
-                             "lat": lat, "seed": cfg.seed}, self._export, ("export.json",)),
-            Stage("final_bench", {"models": self._baseline_names(), "res": self.resolution, "lat": lat,
-                                  "search": cfg.search.__dict__, "train": train}, self._final_bench,
-                  ("bench.json",)),
+            Stage("supernet", {"space": space, "train": train, "checkpoint": _file_identity(cfg.supernet.checkpoint),
+                               "seed": cfg.seed, "res": self.resolution}, self._supernet, ()),
+            Stage("baselines", bench, self._baselines, ("baselines.json",), after=("supernet",)),
+            Stage("search", {"search": cfg.search.__dict__, "seed": cfg.seed, "force_table": lat.force_table},
+                  self._search, ("best.json",), after=("latency", "supernet", "baselines")),
+            Stage("export", {"export": cfg.export.__dict__}, self._export, ("export.json",),
+                  after=("supernet", "search")),
+            Stage("final_bench", bench, self._final_bench, ("bench.json",), after=("baselines", "export")),
         ]
         return out
 
     def run(self) -> Path:
-        """Runs every stage (skipping finished ones) and returns the report's path."""
-        from autovit.pipeline.report import write_report
+        """Runs every stage (skipping finished ones) and returns the report's path.
 
-        self.root.mkdir(parents=True, exist_ok=True)
-        save_json(self.root / "config.json", self.cfg.to_dict())
-        if not self.space_file.exists() or SearchSpace.from_yaml(self.space_file) != self.space:
-            atomic_write_text(self.space_file, self.space.to_yaml())
-        summaries = {stage.name: run_stage(self.root, stage, self.log) for stage in self.stages()}
-        return write_report(self, summaries)
+        Holds the run folder's lock throughout; a second run on the same folder is refused."""
+        from autovit.pipeline.report import write_report
+        from autovit.run_folder import adopt, has_marker, open_run_folder
+
+        if self.root.is_dir() and not has_marker(self.root) and any(self.root.iterdir()):
+            if not (self.root / "config.json").is_file():
+                raise AutovitError(f"{self.root} is not empty and is not an autovit run folder",
+                                   hint="point `out:` (or --out) at a new or empty folder, e.g. runs/my-run")
+            adopt(self.root, "pipeline")  # a run folder of an autovit version without markers
+        with open_run_folder(self.root, "pipeline", self.log):
+            save_json(self.root / "config.json", self.cfg.to_dict())
+            if not self.space_file.exists() or SearchSpace.from_yaml(self.space_file) != self.space:
+                atomic_write_text(self.space_file, self.space.to_yaml())
+            protected = [Path(p) for p in (self.cfg.latency.table, self.cfg.supernet.checkpoint) if p]
+            summaries = run_stages(self.root, self.stages(), self.log, protected)
+            return write_report(self, summaries)
 
     def _baseline_names(self) -> list[str]:
         names = list(self.cfg.baselines)

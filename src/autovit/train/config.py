@@ -142,6 +142,33 @@ class TrainConfig:
             raise AutovitError("inplace_kd needs sampling 'sandwich' (the largest subnet is the teacher)")
 
 
+# Fields a resumed training may change: where the data lives, how long to train (the LR schedule
+# is restored from the checkpoint), the device and what is logged. Every other field determines
+# the weights, so resuming with another value is refused.
+RESUMABLE_FIELDS = frozenset({"data_dir", "download", "num_workers", "epochs", "max_steps", "time_budget_s",
+                              "device", "channels_last", "ckpt_every_steps", "log_every_steps",
+                              "eval_every_epoch", "progress", "tensorboard"})
+
+
+def check_resume_settings(saved: Any, cfg: TrainConfig, source: str | Path) -> None:
+    """Refuses to resume a checkpoint trained with other weight-determining settings than `cfg`."""
+    if not isinstance(saved, Mapping):
+        raise AutovitError(f"corrupt checkpoint {source}: no training config")
+    try:
+        known = {f.name for f in fields(TrainConfig)} - RESUMABLE_FIELDS
+        before = TrainConfig.from_dict({k: v for k, v in saved.items() if k in known}).to_dict()
+    except AutovitError as err:
+        raise AutovitError(f"corrupt checkpoint {source}: its training config is invalid ({err.message})") from None
+    now = cfg.to_dict()
+    changed = [k for k in now if k not in RESUMABLE_FIELDS and before[k] != now[k]]
+    if changed:
+        diff = ", ".join(f"{k} {before[k]!r} -> {now[k]!r}" for k in changed[:6])
+        raise AutovitError(f"cannot resume {source}: it was trained with other settings ({diff})",
+                           hint="resume with the checkpoint's settings (its config.yaml), or train from scratch "
+                                "into another --out; only data_dir, epochs, max_steps, time_budget_s, device and "
+                                "logging options may change on resume")
+
+
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     """Converts YAML/CLI values to the field's type (tuples from lists, ints from floats, ...)."""
     if value is None:

@@ -36,7 +36,7 @@ from autovit.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from autovit.train.config import TrainConfig
+from autovit.train.config import TrainConfig, check_resume_settings
 from autovit.train.distill import DistillationLoss, load_teacher, soft_kd_term
 from autovit.train.recipe import build_mixup, build_optimizer, build_scheduler, build_train_loss, current_lr
 
@@ -425,6 +425,7 @@ class Trainer:
         kind = "supernet" if self.supernet else "subnet"
         if ckpt.get("kind") != kind:
             raise AutovitError(f"the checkpoint is a {ckpt.get('kind')} training run, this is a {kind} run")
+        check_resume_settings(ckpt.get("config"), self.cfg, path)
         if ckpt.get("steps_per_epoch") != self.steps_per_epoch or ckpt.get("world_size") != self.dist.world_size:
             raise AutovitError("the checkpoint was written with another data size, batch size or process count "
                                f"({ckpt.get('steps_per_epoch')} steps/epoch on {ckpt.get('world_size')} processes, "
