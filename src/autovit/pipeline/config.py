@@ -91,7 +91,32 @@ class PipelineConfig:
         if "formats" in (data.get("export") or {}):
             values["export"] = ExportSection(**{**_fields(ExportSection, data["export"], "export"),
                                                 "formats": tuple(data["export"]["formats"])})
-        return cls(**values)
+        cfg = cls(**values)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        """Checks the settings every stage will pass on (training options, search flags) up front,
+        so a mistyped key fails now rather than when its stage starts, maybe hours later."""
+        from autovit.train.config import TrainConfig
+
+        train = self.supernet.train
+        if not isinstance(train, Mapping):
+            raise AutovitError("'supernet.train' must be a mapping of TrainConfig fields",
+                               hint="see docs/training.md for the fields")
+        names = [f.name for f in fields(TrainConfig)]
+        for key in train:
+            if key not in names:
+                raise AutovitError(f"unknown key '{key}' in supernet.train", hint=_did_you_mean(str(key), names))
+        try:
+            TrainConfig().replace(**{"seed": self.seed, **dict(train)})
+        except AutovitError as err:
+            raise AutovitError(f"supernet.train: {err.message}", err.hint) from None
+        check_search_args(self.search.args)
+        if self.latency.force_table and not self.latency.table:
+            raise AutovitError("latency.force_table is set but latency.table is not",
+                               hint="put the other device's table in latency.table, or drop latency.force_table "
+                                    "to profile this machine")
 
     def to_dict(self) -> dict[str, Any]:
         def conv(obj: Any) -> Any:
@@ -106,11 +131,77 @@ class PipelineConfig:
         return conv(self)
 
 
+# `autovit search` options the pipeline sets itself, and the config key that sets each one.
+PIPELINE_SEARCH_OPTIONS = {"supernet": "supernet.checkpoint (or supernet.train)", "lut": "latency.table",
+                           "latency_budget": "search.latency_budget", "params_budget": "search.params_budget",
+                           "budgets": "search.budgets", "seed": "the top-level seed",
+                           "force_table": "latency.force_table", "baselines": "baselines", "out": "out",
+                           "resume": "nothing (a rerun resumes by itself)"}
+
+
+def _did_you_mean(key: str, names: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    known = f"known keys: {', '.join(sorted(names))}"
+    return f"did you mean '{close[0]}'? ({known})" if close else known
+
+
+def _search_command() -> Any:
+    import typer
+
+    from autovit.cli.search import search
+
+    app = typer.Typer(add_completion=False)
+    app.command()(search)
+    return typer.main.get_command(app)
+
+
+def check_search_args(args: Any) -> None:
+    """`search.args` must be `autovit search` flags (spelled as keys, e.g. coarse_samples) with values
+    those flags accept; the flags the pipeline sets itself are refused with the key to use instead."""
+    import click
+    import typer
+
+    from autovit.pipeline.run import _flags
+
+    if not isinstance(args, Mapping):
+        raise AutovitError("'search.args' must be a mapping of `autovit search` flags",
+                           hint="e.g. args: {population: 20, generations: 10}")
+    command = _search_command()
+    names = sorted(opt[2:].replace("-", "_") for p in command.params for opt in p.opts if opt.startswith("--"))
+    for key in args:
+        key = str(key)
+        if key in PIPELINE_SEARCH_OPTIONS:
+            raise AutovitError(f"search.args sets '{key}', which the pipeline sets itself",
+                               hint=f"set it with {PIPELINE_SEARCH_OPTIONS[key]}")
+        if key.replace("-", "_") not in names:
+            usable = [n for n in names if n not in PIPELINE_SEARCH_OPTIONS]
+            raise AutovitError(f"unknown key '{key}' in search.args (not an `autovit search` option)",
+                               hint=_did_you_mean(key, usable))
+    try:  # parse (not run) the flags: wrong values fail here, as they would when the stage starts
+        ctx = command.make_context("search", ["--supernet", "x", *_flags(dict(args))], resilient_parsing=False)
+    except (click.ClickException, typer.TyperException) as err:  # typer >= 0.22 vendors its own click
+        raise AutovitError(f"search.args: {getattr(err, 'format_message', err.__str__)()}",
+                           hint="see `autovit search --help` for the flags and their values") from None
+    from autovit.search.config import SearchConfig, parse_count
+
+    settings = {f.name for f in fields(SearchConfig)} - {"params_budget", "macs_budget", "latency_budget_ms", "seed"}
+    values = {k: v for k, v in ctx.params.items() if k in settings}
+    try:
+        if ctx.params.get("macs_budget"):
+            values["macs_budget"] = parse_count(ctx.params["macs_budget"], "MACs budget")
+        SearchConfig(**values)
+    except AutovitError as err:
+        raise AutovitError(f"search.args: {err.message}", err.hint) from None
+
+
 def _fields(cls: type, data: Any, where: str) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise AutovitError(f"'{where}' must be a mapping")
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - names - ({"latency", "supernet", "search", "export"} if where == "config" else set()))
     if unknown:
-        raise AutovitError(f"unknown key '{unknown[0]}' in {where}", hint=f"known keys: {', '.join(sorted(names))}")
+        allowed = sorted(names | ({"latency", "supernet", "search", "export"} if where == "config" else set()))
+        raise AutovitError(f"unknown key '{unknown[0]}' in {where}", hint=_did_you_mean(str(unknown[0]), allowed))
     return {k: v for k, v in data.items() if k in names and k not in ("latency", "supernet", "search", "export")}

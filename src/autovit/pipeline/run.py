@@ -28,6 +28,7 @@ def invoke(args: list[str]) -> None:
 
     In non-standalone mode click returns exit codes instead of raising (130 = interrupted)."""
     import click
+    import typer
 
     from autovit.cli import app
 
@@ -40,10 +41,10 @@ def invoke(args: list[str]) -> None:
     threads = torch.get_num_threads()
     try:
         code = app(args=[str(a) for a in args], standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except (click.exceptions.Exit, typer.Exit) as exc:  # typer >= 0.22 vendors click: catch both spellings
         code = exc.exit_code
-    except click.ClickException as exc:
-        raise AutovitError(f"{what}: {exc.format_message()}") from None
+    except (click.ClickException, typer.TyperException) as exc:
+        raise AutovitError(f"{what}: {getattr(exc, 'format_message', exc.__str__)()}") from None
     finally:
         if affinity is not None:
             os.sched_setaffinity(0, affinity)
@@ -94,6 +95,21 @@ class Pipeline:
         self.space = base.with_resolution(cfg.resolution) if cfg.resolution else base
         self.resolution = self.space.resolution[0]
         self.space_file = self.root / "space.yaml"
+        self.check_inputs()
+
+    def check_inputs(self) -> None:
+        """The files the config names exist and fit (before any stage runs, not hours later)."""
+        lat, ckpt = self.cfg.latency, self.cfg.supernet.checkpoint
+        if lat.table:
+            if not Path(lat.table).is_file():
+                raise AutovitError(f"latency.table not found: {lat.table}",
+                                   hint="fix the path, or remove latency.table to profile this machine")
+            from autovit.search.runner import load_latency_model
+
+            load_latency_model(lat.table, self.space, lat.force_table)
+        if ckpt and not Path(ckpt).is_file():
+            raise AutovitError(f"supernet checkpoint not found: {ckpt}",
+                               hint="fix supernet.checkpoint in the config, or remove it to train one")
 
     # ---------------------------------------------------------------- paths
     @property
@@ -147,11 +163,17 @@ class Pipeline:
             adopt(self.root, "pipeline")  # a run folder of an autovit version without markers
         with open_run_folder(self.root, "pipeline", self.log):
             save_json(self.root / "config.json", self.cfg.to_dict())
-            if not self.space_file.exists() or SearchSpace.from_yaml(self.space_file) != self.space:
+            if not self._space_file_current():
                 atomic_write_text(self.space_file, self.space.to_yaml())
             protected = [Path(p) for p in (self.cfg.latency.table, self.cfg.supernet.checkpoint) if p]
             summaries = run_stages(self.root, self.stages(), self.log, protected)
             return write_report(self, summaries)
+
+    def _space_file_current(self) -> bool:
+        try:
+            return self.space_file.exists() and SearchSpace.from_yaml(self.space_file) == self.space
+        except AutovitError:  # damaged: it is ours, rewrite it
+            return False
 
     def _baseline_names(self) -> list[str]:
         names = list(self.cfg.baselines)

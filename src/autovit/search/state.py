@@ -104,6 +104,7 @@ class SearchState:
                 raise AutovitError(f"{path} is a search of the space '{data['space']}', not '{space.name}'",
                                    hint="resume with the same supernet and space, or use a new --out")
             version, internal, gauss = data["rng_state"]
+            random.Random().setstate((version, tuple(internal), gauss))  # a tampered state fails here, not later
             return cls(
                 config=data["config"], space=data["space"], generation=int(data["generation"]),
                 rng_state=(version, tuple(internal), gauss),
@@ -111,7 +112,7 @@ class SearchState:
                 history=[Candidate.from_dict(c, space) for c in data["history"]],
                 coarse=data.get("coarse", {}), timing=data.get("timing", {}), finished=bool(data.get("finished")),
             )
-        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError) as err:
             if isinstance(err, AutovitError):
                 raise
             raise AutovitError(f"{path} is corrupt ({type(err).__name__}: {err})",
