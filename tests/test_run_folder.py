@@ -347,3 +347,32 @@ def test_pipeline_refuses_a_non_empty_foreign_out_folder(tmp_path: Path) -> None
     with pytest.raises(AutovitError, match="not empty and is not an autovit run folder"):
         Pipeline(_pipeline_config(tmp_path), log=lambda m: None).run()
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["mine.txt"]
+
+
+# ------------------------------------------------------------------ search --resume
+def test_search_resume_with_another_supernet_or_evaluation_settings_is_refused(tmp_path: Path) -> None:
+    from search_toys import MacsLatency, params_accuracy, tiny_space, write_toy_supernet, write_toy_table
+
+    from autovit.search import SearchConfig
+    from autovit.search.evolution import EvolutionarySearch
+    from autovit.search.runner import load_supernet_checkpoint, search_inputs
+
+    space = tiny_space()
+    lut = write_toy_table(tmp_path / "lut.json", space)
+    a = search_inputs(load_supernet_checkpoint(write_toy_supernet(tmp_path / "a.pt", space)), lut, val_images=32)
+    b = search_inputs(load_supernet_checkpoint(write_toy_supernet(tmp_path / "b.pt", space, seed=1)), lut,
+                      val_images=32)
+    assert a == search_inputs(load_supernet_checkpoint(tmp_path / "a.pt"), lut, val_images=32)  # stable
+    assert a["supernet_weights"] != b["supernet_weights"] and a["latency_table"] == b["latency_table"]
+    cfg = SearchConfig(latency_budget_ms=1.3, population=4, generations=1, parents=2, coarse_samples=200,
+                       coarse_top_k=4)
+
+    def engine(inputs: dict) -> EvolutionarySearch:
+        return EvolutionarySearch(space, params_accuracy, MacsLatency(), cfg, tmp_path / "s", inputs=inputs)
+
+    engine(a).run()
+    for inputs, words in (({**a, "val_images": 16}, "its val images was 32 and is now 16"),
+                          (b, "its supernet weights was")):
+        with pytest.raises(AutovitError, match=words):
+            engine(inputs).run(resume=True)
+    assert engine(a).run(resume=True).best is not None

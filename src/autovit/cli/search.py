@@ -64,7 +64,7 @@ def search(
     from autovit.search.evolution import EvolutionarySearch
     from autovit.search.outputs import load_baselines
     from autovit.search.runner import (init_distributed, load_latency_model, load_supernet_checkpoint,
-                                       validation_evaluator)
+                                       search_inputs, validation_evaluator)
 
     config_values: dict[str, Any] = dict(
         latency_budget_ms=parse_latency(latency_budget) if latency_budget else None,
@@ -97,7 +97,10 @@ def search(
         coarse = None if resume else coarse_search(loaded.space, config, latency_model, progress)
         evaluator, data_info = validation_evaluator(loaded, data, data_dir, val_images, calib_images, batch_size,
                                                     device, seed)
-        engine = EvolutionarySearch(loaded.space, evaluator, latency_model, config, out, progress=progress)
+        inputs = search_inputs(loaded, lut, data=data, data_dir=data_dir, val_images=val_images,
+                               calib_images=calib_images)
+        engine = EvolutionarySearch(loaded.space, evaluator, latency_model, config, out, progress=progress,
+                                    inputs=inputs)
         result = engine.run(resume=resume, coarse=coarse)
         # Baselines evaluate like the search (split across ranks), so every rank runs them.
         comparison_runs = _baselines(result, evaluator, latency_model, loaded.space) if compare else {}

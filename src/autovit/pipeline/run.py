@@ -140,7 +140,10 @@ class Pipeline:
         out += [
             Stage("supernet", {"space": space, "train": train, "checkpoint": _file_identity(cfg.supernet.checkpoint),
                                "seed": cfg.seed, "res": self.resolution}, self._supernet, ()),
-            Stage("baselines", bench, self._baselines, ("baselines.json",), after=("supernet",)),
+            # the baselines need only the class count of the supernet's data, not its weights
+            Stage("baselines", {**bench, "dataset": train.get("dataset"), "data_dir": train.get("data_dir"),
+                                "checkpoint": _file_identity(cfg.supernet.checkpoint)},
+                  self._baselines, ("baselines.json",)),
             Stage("search", {"search": cfg.search.__dict__, "seed": cfg.seed, "force_table": lat.force_table},
                   self._search, ("best.json",), after=("latency", "supernet", "baselines")),
             Stage("export", {"export": cfg.export.__dict__}, self._export, ("export.json",),

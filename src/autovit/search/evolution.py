@@ -15,7 +15,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -138,8 +138,10 @@ class EvolutionarySearch:
     def __init__(self, space: SearchSpace, accuracy_fn: AccuracyFn, latency_model: LatencyPredictor | None,
                  config: SearchConfig, out_dir: str | Path | None = None, evaluate: Evaluate | None = None,
                  progress: Progress | None = None,
-                 on_generation: Callable[[int, SearchState], None] | None = None) -> None:
+                 on_generation: Callable[[int, SearchState], None] | None = None,
+                 inputs: Mapping[str, Any] | None = None) -> None:
         self.space = space
+        self.inputs = dict(inputs or {})  # what accuracy/latency are measured with; checked on resume
         self.accuracy_fn = accuracy_fn
         self.latency_model = latency_model
         self.config = config
@@ -219,7 +221,7 @@ class EvolutionarySearch:
         state = SearchState(config=cfg.to_dict(), space=self.space.name, rng_state=rng.getstate(),
                             population=population,
                             coarse={**coarse.summary(), "cloud": coarse.cloud},
-                            timing={"coarse_s": coarse.wall_s, "fine_s": 0.0})
+                            timing={"coarse_s": coarse.wall_s, "fine_s": 0.0}, inputs=self.inputs)
         self._save(state)
         return state
 
@@ -234,6 +236,13 @@ class EvolutionarySearch:
             raise AutovitError(f"cannot resume {self.out_dir}: '{name}' was {saved.get(name)!r} and is now "
                                f"{now.get(name)!r}",
                                hint="resume with the same settings (only --generations may grow), "
+                                    "or start a new run with another --out")
+        moved = sorted(k for k in set(state.inputs) & set(self.inputs) if state.inputs[k] != self.inputs[k])
+        if moved:
+            name = moved[0]
+            raise AutovitError(f"cannot resume {self.out_dir}: its {name.replace('_', ' ')} was "
+                               f"{state.inputs[name]!r} and is now {self.inputs[name]!r}",
+                               hint="resume with the same supernet, latency table and evaluation settings, "
                                     "or start a new run with another --out")
         if state.generation < self.config.generations and not state.population:
             # The run had finished at fewer generations: breed from where it stopped.

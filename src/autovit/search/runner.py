@@ -51,6 +51,22 @@ def load_supernet_checkpoint(path: str | Path, space: str | None = None) -> Load
     return LoadedSupernet(supernet.eval(), ckpt_space, dict(cfg) if cfg else None, num_classes)
 
 
+def search_inputs(loaded: LoadedSupernet, lut: str | Path | None, **evaluation: Any) -> dict[str, Any]:
+    """What the accuracies and latencies of a search are measured with: digests of the supernet's
+    weights and of the latency table, and the evaluation settings. A resumed search must match."""
+    import hashlib
+
+    import torch
+
+    weights = hashlib.sha256()
+    for name, tensor in sorted(loaded.supernet.state_dict().items()):
+        weights.update(name.encode())
+        weights.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    table = hashlib.sha256(Path(lut).read_bytes()).hexdigest()[:16] if lut else None
+    return {"supernet_weights": weights.hexdigest()[:16], "latency_table": table,
+            **{k: (str(v) if isinstance(v, Path) else v) for k, v in evaluation.items()}}
+
+
 def _structure(space: SearchSpace) -> dict[str, Any]:
     """The choices and layout of a space (not its name or description)."""
     return {k: v for k, v in space.to_dict().items() if k not in ("name", "description", "paper_param_range")}

@@ -76,6 +76,7 @@ class SearchState:
     coarse: dict[str, Any] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
     finished: bool = False
+    inputs: dict[str, Any] = field(default_factory=dict)  # supernet/table digests, evaluation settings
 
     def to_dict(self) -> dict[str, Any]:
         version, internal, gauss = self.rng_state
@@ -84,6 +85,7 @@ class SearchState:
             "rng_state": [version, list(internal), gauss], "finished": self.finished,
             "population": [{"origin": o, "arch": compact(a)} for a, o in self.population],
             "history": [c.to_dict() for c in self.history], "coarse": self.coarse, "timing": self.timing,
+            "inputs": self.inputs,
         }
 
     def save(self, directory: str | Path) -> Path:
@@ -111,6 +113,7 @@ class SearchState:
                 population=[(space.parse_arch(p["arch"]), p["origin"]) for p in data["population"]],
                 history=[Candidate.from_dict(c, space) for c in data["history"]],
                 coarse=data.get("coarse", {}), timing=data.get("timing", {}), finished=bool(data.get("finished")),
+                inputs=dict(data.get("inputs") or {}),
             )
         except (KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError) as err:
             if isinstance(err, AutovitError):
