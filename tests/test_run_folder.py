@@ -376,3 +376,22 @@ def test_search_resume_with_another_supernet_or_evaluation_settings_is_refused(t
         with pytest.raises(AutovitError, match=words):
             engine(inputs).run(resume=True)
     assert engine(a).run(resume=True).best is not None
+
+
+@pytest.mark.parametrize("text", ["[]", "\"state\"", "{\"version\": 1, \"space\": \"tiny\", \"rng_state\": [3, [1, 2], null]}",
+                                  "{\"version\": 1, \"space\": \"tiny\", \"rng_state\": 5}", "{trunc", "\udcff"])
+def test_tampered_search_state_is_one_clear_error(tmp_path: Path, text: str) -> None:
+    from search_toys import tiny_space
+
+    from autovit.search.state import SearchState
+
+    (tmp_path / "state.json").write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(AutovitError, match="state.json is corrupt"):
+        SearchState.load(tmp_path, tiny_space())
+
+
+def test_a_stage_command_with_a_bad_flag_is_one_clear_error() -> None:
+    from autovit.pipeline.run import invoke
+
+    with pytest.raises(AutovitError, match="`autovit search --supernet`: Invalid value for '--population'"):
+        invoke(["search", "--supernet", "x.pt", "--population", "many"])

@@ -160,10 +160,7 @@ def _search_command() -> Any:
 def check_search_args(args: Any) -> None:
     """`search.args` must be `autovit search` flags (spelled as keys, e.g. coarse_samples) with values
     those flags accept; the flags the pipeline sets itself are refused with the key to use instead."""
-    import click
-    import typer
-
-    from autovit.pipeline.run import _flags
+    from autovit.pipeline.run import _flags, cli_exceptions
 
     if not isinstance(args, Mapping):
         raise AutovitError("'search.args' must be a mapping of `autovit search` flags",
@@ -181,7 +178,7 @@ def check_search_args(args: Any) -> None:
                                hint=_did_you_mean(key, usable))
     try:  # parse (not run) the flags: wrong values fail here, as they would when the stage starts
         ctx = command.make_context("search", ["--supernet", "x", *_flags(dict(args))], resilient_parsing=False)
-    except (click.ClickException, typer.TyperException) as err:  # typer >= 0.22 vendors its own click
+    except cli_exceptions()[1] as err:
         raise AutovitError(f"search.args: {getattr(err, 'format_message', err.__str__)()}",
                            hint="see `autovit search --help` for the flags and their values") from None
     from autovit.search.config import SearchConfig, parse_count

@@ -27,9 +27,6 @@ def invoke(args: list[str]) -> None:
     """Runs one `autovit` CLI command in this process; raises on a non-zero exit.
 
     In non-standalone mode click returns exit codes instead of raising (130 = interrupted)."""
-    import click
-    import typer
-
     from autovit.cli import app
 
     import torch
@@ -39,11 +36,12 @@ def invoke(args: list[str]) -> None:
     # thread counts. Restore both, or the next stage (training) runs 2 threads on 1 CPU, ~10x slower.
     affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     threads = torch.get_num_threads()
+    exits, errors = cli_exceptions()
     try:
         code = app(args=[str(a) for a in args], standalone_mode=False)
-    except (click.exceptions.Exit, typer.Exit) as exc:  # typer >= 0.22 vendors click: catch both spellings
+    except exits as exc:
         code = exc.exit_code
-    except (click.ClickException, typer.TyperException) as exc:
+    except errors as exc:
         raise AutovitError(f"{what}: {getattr(exc, 'format_message', exc.__str__)()}") from None
     finally:
         if affinity is not None:
@@ -53,6 +51,23 @@ def invoke(args: list[str]) -> None:
         raise KeyboardInterrupt(f"{what} was interrupted; rerun `autovit run` to resume")
     if isinstance(code, int) and code != 0:
         raise AutovitError(f"{what} exited with code {code}")
+
+
+def cli_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(exit, usage error) exception classes a command may raise: typer >= 0.22 vendors its own click,
+    older typer raises click's."""
+    import typer
+
+    exits: list[type] = [typer.Exit]
+    errors: list[type] = [getattr(typer, "TyperException", typer.BadParameter)]
+    try:
+        import click
+
+        exits.append(click.exceptions.Exit)
+        errors.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(exits), tuple(errors)
 
 
 def _flags(options: dict[str, Any]) -> list[str]:
