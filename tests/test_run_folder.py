@@ -72,6 +72,13 @@ def test_fresh_deletes_a_marked_run_folder_but_not_one_in_use(tmp_path: Path) ->
     (tmp_path / "file").write_text("x")
     with pytest.raises(AutovitError, match="it is a file"):
         delete_run_folder(tmp_path / "file")
+    run = _marked(tmp_path / "runs" / "b")
+    (tmp_path / "link").symlink_to(run)
+    with pytest.raises(AutovitError, match="symbolic link"):
+        delete_run_folder(tmp_path / "link")
+    with pytest.raises(AutovitError, match="the config reads .*keep.txt from it"):
+        delete_run_folder(run, keep=[run / "keep.txt"])
+    assert (run / "keep.txt").is_file()
 
 
 def test_marker_only_in_folders_autovit_creates(tmp_path: Path) -> None:

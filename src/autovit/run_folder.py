@@ -20,7 +20,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, TypeVar
+from typing import IO, Any, Callable, Iterable, Iterator, TypeVar
 
 from autovit.errors import AutovitError
 
@@ -146,12 +146,16 @@ def holding_run_folder(kind: str, param: str = "out") -> Callable[[F], F]:
     return wrap
 
 
-def delete_run_folder(folder: str | Path) -> bool:
+def delete_run_folder(folder: str | Path, keep: Iterable[str | Path] = ()) -> bool:
     """`--fresh`: deletes `folder` if autovit created it; returns whether anything was deleted.
 
     Refuses a folder without the marker, the working directory, any parent of it, the home folder
-    and /, and a folder another run holds."""
+    and /, a symlink, a folder holding one of the `keep` files (inputs the run still needs), and a
+    folder another run holds."""
     folder = Path(folder)
+    if folder.is_symlink():
+        raise AutovitError(f"refusing to delete {folder}: it is a symbolic link",
+                           hint="point the run's output at the folder itself, or delete it yourself")
     if not folder.exists():
         return False
     resolved, cwd = folder.resolve(), Path.cwd().resolve()
@@ -166,6 +170,10 @@ def delete_run_folder(folder: str | Path) -> bool:
         raise AutovitError(f"refusing to delete {folder}: it has no {MARKER_FILE} marker, so autovit did not "
                            "create it",
                            hint="delete it yourself if it is an old run, or point the run's output at a new folder")
+    inside = [Path(p) for p in keep if Path(p).resolve().is_relative_to(resolved)]
+    if inside:
+        raise AutovitError(f"refusing to delete {folder}: the config reads {inside[0]} from it",
+                           hint="copy that file out of the run folder and point the config at the copy")
     handle = _lock(folder)  # refused while another run uses it
     try:
         shutil.rmtree(folder)

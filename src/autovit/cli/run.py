@@ -29,7 +29,7 @@ def run(config: Path = typer.Argument(..., help="Pipeline YAML, e.g. configs/qui
     if fresh:
         from autovit.run_folder import delete_run_folder
 
-        delete_run_folder(cfg.out)
+        delete_run_folder(cfg.out, keep=[p for p in (cfg.latency.table, cfg.supernet.checkpoint) if p])
     report = pipeline.run()
     console.print(f"\n[bold green]Report:[/] {report}")
 
