@@ -5,8 +5,8 @@ Block choices (activation, norm, head dim, strides, fusion) are documented in do
 `autovit.costs` mirrors this module in closed form, so change both together.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: torch.fx copies forward()'s annotations into the
+# code it generates, and string annotations there break scripting an FX graph (timm's fx + jit test).
 import math
 from typing import Any, Mapping
 
