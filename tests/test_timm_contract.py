@@ -25,8 +25,9 @@ from torchvision.models.feature_extraction import create_feature_extractor, get_
 import autovit  # noqa: F401  (registers autovit_* with timm)
 from autovit.data import eval_transform
 from autovit.errors import AutovitError
-from autovit.registry import MODEL_NAMES
+from autovit.registry import MODEL_NAMES, paper_arch, timm_model_name
 from autovit.space import SearchSpace
+from autovit.subnet_io import load_subnet, save_subnet
 
 SMALL = 64  # reduced input side (timm's suite reduces to 96-128); 64 ends the 4-stage models at 1x1
 ODD = 72  # not a multiple of the patch size at every stage: exercises the resize in unfold/fold
@@ -299,3 +300,21 @@ def test_arch_of_the_wrong_type_is_a_clear_error() -> None:
         autovit.AutoViT(3)
     with pytest.raises(AutovitError, match="unknown model 'autovit_m'"):
         timm.create_model("autovit_xxs", arch="autovit_m")
+
+
+def test_a_loaded_subnet_carries_its_timm_cfg_and_round_trips_through_a_hub_config(tmp_path: Path) -> None:
+    arch = SearchSpace.builtin("s").smallest().replace(resolution=96)
+    assert timm_model_name(arch) == "autovit_s" and timm_model_name(paper_arch("xxs")) == "autovit_xxs"
+    torch.manual_seed(0)
+    save_subnet(autovit.build_model(arch, num_classes=3).eval(), tmp_path / "subnet")
+    model = load_subnet(tmp_path / "subnet")
+    assert model.pretrained_cfg["input_size"] == (3, 96, 96) and model.pretrained_cfg["pool_size"] == (3, 3)
+    assert timm.data.resolve_data_config(model=model)["input_size"] == (3, 96, 96)
+    x = _x(96)
+    with torch.no_grad():
+        assert model.forward_features(x).shape[2:] == (3, 3)  # 3 transformer stages: 96 / 32
+
+    save_for_hf(model, str(tmp_path / "hub"), safe_serialization=True)
+    again = timm.create_model(f"local-dir:{tmp_path / 'hub'}", pretrained=True).eval()
+    with torch.no_grad():
+        assert again.arch == arch and torch.equal(again(x), model(x))

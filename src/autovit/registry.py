@@ -72,11 +72,22 @@ def model_cfg(arch: Arch, **kwargs: Any) -> dict[str, Any]:
 default_cfgs = generate_default_cfgs({f"autovit_{size}.untrained": model_cfg(paper_arch(size)) for size in _TABLE5})
 
 
+def timm_model_name(arch: Arch) -> str:
+    """The registered name to build `arch` under: that of the first built-in space (xxs, xs, s) that
+    contains it at its resolution, else autovit_xxs. Any of them builds `arch` when it is passed as
+    `arch=`; the name only labels hub configs."""
+    for size in _TABLE5:
+        if SearchSpace.builtin(size).with_resolution(arch.resolution).contains(arch):
+            return f"autovit_{size}"
+    return MODEL_NAMES[0]
+
+
 def create_autovit(variant: str, arch: Arch | Mapping[str, Any] | str | Path | None = None, pretrained: bool = False,
                    **kwargs: Any) -> AutoViT:
     """Build through timm's builder (pretrained cfg, features_only, ...). `arch` (an `Arch`, its dict
     form, a paper model name or an arch JSON path) replaces the variant's paper architecture; the
     cfg's input and pool sizes then follow it."""
+    given = arch is not None
     if arch is None:
         arch = paper_arch(variant.removeprefix("autovit_"))
     elif isinstance(arch, Mapping):
@@ -86,8 +97,11 @@ def create_autovit(variant: str, arch: Arch | Mapping[str, Any] | str | Path | N
     cfg = model_cfg(arch)
     overlay = {k: cfg[k] for k in ("input_size", "pool_size")}
     overlay.update(kwargs.pop("pretrained_cfg_overlay", None) or {})
-    return build_model_with_cfg(AutoViT, variant, pretrained, arch=arch, pretrained_cfg_overlay=overlay,
-                                feature_cfg=dict(flatten_sequential=True), **kwargs)
+    model = build_model_with_cfg(AutoViT, variant, pretrained, arch=arch, pretrained_cfg_overlay=overlay,
+                                 feature_cfg=dict(flatten_sequential=True), **kwargs)
+    if given and isinstance(model, AutoViT):  # reconstruction args for hub configs (timm.models.save_for_hf)
+        model._model_args = {"arch": arch}
+    return model
 
 
 @register_model

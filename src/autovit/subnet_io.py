@@ -85,7 +85,8 @@ def read_subnet_meta(directory: str | Path) -> dict[str, Any]:
 
 def load_subnet(directory: str | Path, map_location: str | torch.device = "cpu") -> AutoViT:
     """Rebuilds the static `AutoViT` saved by `save_subnet` in `directory` and loads its weights
-    strictly (in eval mode). Missing, corrupt or mismatched files raise `AutovitError`."""
+    strictly (in eval mode), with its timm cfg (`pretrained_cfg`, hub-ready: see docs/architecture.md,
+    "timm contract"). Missing, corrupt or mismatched files raise `AutovitError`."""
     directory = Path(directory)
     if not directory.is_dir():
         raise AutovitError(f"subnet directory not found: {directory}",
@@ -107,7 +108,11 @@ def load_subnet(directory: str | Path, map_location: str | torch.device = "cpu")
         tensors = load_file(str(directory / WEIGHTS), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as err:
         raise AutovitError(f"corrupt subnet: cannot read {directory / WEIGHTS} ({err})") from None
-    model = AutoViT(arch, num_classes=meta["num_classes"], in_chans=meta["in_chans"]).to(map_location)
+    from autovit.registry import create_autovit, timm_model_name
+
+    # built through timm's builder, so the model carries its timm cfg (save_for_hf, resolve_data_config)
+    model = create_autovit(timm_model_name(arch), arch=arch, num_classes=meta["num_classes"],
+                           in_chans=meta["in_chans"]).to(map_location)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as err:
