@@ -254,6 +254,9 @@ def test_forward_intermediates_bad_arguments_are_clear_errors() -> None:
         model.forward_intermediates(x, stop_early=True)
     with pytest.raises(AutovitError, match="output_fmt 'NHWC'"):
         model.forward_intermediates(x, output_fmt="NHWC")
+    with pytest.raises(AutovitError, match="the head needs the last stage"):
+        model.prune_intermediate_layers([1, 2], prune_head=False)
+    assert len(model.stages) == 7  # nothing was pruned
 
 
 def test_feature_getter_prunes_the_model_and_matches_the_hook_wrapper() -> None:
@@ -318,3 +321,16 @@ def test_a_loaded_subnet_carries_its_timm_cfg_and_round_trips_through_a_hub_conf
     again = timm.create_model(f"local-dir:{tmp_path / 'hub'}", pretrained=True).eval()
     with torch.no_grad():
         assert again.arch == arch and torch.equal(again(x), model(x))
+
+
+def test_a_subnets_data_config_sets_its_timm_preprocessing(tmp_path: Path) -> None:
+    cifar = {"mean": [0.4914, 0.4822, 0.4465], "std": [0.247, 0.2435, 0.2616], "crop_pct": 1.0}
+    save_subnet(autovit.build_model(paper_arch("xxs", 32), num_classes=10), tmp_path / "a",
+                extra_meta={"data_config": cifar})
+    cfg = timm.data.resolve_data_config(model=load_subnet(tmp_path / "a"))
+    assert cfg["mean"] == tuple(cifar["mean"]) and cfg["std"] == tuple(cifar["std"])
+    assert cfg["input_size"] == (3, 32, 32) and cfg["interpolation"] == "bicubic"
+    save_subnet(autovit.build_model(paper_arch("xxs", 32), num_classes=10), tmp_path / "b",
+                extra_meta={"data_config": {"mean": [0.5, 0.5]}})
+    with pytest.raises(AutovitError, match="data_config.mean .* must be 3 numbers"):
+        load_subnet(tmp_path / "b")

@@ -341,6 +341,9 @@ class AutoViT(nn.Module):
         """Drops the stages after the last of `indices` (and the head, if `prune_head`); returns the
         absolute indices kept (timm's FeatureGetterNet calls this)."""
         take_indices, max_index = _take_indices(len(self.stages), indices)
+        if not prune_head and max_index < len(self.stages) - 1:
+            raise AutovitError("the head needs the last stage, which these indices prune",
+                               hint="pass prune_head=True (the head is dropped) or keep the last stage")
         self.stages = self.stages[:max_index + 1]
         self.num_features = self.feature_info[max_index]["num_chs"]
         if prune_head:
@@ -370,10 +373,12 @@ class AutoViT(nn.Module):
 
 
 def _take_indices(num_stages: int, indices: int | list[int] | None) -> tuple[list[int], int]:
-    """timm's `feature_take_indices`, with a clear error for indices out of range."""
-    wanted = [indices] if isinstance(indices, int) else list(indices or [])
-    bad = [i for i in wanted if not -num_stages <= i < num_stages] if not isinstance(indices, int) else (
-        [] if 0 < indices <= num_stages else [indices])
+    """timm's `feature_take_indices` (None: all, int n: the last n, list: those, negative from the
+    end), with a clear error for indices out of range."""
+    if isinstance(indices, int):
+        bad = [] if 0 < indices <= num_stages else [indices]
+    else:
+        bad = [i for i in indices or [] if not -num_stages <= i < num_stages]
     if bad:
         raise AutovitError(f"feature index {bad[0]} is out of range for a model with {num_stages} stages",
                            hint=f"use indices in 0..{num_stages - 1} (or -{num_stages}..-1), or a count 1..{num_stages}")
