@@ -190,19 +190,15 @@ def mbconv_stage(in_chs: int, stage: MBConvStage, stride: int, act: str) -> nn.S
                                   stride if i == 0 else 1, act) for i in range(stage.depth)])
 
 
-POOL_TYPES = ("avg", "max", "")
+POOL_TYPES = ("avg", "max", "")  # timm `global_pool` values the MBPool head supports ('': no pooling)
 
 
 def make_global_pool(pool_type: str) -> nn.Module:
-    """The MBPool head's global pooling: timm's `global_pool` values 'avg', 'max' or '' (none)."""
-    if pool_type == "avg":
-        return nn.AdaptiveAvgPool2d(1)
-    if pool_type == "max":
-        return nn.AdaptiveMaxPool2d(1)
-    if pool_type == "":
-        return nn.Identity()
-    raise AutovitError(f"global_pool '{pool_type}' is not supported by the AutoViT head",
-                       hint="use 'avg' (the default), 'max', or '' (no pooling: the head runs at every position)")
+    """The MBPool head's global pooling for a timm `global_pool` value."""
+    if pool_type not in POOL_TYPES:
+        raise AutovitError(f"global_pool '{pool_type}' is not supported by the AutoViT head",
+                           hint="use 'avg' (the default), 'max', or '' (no pooling: the head runs at every position)")
+    return {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}[pool_type](1) if pool_type else nn.Identity()
 
 
 class MBPoolHead(nn.Module):
@@ -223,7 +219,6 @@ class MBPoolHead(nn.Module):
         self.act = make_activation(act)
         self.drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(width, num_classes) if num_classes > 0 else nn.Identity()
-        self.hidden_size = width
 
     def set_pool(self, pool_type: str) -> None:
         self.pool = make_global_pool(pool_type)

@@ -2,7 +2,7 @@
 
 After `import autovit`, `timm.create_model("autovit_xxs", num_classes=10)` works, including
 `features_only=True` (also `feature_cls="getter"`), and `arch=` builds a searched architecture under
-timm's interface (`timm.create_model("autovit_xs", arch="best_arch.json")`).
+timm's interface (`timm.create_model("autovit_xs", arch="runs/search/best.json")`).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def model_cfg(arch: Arch, **kwargs: Any) -> dict[str, Any]:
     """timm pretrained cfg of `arch`: its input size and final feature-map size, and the
     preprocessing of autovit's own pipeline (`autovit.data`: ImageNet mean/std, bicubic resize,
     eval crop_pct 1.0), which is what any weights trained with autovit expect."""
-    side = stage_costs(arch)[-2].out_size  # the last stage's output (the entry after it is the head)
+    side = [c for c in stage_costs(arch) if c.name != "head"][-1].out_size  # the last stage's output map
     return {
         "url": "", "num_classes": 1000, "input_size": (3, arch.resolution, arch.resolution),
         "pool_size": (side, side), "crop_pct": 1.0, "interpolation": "bicubic",
