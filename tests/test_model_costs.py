@@ -134,7 +134,8 @@ def test_forward_shapes_and_timm_style_api() -> None:
         feats = model.forward_features(x)
         assert feats.shape == (2, 96, 1, 1)
         assert model(x).shape == (2, 7)
-        assert model.forward_head(feats, pre_logits=True).shape == (2, model.num_features) == (2, 1000)
+        assert model.forward_head(feats, pre_logits=True).shape == (2, model.head_hidden_size) == (2, 1000)
+        assert model.num_features == 96  # timm: the width of forward_features' output
         model.reset_classifier(3)
         assert model(x).shape == (2, 3) and model.get_classifier().out_features == 3
 

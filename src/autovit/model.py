@@ -5,16 +5,20 @@ Block choices (activation, norm, head dim, strides, fusion) are documented in do
 `autovit.costs` mirrors this module in closed form, so change both together.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: torch.fx copies forward()'s annotations into the
+# code it generates, and string annotations there break scripting an FX graph (timm's fx + jit test).
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_module
+from timm.models import checkpoint_seq
+from timm.models._features import feature_take_indices
 from torch import nn
 
 from autovit.arch import Arch, MBConvStage, TransformerStage
+from autovit.errors import AutovitError
 
 
 def make_activation(name: str) -> nn.Module:
@@ -111,33 +115,35 @@ class TransformerLayer(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def unfold_patches(x: torch.Tensor, patch: int) -> tuple[torch.Tensor, dict[str, Any]]:
+def unfold_patches(x: torch.Tensor, patch: int) -> torch.Tensor:
     """[B, C, H, W] -> [B * patch^2, N, C]: one sequence of N patches per pixel position.
 
-    Maps whose sides are not multiples of `patch` are resized up first (as MobileViT does).
+    Maps whose sides are not multiples of `patch` are resized up first (as MobileViT does);
+    `fold_patches(y, patch, (H, W))` undoes both steps.
     """
     B, C, H, W = x.shape
-    new_h, new_w = math.ceil(H / patch) * patch, math.ceil(W / patch) * patch
-    resized = (new_h, new_w) != (H, W)
-    if resized:
-        x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
-    nh, nw = new_h // patch, new_w // patch
+    nh, nw = math.ceil(H / patch), math.ceil(W / patch)
+    if nh * patch != H or nw * patch != W:
+        x = F.interpolate(x, size=(nh * patch, nw * patch), mode="bilinear", align_corners=False)
     x = x.reshape(B * C * nh, patch, nw, patch).transpose(1, 2)
-    x = x.reshape(B, C, nh * nw, patch * patch).transpose(1, 3).reshape(B * patch * patch, nh * nw, C)
-    return x, {"B": B, "C": C, "H": H, "W": W, "nh": nh, "nw": nw, "resized": resized}
+    return x.reshape(B, C, nh * nw, patch * patch).transpose(1, 3).reshape(B * patch * patch, nh * nw, C)
 
 
-def fold_patches(x: torch.Tensor, patch: int, info: dict[str, Any]) -> torch.Tensor:
-    """Inverse of `unfold_patches`."""
-    B, C, nh, nw = info["B"], info["C"], info["nh"], info["nw"]
+def fold_patches(x: torch.Tensor, patch: int, size: tuple[int, int]) -> torch.Tensor:
+    """Inverse of `unfold_patches` for a map of spatial `size` (H, W)."""
+    H, W = size
+    nh, nw = math.ceil(H / patch), math.ceil(W / patch)
+    C = x.shape[-1]
+    B = x.shape[0] // (patch * patch)
     x = x.contiguous().view(B, patch * patch, nh * nw, C)
     x = x.transpose(1, 3).reshape(B * C * nh, nw, patch, patch)
     x = x.transpose(1, 2).reshape(B, C, nh * patch, nw * patch)
-    if info["resized"]:
-        x = F.interpolate(x, size=(info["H"], info["W"]), mode="bilinear", align_corners=False)
+    if nh * patch != H or nw * patch != W:
+        x = F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False)
     return x
 
 
+@register_notrace_module  # shape-dependent unfold/fold: a leaf for torch.fx (as timm's MobileVitBlock)
 class MobileViTBlock(nn.Module):
     """Local nxn conv + pointwise projection, unfold, global attention across patches, fold,
     1x1 projection, then fusion with the block input (kxk conv over the concatenation)."""
@@ -156,9 +162,10 @@ class MobileViTBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
-        y, info = unfold_patches(self.conv_1x1(self.conv_kxk(x)), self.patch)
+        size = (x.shape[-2], x.shape[-1])
+        y = unfold_patches(self.conv_1x1(self.conv_kxk(x)), self.patch)
         y = self.norm(self.layers(y))
-        y = self.conv_proj(fold_patches(y, self.patch, info))
+        y = self.conv_proj(fold_patches(y, self.patch, size))
         if self.fusion is None:
             return shortcut + y
         return self.fusion(torch.cat((shortcut, y), dim=1))
@@ -183,35 +190,78 @@ def mbconv_stage(in_chs: int, stage: MBConvStage, stride: int, act: str) -> nn.S
                                   stride if i == 0 else 1, act) for i in range(stage.depth)])
 
 
+POOL_TYPES = ("avg", "max", "")  # timm `global_pool` values the MBPool head supports ('': no pooling)
+
+
+def make_global_pool(pool_type: str) -> nn.Module:
+    """The MBPool head's global pooling for a timm `global_pool` value."""
+    if pool_type not in POOL_TYPES:
+        raise AutovitError(f"global_pool '{pool_type}' is not supported by the AutoViT head",
+                           hint="use 'avg' (the default), 'max', or '' (no pooling: the head runs at every position)")
+    return {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}[pool_type](1) if pool_type else nn.Identity()
+
+
 class MBPoolHead(nn.Module):
-    """MBPool: [1x1 expand conv] -> global average pool -> 1x1 feature-mix to `width` -> classifier."""
+    """MBPool: [1x1 expand conv] -> global pool -> Linear feature-mix to `width` -> act -> classifier.
+
+    With `pool_type=''` nothing is pooled: the mix, activation and classifier run at every position
+    (as timm's MobileNetV3 head does with `global_pool=''`) and the output stays [B, C, H, W].
+    """
 
     def __init__(self, in_chs: int, width: int, expansion: float, num_classes: int, act: str,
-                 drop_rate: float = 0.0) -> None:
+                 drop_rate: float = 0.0, pool_type: str = "avg") -> None:
         super().__init__()
         pooled = expand_width(in_chs, expansion) if expansion else in_chs
         self.expand = ConvBNAct(in_chs, pooled, 1, act=act) if expansion else nn.Identity()
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = make_global_pool(pool_type)
+        self.pool_type = pool_type
         self.mix = nn.Linear(pooled, width)
         self.act = make_activation(act)
         self.drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(width, num_classes) if num_classes > 0 else nn.Identity()
-        self.num_features = width
+
+    def set_pool(self, pool_type: str) -> None:
+        self.pool = make_global_pool(pool_type)
+        self.pool_type = pool_type
+
+    def make_passthrough(self) -> None:
+        """Drops every layer and the pooling: the head then returns its input unchanged."""
+        self.expand, self.mix, self.act, self.drop, self.fc = (nn.Identity() for _ in range(5))
+        self.set_pool("")
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.act(self.mix(self.pool(self.expand(x)).flatten(1)))
-        x = self.drop(x)
-        return x if pre_logits else self.fc(x)
+        x = self.expand(x)
+        if self.pool_type == "":
+            x = x.permute(0, 2, 3, 1)  # channels-last, so that the Linear layers act at each position
+        else:
+            x = self.pool(x).flatten(1)
+        x = self.drop(self.act(self.mix(x)))
+        if not pre_logits:
+            x = self.fc(x)
+        if self.pool_type == "":
+            x = x.permute(0, 3, 1, 2)
+        return x
 
 
 class AutoViT(nn.Module):
-    """A hybrid CNN + ViT classifier built from an `Arch` (timm-compatible interface)."""
+    """A hybrid CNN + ViT classifier built from an `Arch` (or its dict form), following timm's model
+    contract: `num_features` is the width of `forward_features`' output, `head_hidden_size` that of
+    the pre-logits (the MBPool width); see docs/architecture.md, "timm contract"."""
 
-    def __init__(self, arch: Arch, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                 **_: Any) -> None:
+    __jit_unused_properties__ = ["_model_args"]
+
+    def __init__(self, arch: Arch | Mapping[str, Any], num_classes: int = 1000, in_chans: int = 3,
+                 drop_rate: float = 0.0, global_pool: str = "avg", **_: Any) -> None:
         super().__init__()
+        if isinstance(arch, Mapping):
+            arch = Arch.from_dict(arch)
+        elif not isinstance(arch, Arch):
+            raise AutovitError(f"AutoViT needs an Arch or its dict form, got {type(arch).__name__}",
+                               hint="pass autovit.registry.resolve_arch(name_or_json_path)")
         self.arch = arch
         self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.grad_checkpointing = False
         lay = arch.layout
         act = lay.activation
         self.stem = ConvBNAct(in_chans, arch.stem_width, lay.stem_kernel, lay.stem_stride, act=act)
@@ -227,13 +277,30 @@ class AutoViT(nn.Module):
             chs, reduction = stage.width, reduction * stride
             self.feature_info.append(dict(num_chs=chs, reduction=reduction, module=f"stages.{len(stages) - 1}"))
         self.stages = nn.Sequential(*stages)
-        self.head = MBPoolHead(chs, arch.head_width, lay.head_expansion, num_classes, act, drop_rate)
-        self.num_features = self.head_hidden_size = arch.head_width
+        self.head = MBPoolHead(chs, arch.head_width, lay.head_expansion, num_classes, act, drop_rate, global_pool)
+        self.num_features = chs
+        self.head_hidden_size = arch.head_width
         self.apply(_init_weights)
+
+    # timm's factory records its keyword arguments here for `save_for_hf` / hub configs; an `Arch`
+    # argument is kept in its JSON form so that the config can be written and re-created from.
+    @property
+    def _model_args(self) -> dict[str, Any]:
+        return self.__dict__.get("_factory_args", {})
+
+    @_model_args.setter
+    def _model_args(self, args: Mapping[str, Any]) -> None:
+        args = dict(args)
+        if isinstance(args.get("arch"), Arch):
+            args["arch"] = args["arch"].to_dict()
+        self.__dict__["_factory_args"] = args
 
     # timm-style API -------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x))
+        x = self.stem(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint_seq(self.stages, x)
+        return self.stages(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits=pre_logits)
@@ -241,12 +308,77 @@ class AutoViT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def forward_intermediates(self, x: torch.Tensor, indices: int | list[int] | None = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Stage outputs (one per `feature_info` entry) picked by `indices` (None: all, int n: the last
+        n, list: those), with the final features unless `intermediates_only`. There is no final
+        norm, so `norm` changes nothing; `stop_early` skips the stages after the last one taken."""
+        if output_fmt != "NCHW":
+            raise AutovitError(f"output_fmt '{output_fmt}' is not supported", hint="AutoViT features are NCHW")
+        if stop_early and not intermediates_only:
+            raise AutovitError("stop_early needs intermediates_only=True",
+                               hint="the final features need every stage to run")
+        take_indices, max_index = _take_indices(len(self.stages), indices)
+        x = self.stem(x)
+        stages = self.stages[:max_index + 1] if stop_early else self.stages
+        intermediates = []
+        for i, stage in enumerate(stages):
+            x = stage(x)
+            if i in take_indices:
+                intermediates.append(x)
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """Drops the stages after the last of `indices` (and the head, if `prune_head`); returns the
+        absolute indices kept (timm's FeatureGetterNet calls this)."""
+        take_indices, max_index = _take_indices(len(self.stages), indices)
+        if not prune_head and max_index < len(self.stages) - 1:
+            raise AutovitError("the head needs the last stage, which these indices prune",
+                               hint="pass prune_head=True (the head is dropped) or keep the last stage")
+        self.stages = self.stages[:max_index + 1]
+        self.num_features = self.feature_info[max_index]["num_chs"]
+        if prune_head:
+            self.head.make_passthrough()
+            self.num_classes, self.head_hidden_size = 0, self.num_features
+        return take_indices
+
     def get_classifier(self) -> nn.Module:
         return self.head.fc
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """New classifier for `num_classes` (0: none, the head returns pre-logits); `global_pool`
+        'avg' / 'max' / '' (no pooling) changes the pooling too."""
+        if global_pool is not None:
+            self.head.set_pool(global_pool)
         self.num_classes = num_classes
-        self.head.fc = nn.Linear(self.head.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head.fc = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Parameter groups for timm's layer-wise LR decay: the stem, then one group per stage."""
+        return dict(stem=r"^stem", blocks=r"^stages\.(\d+)")
+
+
+def _take_indices(num_stages: int, indices: int | list[int] | None) -> tuple[list[int], int]:
+    """timm's `feature_take_indices` (None: all, int n: the last n, list: those, negative from the
+    end), with a clear error for indices out of range."""
+    if isinstance(indices, int):
+        bad = [] if 0 < indices <= num_stages else [indices]
+    else:
+        bad = [i for i in indices or [] if not -num_stages <= i < num_stages]
+    if bad:
+        raise AutovitError(f"feature index {bad[0]} is out of range for a model with {num_stages} stages",
+                           hint=f"use indices in 0..{num_stages - 1} (or -{num_stages}..-1), or a count 1..{num_stages}")
+    take, max_index = feature_take_indices(num_stages, indices)
+    return list(take), max_index
 
 
 def _init_weights(m: nn.Module) -> None:

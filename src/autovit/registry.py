@@ -1,17 +1,20 @@
 """The paper's searched models (Table 5) and their registration with timm.
 
 After `import autovit`, `timm.create_model("autovit_xxs", num_classes=10)` works, including
-`features_only=True`.
+`features_only=True` (also `feature_cls="getter"`), and `arch=` builds a searched architecture under
+timm's interface (`timm.create_model("autovit_xs", arch="runs/search/best.json")`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from autovit.arch import Arch, MBConvStage as M, TransformerStage as T
+from autovit.costs import stage_costs
 from autovit.errors import AutovitError
 from autovit.model import AutoViT
 from autovit.space import SearchSpace
@@ -53,22 +56,52 @@ def resolve_arch(name_or_path: str | Path) -> Arch:
                        hint=f"use one of {', '.join(MODEL_NAMES)} or the path of an arch JSON file")
 
 
-def _cfg(**kwargs: Any) -> dict[str, Any]:
+def model_cfg(arch: Arch, **kwargs: Any) -> dict[str, Any]:
+    """timm pretrained cfg of `arch`: its input size and final feature-map size, and the
+    preprocessing of autovit's own pipeline (`autovit.data`: ImageNet mean/std, bicubic resize,
+    eval crop_pct 1.0), which is what any weights trained with autovit expect."""
+    side = [c for c in stage_costs(arch) if c.name != "head"][-1].out_size  # the last stage's output map
     return {
-        "url": "", "num_classes": 1000, "input_size": (3, 256, 256), "pool_size": (8, 8),
-        "crop_pct": 0.9, "interpolation": "bicubic", "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0),
+        "url": "", "num_classes": 1000, "input_size": (3, arch.resolution, arch.resolution),
+        "pool_size": (side, side), "crop_pct": 1.0, "interpolation": "bicubic",
+        "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD,
         "first_conv": "stem.conv", "classifier": "head.fc", **kwargs,
     }
 
 
-default_cfgs = generate_default_cfgs({f"{name}.untrained": _cfg() for name in MODEL_NAMES})
+default_cfgs = generate_default_cfgs({f"autovit_{size}.untrained": model_cfg(paper_arch(size)) for size in _TABLE5})
 
 
-def create_autovit(variant: str, arch: Arch | None = None, pretrained: bool = False, **kwargs: Any) -> AutoViT:
-    """Build through timm's builder (pretrained cfg, features_only, ...)."""
-    arch = arch or paper_arch(variant.removeprefix("autovit_"))
-    return build_model_with_cfg(AutoViT, variant, pretrained, arch=arch,
-                                feature_cfg=dict(flatten_sequential=True), **kwargs)
+def timm_model_name(arch: Arch) -> str:
+    """The registered name to build `arch` under: that of the first built-in space (xxs, xs, s) that
+    contains it at its resolution, else autovit_xxs. Any of them builds `arch` when it is passed as
+    `arch=`; the name only labels hub configs."""
+    for size in _TABLE5:
+        if SearchSpace.builtin(size).with_resolution(arch.resolution).contains(arch):
+            return f"autovit_{size}"
+    return MODEL_NAMES[0]
+
+
+def create_autovit(variant: str, arch: Arch | Mapping[str, Any] | str | Path | None = None, pretrained: bool = False,
+                   **kwargs: Any) -> AutoViT:
+    """Build through timm's builder (pretrained cfg, features_only, ...). `arch` (an `Arch`, its dict
+    form, a paper model name or an arch JSON path) replaces the variant's paper architecture; the
+    cfg's input and pool sizes then follow it."""
+    given = arch is not None
+    if arch is None:
+        arch = paper_arch(variant.removeprefix("autovit_"))
+    elif isinstance(arch, Mapping):
+        arch = Arch.from_dict(arch)
+    elif not isinstance(arch, Arch):
+        arch = resolve_arch(arch)
+    cfg = model_cfg(arch)
+    overlay = {k: cfg[k] for k in ("input_size", "pool_size")}
+    overlay.update(kwargs.pop("pretrained_cfg_overlay", None) or {})
+    model = build_model_with_cfg(AutoViT, variant, pretrained, arch=arch, pretrained_cfg_overlay=overlay,
+                                 feature_cfg=dict(flatten_sequential=True), **kwargs)
+    if given and isinstance(model, AutoViT):  # reconstruction args for hub configs (timm.models.save_for_hf)
+        model._model_args = {"arch": arch}
+    return model
 
 
 @register_model

@@ -22,6 +22,9 @@ from autovit.io_utils import atomic_write, atomic_write_text, save_json
 from autovit.model import AutoViT
 
 WEIGHTS, ARCH, META = "model.safetensors", "arch.json", "meta.json"
+# meta.json's optional "data_config" (the preprocessing the weights were trained with) overrides
+# these keys of the model's timm cfg, whose defaults are autovit's ImageNet pipeline.
+DATA_CONFIG_KEYS = ("mean", "std", "crop_pct", "interpolation")
 FORMAT = "autovit-subnet"
 
 
@@ -36,7 +39,9 @@ def _sha256(path: Path) -> str:
 def save_subnet(model: AutoViT, directory: str | Path, extra_meta: Mapping[str, Any] | None = None) -> Path:
     """Writes `model` (a static `AutoViT`, e.g. from `Supernet.extract`) to `directory`; returns it.
 
-    `extra_meta` (JSON-serialisable, e.g. accuracy, supernet checkpoint, space) goes into meta.json.
+    `extra_meta` (JSON-serialisable, e.g. accuracy, supernet checkpoint, space) goes into meta.json;
+    its "data_config" ({"mean": ..., "std": ..., "crop_pct": ..., "interpolation": ...}) becomes the
+    preprocessing in the reloaded model's timm cfg.
     """
     from autovit import __version__
 
@@ -65,6 +70,22 @@ def save_subnet(model: AutoViT, directory: str | Path, extra_meta: Mapping[str, 
     return directory
 
 
+def _data_config_overlay(data_config: Any, in_chans: int, path: Path) -> dict[str, Any]:
+    """The timm-cfg entries of meta.json's "data_config", checked."""
+    if not isinstance(data_config, dict):
+        raise AutovitError(f"corrupt subnet: 'data_config' in {path} is not an object")
+    overlay = {k: data_config[k] for k in DATA_CONFIG_KEYS if k in data_config}
+    for key in ("mean", "std"):
+        value = overlay.get(key)
+        if value is not None:
+            if (not isinstance(value, list) or len(value) != in_chans
+                    or not all(isinstance(v, (int, float)) for v in value)):
+                raise AutovitError(f"corrupt subnet: data_config.{key} in {path} must be {in_chans} numbers, "
+                                   f"got {value!r}")
+            overlay[key] = tuple(float(v) for v in value)
+    return overlay
+
+
 def read_subnet_meta(directory: str | Path) -> dict[str, Any]:
     """meta.json of a saved subnet (checked to be one)."""
     path = Path(directory) / META
@@ -85,7 +106,8 @@ def read_subnet_meta(directory: str | Path) -> dict[str, Any]:
 
 def load_subnet(directory: str | Path, map_location: str | torch.device = "cpu") -> AutoViT:
     """Rebuilds the static `AutoViT` saved by `save_subnet` in `directory` and loads its weights
-    strictly (in eval mode). Missing, corrupt or mismatched files raise `AutovitError`."""
+    strictly (in eval mode), with its timm cfg (`pretrained_cfg`, hub-ready: see docs/architecture.md,
+    "timm contract"). Missing, corrupt or mismatched files raise `AutovitError`."""
     directory = Path(directory)
     if not directory.is_dir():
         raise AutovitError(f"subnet directory not found: {directory}",
@@ -107,7 +129,12 @@ def load_subnet(directory: str | Path, map_location: str | torch.device = "cpu")
         tensors = load_file(str(directory / WEIGHTS), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as err:
         raise AutovitError(f"corrupt subnet: cannot read {directory / WEIGHTS} ({err})") from None
-    model = AutoViT(arch, num_classes=meta["num_classes"], in_chans=meta["in_chans"]).to(map_location)
+    from autovit.registry import create_autovit, timm_model_name
+
+    # built through timm's builder, so the model carries its timm cfg (save_for_hf, resolve_data_config)
+    overlay = _data_config_overlay(meta.get("data_config", {}), meta["in_chans"], directory / META)
+    model = create_autovit(timm_model_name(arch), arch=arch, num_classes=meta["num_classes"],
+                           in_chans=meta["in_chans"], pretrained_cfg_overlay=overlay).to(map_location)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as err:

@@ -155,10 +155,11 @@ class ElasticMobileViTBlock(ElasticBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
-        y, info = unfold_patches(self.conv_1x1(self.conv_kxk(x)), self.patch)
+        size = (x.shape[-2], x.shape[-1])
+        y = unfold_patches(self.conv_1x1(self.conv_kxk(x)), self.patch)
         for layer in self._active_layers:
             y = layer(y)
-        y = self.conv_proj(fold_patches(self.norm(y), self.patch, info))
+        y = self.conv_proj(fold_patches(self.norm(y), self.patch, size))
         if self.fusion is None:
             return shortcut + y
         return self.fusion(torch.cat((shortcut, y), dim=1))
