@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -69,9 +70,11 @@ def profile(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Measure block variants in context, fit the latency model, write the table."""
+    from autovit.io_utils import ensure_writable_file
     from autovit.latency.profile import profile_space
     from autovit.space import SearchSpace
 
+    ensure_writable_file(out)
     sp = SearchSpace.load(space)
     pinned = _pin(cpu)
     with _progress(not as_json) as progress:
@@ -182,10 +185,14 @@ def validate(
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Measure held-out subnets here and score the model, the ablations and the noise floor."""
-    from autovit.io_utils import save_json
+    from autovit.io_utils import ensure_writable_file, save_json
     from autovit.latency.validate import plot_validation, run_validation
     from autovit.space import SearchSpace
 
+    if out is not None:
+        ensure_writable_file(out)
+    if plot is not None:
+        ensure_writable_file(plot, "--plot")
     model = _load_model(lut)
     fp = model.fingerprint
     config = _config(fp.get("backend", "ort"), int(fp.get("threads", 1)), fp.get("graph_optimization", "all"), rounds)
@@ -258,9 +265,11 @@ def export_suite_cmd(
 ) -> None:
     """Write the block variants to time (with/without context networks, standalone block), the reference
     and the fitting subnets as ONNX (optionally TFLite / Core ML) plus a manifest, for timing on a device."""
+    from autovit.io_utils import ensure_writable_dir
     from autovit.latency.suite import export_suite
     from autovit.space import SearchSpace
 
+    ensure_writable_dir(out)
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     with _progress(not as_json) as progress:
         summary = export_suite(SearchSpace.load(space), out, resolution, fit_subnets, fmts, progress=progress,
@@ -286,9 +295,15 @@ def import_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Build a latency table (and fit the model when subnets were timed) from device measurements."""
+    from autovit.io_utils import ensure_writable_file
     from autovit.latency.suite import import_measurements
 
-    model = import_measurements(manifest, csv, device=device, runtime=runtime, threads=threads)
+    ensure_writable_file(out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = import_measurements(manifest, csv, device=device, runtime=runtime, threads=threads)
+    for w in caught:
+        err_console.print(f"[yellow]warning:[/] {w.message}")
     model.save(out)
     meta = model.table.meta
     summary = {"out": str(out), "modules": len(model.table.entries), "modules_measured": meta["modules_measured"],

@@ -21,7 +21,7 @@ from autovit.arch import Arch
 from autovit.errors import AutovitError
 from autovit.latency.blocks import BlockSig, context_key, context_pair, space_blocks
 from autovit.latency.imputation import DEFAULT_PER_FEATURE, blocks_to_measure, impute_entries
-from autovit.latency.lut import LatencyTable, fingerprint_id
+from autovit.latency.lut import LatencyTable, clamp_negative_costs, fingerprint_id
 from autovit.latency.measure import MeasureConfig, RoundTimes, measure_paired, measure_rounds
 from autovit.model import build_model
 from autovit.space import SearchSpace
@@ -133,13 +133,14 @@ def build_table(space: SearchSpace, resolution: int | None = None, config: Measu
     q1, q3 = np.percentile(ref_ms, [25, 75])
     ref_median = float(np.median(ref_ms))
     entries, imputation = impute_entries(entries, all_sigs, ref_median, fid)
+    clamped = clamp_negative_costs(entries)  # noise larger than a block; loading refuses negative costs
     table = LatencyTable(
         space=space.name, resolution=res, fingerprint=fp, entries=entries, num_classes=num_classes,
         reference={"arch": reference_arch(res).to_dict(), "median_ms": ref_median,
                    "iqr_ms": float(q3 - q1), "count": len(ref_ms), "spread": times.reference_spread},
         meta={"layout": space.layout.to_dict(), "method": "in-context (network with minus without the block)",
               "rounds": config.rounds, "target_ms": config.target_ms, "modules_measured": len(sigs),
-              "modules_imputed": len(all_sigs) - len(sigs), "imputation": imputation,
+              "modules_imputed": len(all_sigs) - len(sigs), "imputation": imputation, "clamped_negative": clamped,
               "context_networks": len(by_ctx), "export_seconds": round(export_seconds, 1), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "build_seconds": round(time.time() - t0, 1)},
     )
