@@ -120,6 +120,14 @@ def _autovit_teacher(checkpoint: str, arch: str | None) -> nn.Module:
         return load_subnet(path)
     if not path.is_file():
         raise AutovitError(f"teacher checkpoint not found: {path}")
+    if path.suffix == ".safetensors":  # weights without an architecture: a subnet folder's, or a timm model's
+        from autovit.subnet_io import ARCH, load_subnet
+
+        if (path.parent / ARCH).is_file():
+            return load_subnet(path.parent)
+        raise AutovitError(f"teacher checkpoint {path} is a .safetensors file without an architecture",
+                           hint="pass --teacher TIMM_NAME with it, or the autovit subnet folder that holds it "
+                                "(model.safetensors + arch.json)")
     from autovit.train.checkpoint import load_model_from_checkpoint
 
     return load_model_from_checkpoint(path, arch)
