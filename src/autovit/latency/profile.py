@@ -182,7 +182,7 @@ def time_subnets(archs: Sequence[Arch], runners: Sequence[Callable[[], None]], r
                  config: MeasureConfig, progress: Progress | None = None, log: MeasureLog | None = None,
                  phase: str = "subnets") -> SubnetTimes:
     """Times prepared subnet runners interleaved with the reference (checkpointed to `log` under `phase`)."""
-    named = {f"net{i}|{a.key()}": r for i, (a, r) in enumerate(zip(archs, runners))}
+    named = {f"net{i}": r for i, r in enumerate(runners)}
     times = measure_paired(named, reference, config.rounds,
                            progress=(lambda d, n: progress("measure", d, n)) if progress else None,
                            log=log, phase=phase)

@@ -205,14 +205,13 @@ def _number(row: dict[str, Any], column: str, default: float | None, path: Path,
     text = (row.get(column) or "").strip()
     if not text and default is not None:
         return default
+    hint = f"write {column} as a plain number" + ("" if default is None else ", or leave the cell empty")
     try:
         value = float(text)
     except ValueError:
-        value = math.nan
+        raise SuiteError(f"{path} line {line}: {column} {text!r} is not a number", hint=hint) from None
     if not math.isfinite(value):
-        raise SuiteError(f"{path} line {line}: {column} {text!r} is not a finite number",
-                         hint=f"write {column} in milliseconds as a plain number"
-                              + ("" if default is None else ", or leave the cell empty"))
+        raise SuiteError(f"{path} line {line}: {column} {text!r} is not a finite number", hint=hint)
     return value
 
 
