@@ -247,15 +247,18 @@ def test_corrupt_image_names_the_file(tmp_path: Path) -> None:
     from autovit.data import CorruptImageError, load_imagefolder_splits
 
     _image_folder(tmp_path, ("cat", "dog"))
-    bad = tmp_path / "train" / "dog" / "1.png"
-    bad.write_bytes(bad.read_bytes()[:30])  # truncated
-    splits = load_imagefolder_splits(tmp_path, val_size=0)
-    base = splits.train.base
-    index = [p for p, _ in base.samples].index(str(bad))
-    assert base[0][0].size == (8, 8)
-    with pytest.raises(CorruptImageError, match=f"cannot read image {bad}") as err:
-        base[index]
-    assert "delete or replace this file" in err.value.hint
+    no_header = tmp_path / "train" / "dog" / "1.png"
+    no_header.write_bytes(no_header.read_bytes()[:30])
+    no_pixels = tmp_path / "train" / "dog" / "2.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8)).save(no_pixels)
+    no_pixels.write_bytes(no_pixels.read_bytes()[:1000])  # the header survives, most pixel data does not
+    base = load_imagefolder_splits(tmp_path, val_size=0).train.base
+    files = [p for p, _ in base.samples]
+    assert base[files.index(str(tmp_path / "train" / "dog" / "0.png"))][0].size == (8, 8)
+    for bad in (no_header, no_pixels):
+        with pytest.raises(CorruptImageError, match=f"cannot read image {bad}: ") as err:
+            base[files.index(str(bad))]
+        assert "delete or replace this file" in err.value.hint
 
 
 def test_corrupt_image_error_from_a_loader_worker_keeps_its_message() -> None:

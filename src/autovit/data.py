@@ -192,14 +192,19 @@ class CorruptImageError(AutovitError):
 
 def load_image(path: str) -> Image.Image:
     """An RGB PIL image; a truncated or non-image file raises one `CorruptImageError` naming it."""
+    from PIL import UnidentifiedImageError
+
     try:
         with open(path, "rb") as f:
             img = Image.open(f)
             return img.convert("RGB")
+    except UnidentifiedImageError:
+        reason = "not a decodable image (unknown format, or a damaged or truncated file)"
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise CorruptImageError(f"cannot read image {path}: {err}",
-                                hint="delete or replace this file (a truncated copy?) and rerun; training stops "
-                                     "instead of skipping it so the data order stays reproducible") from None
+        reason = str(err)
+    raise CorruptImageError(f"cannot read image {path}: {reason}",
+                            hint="delete or replace this file (a truncated copy?) and rerun; training stops "
+                                 "instead of skipping it so the data order stays reproducible")
 
 
 def load_imagefolder_splits(data_dir: str | Path | None, val_size: float = 0.1, val_seed: int = 0) -> Splits:
