@@ -216,7 +216,19 @@ def test_import_clamps_negative_block_costs_with_a_warning(tmp_path: Path, capsy
     assert sorted(table.meta["clamped_negative"]) == sorted(sigs[:3])
     assert [table.entries[s]["ratio_to_ref"] for s in sigs[:3]] == [0.0, 0.0, 0.0]
     assert table.entries[sigs[0]]["negative_ratio"] == pytest.approx(-0.5 / 20.0)
+    assert table.entries[sigs[0]]["median_ms"] == 0.0 and table.entries[sigs[0]]["negative_ms"] == pytest.approx(-0.5)
     assert table.entries[sigs[3]]["ratio_to_ref"] == pytest.approx(0.04 / 20.0)
+
+
+def test_clamp_negative_costs_reports_only_negative_ratios() -> None:
+    from autovit.latency.lut import clamp_negative_costs
+
+    entries = {"a": {"ratio_to_ref": -0.01, "median_ms": -0.1}, "b": {"ratio_to_ref": 0.002, "median_ms": -0.01},
+               "c": {"ratio_to_ref": 0.03, "median_ms": 0.3}}
+    assert clamp_negative_costs(entries) == ["a"]
+    assert entries["a"] == {"ratio_to_ref": 0.0, "median_ms": 0.0, "negative_ratio": -0.01, "negative_ms": -0.1}
+    assert entries["b"] == {"ratio_to_ref": 0.002, "median_ms": 0.0, "negative_ms": -0.01}
+    assert entries["c"] == {"ratio_to_ref": 0.03, "median_ms": 0.3}
 
 
 def test_table_from_dict_refuses_negative_costs() -> None:

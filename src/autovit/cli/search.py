@@ -59,10 +59,10 @@ def search(
 ) -> None:
     """Latency-aware coarse-to-fine search of a trained supernet (paper Algorithm 1)."""
     from autovit.errors import AutovitError
+    from autovit.io_utils import ensure_writable_dir
     from autovit.search import SearchConfig, parse_count, parse_latency, parse_latency_list
     from autovit.search.coarse import coarse_search
     from autovit.search.evolution import EvolutionarySearch
-    from autovit.io_utils import ensure_writable_dir
     from autovit.search.outputs import load_baselines
     from autovit.search.runner import (init_distributed, load_latency_model, load_supernet_checkpoint,
                                        validation_evaluator)

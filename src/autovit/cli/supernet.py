@@ -155,10 +155,9 @@ def train_supernet(
     """Train a weight-sharing supernet (one sampled subnet per step, or the sandwich rule)."""
     from autovit.io_utils import ensure_writable_dir
     from autovit.space import SearchSpace
-
-    ensure_writable_dir(out)
     from autovit.supernet import Supernet
 
+    ensure_writable_dir(out)
     cfg = build_config(config, preset_name, config_flags(locals()), sets)
     sp = SearchSpace.load(space)
     run_training(cfg, lambda data: Supernet(sp, num_classes=data.num_classes, in_chans=data.in_chans,

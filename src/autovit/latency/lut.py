@@ -50,15 +50,19 @@ def _bad_number(value: Any, upper: float) -> str | None:
 
 
 def clamp_negative_costs(entries: dict[str, dict[str, Any]]) -> list[str]:
-    """Sets negative block costs to 0 (keeping the measured value as ``negative_ratio``) and returns
-    their signatures. A block "faster than its context" is timing noise larger than the block."""
+    """Sets negative block costs to 0 and returns the signatures whose cost (`ratio_to_ref`) was
+    negative; the measured value is kept as ``negative_ratio``. A block "faster than its context"
+    is timing noise larger than the block. A negative `median_ms` (a median of other differences
+    than the ratio's) is set to 0 as well, kept as ``negative_ms``."""
     clamped = []
     for key, entry in entries.items():
         if float(entry["ratio_to_ref"]) < 0:
             entry["negative_ratio"] = float(entry["ratio_to_ref"])
             entry["ratio_to_ref"] = 0.0
-            entry["median_ms"] = 0.0
             clamped.append(key)
+        if float(entry.get("median_ms", 0.0)) < 0:
+            entry["negative_ms"] = float(entry["median_ms"])
+            entry["median_ms"] = 0.0
     return clamped
 
 
@@ -178,8 +182,8 @@ class LatencyTable:
             entries = {str(BlockSig.parse(k)): dict(v) for k, v in d["entries"].items()}
             for k, v in entries.items():
                 why = _bad_number(v["ratio_to_ref"], MAX_RATIO)
-                if why is None and "median_ms" in v:
-                    why = _bad_number(v["median_ms"], float("inf"))
+                if why is None and "median_ms" in v and not math.isfinite(float(v["median_ms"])):
+                    why = f"median_ms {float(v['median_ms'])} is not finite"
                 if why:
                     raise LatencyTableError(f"{source}: the cost of block '{k}' is unusable ({why})",
                                             hint="block costs must be finite and >= 0; rebuild the table with "
