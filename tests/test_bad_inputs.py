@@ -24,6 +24,7 @@ from PIL import Image
 from autovit.cli import main
 from autovit.errors import AutovitError
 from autovit.latency import measure as measure_mod
+from autovit.latency import profile as profile_mod
 from autovit.latency import suite
 from autovit.latency.blocks import space_blocks
 from autovit.latency.lut import LatencyTable, LatencyTableError, synthetic_table
@@ -376,6 +377,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> _FakeClock:
     monkeypatch.setattr(measure_mod, "time_runner", fake)
     monkeypatch.setattr(measure_mod.MeasureConfig, "runner",
                         lambda self, module, size, key=None: _FakeRunner(str(key)))
+    monkeypatch.setattr(profile_mod, "_seeded_model", lambda arch, num_classes: None)  # fake runners need no model
     return fake
 
 
@@ -437,7 +439,6 @@ def test_interrupted_subnet_timing_resumes_exactly(clock: _FakeClock, tmp_path: 
 
 
 def test_profile_cli_resumes_from_the_partial_file_and_deletes_it(tmp_path: Path, monkeypatch, capsys) -> None:
-    from autovit.latency import profile as profile_mod
     from autovit.latency.predictor import LatencyModel
 
     out = tmp_path / "t.json"
@@ -463,3 +464,29 @@ def test_profile_cli_resumes_from_the_partial_file_and_deletes_it(tmp_path: Path
     assert out.is_file() and not (tmp_path / "t.json.partial.json").exists()
     code, _ = run(argv + ["--rounds", "3"], capsys)  # other settings do not reuse the old timings
     assert code == 0 and seen == [0, 1, 0]
+
+
+def test_interrupted_validation_resumes_to_the_same_report(clock: _FakeClock, tmp_path: Path) -> None:
+    from autovit.latency.measure import MeasureConfig
+    from autovit.latency.predictor import LatencyModel
+    from autovit.latency.validate import run_validation, validation_log
+
+    space = SearchSpace.builtin("xxs")
+    model = LatencyModel(synthetic_table(space))
+    config = MeasureConfig(rounds=2)
+    whole = run_validation(model, space, samples=3, seed=1, config=config)
+    expected = Counter(clock.counts)
+    clock.counts.clear()
+    pass_calls = 3 + 2 * 3 * 2 * 20  # calibration, then 2 rounds x 3 subnets x 20 (ref, net) pairs
+    clock.stop_at = pass_calls + 3 + 2 * 20  # one subnet-round into the second pass
+    path = tmp_path / "report.json.partial.json"
+    with pytest.raises(KeyboardInterrupt):
+        run_validation(model, space, 3, 1, config, log=validation_log(path, model, space, 3, 1, config))
+    clock.stop_at = None
+    log = validation_log(path, model, space, 3, 1, config)
+    assert log.reused == 2 * 3 + 1
+    assert validation_log(path, model, space, 3, 2, config).reused == 0  # another held-out sample
+    resumed = run_validation(model, space, 3, 1, config, log=log)
+    assert clock.counts == expected
+    for key in ("first_pass_ratio", "second_pass_ratio", "measured_ms", "metrics", "retest_noise", "archs"):
+        assert resumed[key] == whole[key], key
