@@ -257,7 +257,7 @@ def test_one_class_image_folder_is_refused(tmp_path: Path, capsys) -> None:
 
 
 def test_corrupt_image_names_the_file(tmp_path: Path) -> None:
-    from autovit.data import CorruptImageError, load_imagefolder_splits
+    from autovit.data import CorruptImageError, corrupt_images, load_imagefolder_splits
 
     _image_folder(tmp_path, ("cat", "dog"))
     no_header = tmp_path / "train" / "dog" / "1.png"
@@ -272,6 +272,7 @@ def test_corrupt_image_names_the_file(tmp_path: Path) -> None:
         with pytest.raises(CorruptImageError, match=f"cannot read image {bad}: ") as err:
             base[files.index(str(bad))]
         assert "delete or replace this file" in err.value.hint
+    assert [f for f, _ in corrupt_images(tmp_path)] == [str(no_header), str(no_pixels)]
 
 
 def test_corrupt_image_error_from_a_loader_worker_keeps_its_message() -> None:

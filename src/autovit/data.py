@@ -207,6 +207,21 @@ def load_image(path: str) -> Image.Image:
                                  "instead of skipping it so the data order stays reproducible")
 
 
+def corrupt_images(root: str | Path) -> list[tuple[str, str]]:
+    """(file, reason) of every image under `root/train` and `root/val` that cannot be decoded:
+    a check to run once before a long training run (decodes every image)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    bad = []
+    for path in sorted(Path(root).expanduser().glob("*/*/*")):
+        if path.is_file() and path.parts[-3] in ("train", "val") and path.suffix.lower() in IMG_EXTENSIONS:
+            try:
+                load_image(str(path))
+            except CorruptImageError as err:
+                bad.append((str(path), err.message.split(": ", 1)[1]))
+    return bad
+
+
 def load_imagefolder_splits(data_dir: str | Path | None, val_size: float = 0.1, val_seed: int = 0) -> Splits:
     """ImageNet layout: root/train/<class>/*.jpg and root/val/<class>/*.jpg (val is the test split)."""
     how = "pass --data-dir ROOT where ROOT/train/<class>/ and ROOT/val/<class>/ hold the images"
