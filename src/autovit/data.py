@@ -177,6 +177,51 @@ def load_cifar10_splits(data_dir: str | Path | None, download: bool = False, val
                         10, tuple(tr.classes), "cifar10", val_size, val_seed)
 
 
+class CorruptImageError(AutovitError):
+    """An image file of a dataset cannot be decoded."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        # Raised in a DataLoader worker, torch re-raises it as CorruptImageError("Caught ... Original
+        # Traceback ...<name>: message\n  hint: ..."): keep only our message and hint.
+        marker = f"{type(self).__name__}: "
+        if hint is None and "Original Traceback" in message and marker in message:
+            message, _, hint = message.rsplit(marker, 1)[1].strip().partition("\n  hint: ")
+            hint = hint or None
+        super().__init__(message, hint)
+
+
+def load_image(path: str) -> Image.Image:
+    """An RGB PIL image; a truncated or non-image file raises one `CorruptImageError` naming it."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            return img.convert("RGB")
+    except UnidentifiedImageError:
+        reason = "not a decodable image (unknown format, or a damaged or truncated file)"
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        reason = str(err)
+    raise CorruptImageError(f"cannot read image {path}: {reason}",
+                            hint="delete or replace this file (a truncated copy?) and rerun; training stops "
+                                 "instead of skipping it so the data order stays reproducible")
+
+
+def corrupt_images(root: str | Path) -> list[tuple[str, str]]:
+    """(file, reason) of every image under `root/train` and `root/val` that cannot be decoded:
+    a check to run once before a long training run (decodes every image)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    bad = []
+    for path in sorted(Path(root).expanduser().glob("*/*/*")):
+        if path.is_file() and path.parts[-3] in ("train", "val") and path.suffix.lower() in IMG_EXTENSIONS:
+            try:
+                load_image(str(path))
+            except CorruptImageError as err:
+                bad.append((str(path), err.message.split(": ", 1)[1]))
+    return bad
+
+
 def load_imagefolder_splits(data_dir: str | Path | None, val_size: float = 0.1, val_seed: int = 0) -> Splits:
     """ImageNet layout: root/train/<class>/*.jpg and root/val/<class>/*.jpg (val is the test split)."""
     how = "pass --data-dir ROOT where ROOT/train/<class>/ and ROOT/val/<class>/ hold the images"
@@ -189,10 +234,13 @@ def load_imagefolder_splits(data_dir: str | Path | None, val_size: float = 0.1, 
         if not (root / split).is_dir():
             raise AutovitError(f"image folder split not found: {root / split}", hint=how)
     try:
-        tr = torchvision.datasets.ImageFolder(str(root / "train"))
-        te = torchvision.datasets.ImageFolder(str(root / "val"))
+        tr = torchvision.datasets.ImageFolder(str(root / "train"), loader=load_image)
+        te = torchvision.datasets.ImageFolder(str(root / "val"), loader=load_image)
     except (FileNotFoundError, RuntimeError) as err:
         raise AutovitError(f"cannot read image folder {root}: {err}", hint=how) from None
+    if len(tr.classes) < 2:
+        raise AutovitError(f"{root / 'train'} has {len(tr.classes)} class folder ({', '.join(tr.classes)}): "
+                           f"classification needs at least 2 classes", hint=how + ", one folder per class")
     if tr.classes != te.classes:
         raise AutovitError(f"{root}: train/ and val/ have different class folders")
     return _split_train(tr, te, len(tr.classes), tr.classes, "imagefolder", val_size, val_seed)

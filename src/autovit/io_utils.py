@@ -91,3 +91,95 @@ def _default(obj: Any) -> Any:
     if hasattr(obj, "tolist"):
         return obj.tolist()
     return str(obj)
+
+
+# ----------------------------------------------------------------------------- output paths
+def _check_parents(path: Path, what: str) -> None:
+    """The nearest existing ancestor of `path` must be a folder this process can write into."""
+    from autovit.errors import AutovitError
+
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise AutovitError(f"{what} {path} cannot be created: {parent} is a file, not a folder",
+                           hint=f"choose a path outside {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise AutovitError(f"{what} {path} cannot be created: the folder {parent} is not writable",
+                           hint="choose a folder you can write to, or fix its permissions")
+
+
+def ensure_writable_dir(path: str | Path, what: str = "--out") -> Path:
+    """Checks, before any work, that `path` is a writable folder or can be created as one.
+
+    Raises one `AutovitError` naming the problem when `path` is an existing file, lies under a
+    file, or its folder is not writable. Creates nothing."""
+    from autovit.errors import AutovitError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise AutovitError(f"{what} {path} is an existing file, but a folder is expected here",
+                           hint="pass the path of a folder (it is created when missing)")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise AutovitError(f"{what} {path} is not writable", hint="choose a folder you can write to, "
+                                                                      "or fix its permissions")
+        return path
+    _check_parents(path, what)
+    return path
+
+
+def ensure_writable_file(path: str | Path, what: str = "--out") -> Path:
+    """Checks, before any work, that the file `path` can be written (created or replaced).
+
+    Raises one `AutovitError` naming the problem when `path` is an existing folder, lies under a
+    file, or its folder is not writable. Creates nothing."""
+    from autovit.errors import AutovitError
+
+    path = Path(path)
+    if path.is_dir():
+        raise AutovitError(f"{what} {path} is an existing folder, but a file is expected here",
+                           hint=f"pass a file path, e.g. {path / 'out.json'}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise AutovitError(f"{what} {path} exists and is not writable",
+                           hint="choose another file name, or fix its permissions")
+    if path.parent.is_dir():
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise AutovitError(f"{what} {path} cannot be written: the folder {path.parent} is not writable",
+                               hint="choose a folder you can write to, or fix its permissions")
+        return path
+    _check_parents(path, what)
+    return path
+
+
+# ----------------------------------------------------------------------------- safe checkpoint reading
+def torch_load_tensors(path: str | Path, what: str = "checkpoint", hint: str | None = None) -> Any:
+    """`torch.load(path, weights_only=True)` on CPU; any failure is one `AutovitError`.
+
+    A file with pickled Python objects (classes, functions) is refused as "not a plain-tensor
+    checkpoint", and the message never suggests `weights_only=False` (that would run the pickle)."""
+    import re
+
+    import torch
+
+    from autovit.errors import AutovitError
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for unreadable files
+        text = str(err)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:
+            raise AutovitError(
+                f"{what} {path} is not a plain-tensor checkpoint written by autovit: it holds a pickled Python "
+                f"object ({found.group(1)}), which is never loaded because unpickling can run arbitrary code",
+                hint=hint or "re-create the file with autovit, or convert it from a trusted source into a plain "
+                             "state dict of tensors (torch.save(model.state_dict())) or a .safetensors file") from None
+        detail = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", text, re.S)
+        reason = detail.group(1).strip() if detail else (text.splitlines() or [""])[0]
+        if "weights_only" in reason:  # keep torch's advice to disable the safety check out of our message
+            reason = "unreadable"
+        raise AutovitError(f"corrupt or unreadable {what} {path} ({type(err).__name__}: {reason[:200]})",
+                           hint=hint or "the file is damaged or not a PyTorch checkpoint; use an earlier copy or "
+                                        "re-create it") from None

@@ -27,8 +27,10 @@ def bench(
 ) -> None:
     """Compare our models and any timm model: params, MACs and measured CPU latency."""
     from autovit.bench import bench_models
-    from autovit.io_utils import save_json
+    from autovit.io_utils import ensure_writable_file, save_json
 
+    if out is not None:
+        ensure_writable_file(out)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True, disable=as_json) as bar:
         tasks: dict[str, int] = {}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -69,16 +71,26 @@ def profile(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Measure block variants in context, fit the latency model, write the table."""
-    from autovit.latency.profile import profile_space
+    from autovit.io_utils import ensure_writable_file
+    from autovit.latency.profile import UnstableMachineError, profile_log, profile_space
     from autovit.space import SearchSpace
 
+    ensure_writable_file(out)
     sp = SearchSpace.load(space)
     pinned = _pin(cpu)
-    with _progress(not as_json) as progress:
-        model = profile_space(sp, resolution, _config(backend, threads, opt_level, rounds), fit_subnets, seed,
-                              num_classes, progress, max_spread, force, measure=measure,
-                              anchors_per_feature=anchors_per_feature)
+    config = _config(backend, threads, opt_level, rounds)
+    log = profile_log(out, sp, resolution, config, fit_subnets, seed, num_classes, measure, anchors_per_feature)
+    if log.reused:
+        err_console.print(f"resuming: {log.reused} timings reused from {log.path}")
+    try:
+        with _progress(not as_json) as progress:
+            model = profile_space(sp, resolution, config, fit_subnets, seed, num_classes, progress, max_spread,
+                                  force, measure=measure, anchors_per_feature=anchors_per_feature, log=log)
+    except UnstableMachineError:
+        log.discard()  # timings from an unstable machine are not worth resuming
+        raise
     model.save(out)
+    log.discard()
     t = model.table
     summary = {"out": str(out), "space": t.space, "resolution": t.resolution, "modules": len(t.entries),
                "modules_measured": t.meta["modules_measured"], "modules_imputed": t.meta["modules_imputed"],
@@ -182,20 +194,32 @@ def validate(
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Measure held-out subnets here and score the model, the ablations and the noise floor."""
-    from autovit.io_utils import save_json
-    from autovit.latency.validate import plot_validation, run_validation
+    from autovit.io_utils import ensure_writable_file, save_json
+    from autovit.latency.profile import partial_path
+    from autovit.latency.validate import plot_validation, run_validation, validation_log
     from autovit.space import SearchSpace
 
+    if out is not None:
+        ensure_writable_file(out)
+    if plot is not None:
+        ensure_writable_file(plot, "--plot")
     model = _load_model(lut)
     fp = model.fingerprint
     config = _config(fp.get("backend", "ort"), int(fp.get("threads", 1)), fp.get("graph_optimization", "all"), rounds)
     model.table.check_compatible(fingerprint=config.fingerprint(model.table.resolution), force=force)
     space = SearchSpace.load(model.space_name)
     _pin(cpu)
+    # Checkpoint of the timings: next to --out, else next to the table (when that folder is writable).
+    where = partial_path(out) if out else lut.with_name(lut.name + ".validate.partial.json")
+    log = validation_log(where, model, space, samples, seed, config) if out or os.access(lut.parent, os.W_OK) else None
+    if log and log.reused:
+        err_console.print(f"resuming: {log.reused} timings reused from {log.path}")
     with _progress(not as_json) as progress:
-        report = run_validation(model, space, samples, seed, config, progress)
+        report = run_validation(model, space, samples, seed, config, progress, log)
     if out:
         save_json(out, report)
+    if log:
+        log.discard()
     if plot:
         plot_validation(report, plot)
     summary = {k: report[k] for k in ("space", "samples", "metrics", "retest_noise", "error_over_noise",
@@ -258,9 +282,11 @@ def export_suite_cmd(
 ) -> None:
     """Write the block variants to time (with/without context networks, standalone block), the reference
     and the fitting subnets as ONNX (optionally TFLite / Core ML) plus a manifest, for timing on a device."""
+    from autovit.io_utils import ensure_writable_dir
     from autovit.latency.suite import export_suite
     from autovit.space import SearchSpace
 
+    ensure_writable_dir(out)
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     with _progress(not as_json) as progress:
         summary = export_suite(SearchSpace.load(space), out, resolution, fit_subnets, fmts, progress=progress,
@@ -286,9 +312,15 @@ def import_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Build a latency table (and fit the model when subnets were timed) from device measurements."""
+    from autovit.io_utils import ensure_writable_file
     from autovit.latency.suite import import_measurements
 
-    model = import_measurements(manifest, csv, device=device, runtime=runtime, threads=threads)
+    ensure_writable_file(out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = import_measurements(manifest, csv, device=device, runtime=runtime, threads=threads)
+    for w in caught:
+        err_console.print(f"[yellow]warning:[/] {w.message}")
     model.save(out)
     meta = model.table.meta
     summary = {"out": str(out), "modules": len(model.table.entries), "modules_measured": meta["modules_measured"],

@@ -59,6 +59,7 @@ def search(
 ) -> None:
     """Latency-aware coarse-to-fine search of a trained supernet (paper Algorithm 1)."""
     from autovit.errors import AutovitError
+    from autovit.io_utils import ensure_writable_dir
     from autovit.search import SearchConfig, parse_count, parse_latency, parse_latency_list
     from autovit.search.coarse import coarse_search
     from autovit.search.evolution import EvolutionarySearch
@@ -75,6 +76,7 @@ def search(
         coarse_rank=coarse_rank, population=population, generations=generations, parents=parents, p_depth=p_depth,
         p_block=p_block, p_crossover=p_crossover, seed=seed)
     SearchConfig(**config_values)  # bad settings fail before anything is loaded
+    ensure_writable_dir(out)
     if (latency_budget or budgets) and lut is None:
         raise AutovitError("a latency budget needs a latency table", hint="pass --lut TABLE.json "
                                                                          "(build one with `autovit latency profile`)")
@@ -214,8 +216,10 @@ def export(
     """Export a subnet with its inherited weights for deployment, each format checked against PyTorch."""
     from autovit.errors import AutovitError
     from autovit.export import export_subnet, parse_formats
+    from autovit.io_utils import ensure_writable_dir
 
     fmts = parse_formats(formats)
+    ensure_writable_dir(out)
     sources = [s for s in (supernet, subnet, checkpoint) if s is not None]
     if len(sources) != 1:
         raise AutovitError("pass exactly one of --supernet (with --arch), --subnet or --checkpoint")

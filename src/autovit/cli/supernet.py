@@ -155,9 +155,11 @@ def train_supernet(
     sets: Optional[list[str]] = _SET, as_json: bool = _JSON,
 ) -> None:
     """Train a weight-sharing supernet (one sampled subnet per step, or the sandwich rule)."""
+    from autovit.io_utils import ensure_writable_dir
     from autovit.space import SearchSpace
     from autovit.supernet import Supernet
 
+    ensure_writable_dir(out)
     cfg = build_config(config, preset_name, config_flags(locals()), sets)
     sp = SearchSpace.load(space)
     run_training(cfg, lambda data: Supernet(sp, num_classes=data.num_classes, in_chans=data.in_chans,
@@ -229,10 +231,12 @@ def train_standalone(
     sets: Optional[list[str]] = _SET, as_json: bool = _JSON,
 ) -> None:
     """Train (or fine-tune) one subnet alone with the supernet recipe; writes OUT/subnet/."""
+    from autovit.io_utils import ensure_writable_dir
     from autovit.model import AutoViT
     from autovit.registry import resolve_arch
     from autovit.space import SearchSpace
 
+    ensure_writable_dir(out)
     cfg = build_config(config, preset_name, config_flags(locals()), sets)
     a = SearchSpace.load(space).parse_arch(Path(arch)) if space else resolve_arch(arch)
     run_training(cfg, lambda data: AutoViT(a, num_classes=data.num_classes, in_chans=data.in_chans,

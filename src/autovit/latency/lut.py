@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,44 @@ FORMAT = "autovit-latency-table"
 VERSION = 2
 
 
+# A block costing more than this many reference networks is a corrupt entry, not a measurement.
+MAX_RATIO = 1e3
+
+
 class LatencyTableError(AutovitError):
     """A latency table is malformed, missing a block, or built for something else."""
+
+
+def _bad_number(value: Any, upper: float) -> str | None:
+    """Why `value` is not a usable block cost (None when it is one)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return f"{value!r} is not a number"
+    if not math.isfinite(x):
+        return f"{x} is not finite"
+    if x < 0:
+        return f"{x} is negative"
+    if x > upper:
+        return f"{x:g} is implausibly large"
+    return None
+
+
+def clamp_negative_costs(entries: dict[str, dict[str, Any]]) -> list[str]:
+    """Sets negative block costs to 0 and returns the signatures whose cost (`ratio_to_ref`) was
+    negative; the measured value is kept as ``negative_ratio``. A block "faster than its context"
+    is timing noise larger than the block. A negative `median_ms` (a median of other differences
+    than the ratio's) is set to 0 as well, kept as ``negative_ms``."""
+    clamped = []
+    for key, entry in entries.items():
+        if float(entry["ratio_to_ref"]) < 0:
+            entry["negative_ratio"] = float(entry["ratio_to_ref"])
+            entry["ratio_to_ref"] = 0.0
+            clamped.append(key)
+        if float(entry.get("median_ms", 0.0)) < 0:
+            entry["negative_ms"] = float(entry["median_ms"])
+            entry["median_ms"] = 0.0
+    return clamped
 
 
 def fingerprint_id(fp: Mapping[str, Any]) -> str:
@@ -144,12 +181,29 @@ class LatencyTable:
         try:
             entries = {str(BlockSig.parse(k)): dict(v) for k, v in d["entries"].items()}
             for k, v in entries.items():
-                float(v["ratio_to_ref"])
+                why = _bad_number(v["ratio_to_ref"], MAX_RATIO)
+                if why is None and "median_ms" in v and not math.isfinite(float(v["median_ms"])):
+                    why = f"median_ms {float(v['median_ms'])} is not finite"
+                if why:
+                    raise LatencyTableError(f"{source}: the cost of block '{k}' is unusable ({why})",
+                                            hint="block costs must be finite and >= 0; rebuild the table with "
+                                                 "`autovit latency profile` or `autovit latency import`")
+            ref_ms = d.get("reference", {}).get("median_ms", 1.0)
+            why = _bad_number(ref_ms, float("inf")) or ("0 is not > 0" if float(ref_ms) == 0 else None)
+            if why:
+                raise LatencyTableError(f"{source}: the reference time is unusable ({why})",
+                                        hint="rebuild the table with `autovit latency profile`")
+            coef = (d.get("model") or {}).get("coef") or {}
+            for term, value in coef.items():
+                x = float(value)
+                if not math.isfinite(x) or abs(x) > 1e6:
+                    raise LatencyTableError(f"{source}: the fitted coefficient '{term}' is unusable ({x})",
+                                            hint="refit the table with `autovit latency profile`")
             return cls(space=str(d["space"]), resolution=int(d["resolution"]), fingerprint=dict(d["fingerprint"]),
                        entries=entries, reference=dict(d.get("reference", {})),
                        num_classes=int(d.get("num_classes", 1000)), meta=dict(d.get("meta", {})),
                        model=d.get("model"))
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise LatencyTableError(f"{source} is a malformed latency table ({type(err).__name__}: {err})",
                                     hint="rebuild it with `autovit latency profile`") from None
 
@@ -162,8 +216,14 @@ class LatencyTable:
                                          " or use a committed table under luts/")
         try:
             data = json.loads(path.read_text())
+        except UnicodeDecodeError:
+            raise LatencyTableError(f"{path} is not a latency table (a binary file, not JSON text)",
+                                    hint="pass the .json written by `autovit latency profile` or `latency import`"
+                                    ) from None
         except json.JSONDecodeError as err:
-            raise LatencyTableError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+            raise LatencyTableError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})",
+                                    hint="pass the .json written by `autovit latency profile` or `latency import`"
+                                    ) from None
         return cls.from_dict(data, str(path))
 
 

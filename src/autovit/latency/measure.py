@@ -12,6 +12,7 @@ import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -159,70 +160,173 @@ class RoundTimes:
         return float((q3 - q1) / np.median(self.reference_ms))
 
 
+class MeasureLog:
+    """Timings taken so far, saved atomically to a JSON file keyed by the settings they depend on,
+    so an interrupted `latency profile` / `latency validate` continues where it stopped.
+
+    A file holding another key (other settings, device or autovit version), or an unreadable one,
+    is ignored and replaced. Saves at most every `save_every_s` seconds, and on every exit of a
+    measurement (including Ctrl-C); a kill -9 loses at most the last `save_every_s` seconds."""
+
+    FORMAT = "autovit-partial-timings"
+
+    def __init__(self, path: str | Path, settings: dict[str, Any], save_every_s: float = 1.0) -> None:
+        import hashlib
+        import json
+
+        self.path = Path(path)
+        self.key = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+        self.settings = settings
+        self.save_every_s = save_every_s
+        self.phases: dict[str, dict[str, Any]] = {}
+        self._saved_at = time.monotonic()
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, dict) and data.get("format") == self.FORMAT and data.get("key") == self.key:
+            self.phases = data.get("phases") or {}
+        self.reused = self.count()
+
+    def count(self) -> int:
+        """Timings (groups or pairs) stored so far."""
+        return sum(len(p.get("units", [])) for p in self.phases.values())
+
+    def phase(self, name: str, plan: Any) -> dict[str, Any]:
+        """The mutable state of one measurement; reset when its `plan` (JSON data) changed."""
+        import json
+
+        plan = json.loads(json.dumps(plan))  # the form it has after a round trip through the file
+        state = self.phases.get(name)
+        if not isinstance(state, dict) or state.get("plan") != plan:
+            state = self.phases[name] = {"plan": plan, "units": []}
+        return state
+
+    def tick(self) -> None:
+        """Saves when `save_every_s` passed since the last save."""
+        if time.monotonic() - self._saved_at >= self.save_every_s:
+            self.save()
+
+    def save(self) -> None:
+        from autovit.io_utils import save_json
+
+        save_json(self.path, {"format": self.FORMAT, "key": self.key, "settings": self.settings,
+                              "phases": self.phases})
+        self._saved_at = time.monotonic()
+
+    def discard(self) -> None:
+        """Deletes the file (call once the result it feeds is saved)."""
+        self.path.unlink(missing_ok=True)
+
+
+def _warm(run: Callable[[], None], calls: int) -> None:
+    for _ in range(calls):
+        run()
+
+
 def measure_rounds(runners: dict[str, Callable[[], None]], reference: Callable[[], None],
                    groups: Sequence[Sequence[str]] | None = None, rounds: int = 7,
                    target_ms: float = 15.0, warmup: int = 3,
-                   progress: Callable[[int, int], None] | None = None) -> RoundTimes:
+                   progress: Callable[[int, int], None] | None = None,
+                   log: MeasureLog | None = None, phase: str = "rounds") -> RoundTimes:
     """Times every runner in `rounds` rounds; within a round, each group (names measured back to
     back, e.g. a network with and without a block) is preceded by a reference timing, so every
     figure has a reference time from the same moment and differences within a group are paired.
 
-    `progress(done, total)` is called after every timed group.
+    `progress(done, total)` is called after every timed group. With a `log`, the calibration and
+    every timed group are checkpointed under `phase`, and timings already in the log are reused.
     """
     groups = [list(g) for g in (groups or [[n] for n in runners])]
-    ref_runs, _ = calibrate_runs(reference, target_ms, warmup=warmup)
-    runs: dict[str, int] = {}
-    for name, run in runners.items():
-        runs[name], _ = calibrate_runs(run, target_ms, warmup=warmup)
-    ms: dict[str, list[float]] = {n: [] for n in runners}
-    ref_of: dict[str, list[float]] = {n: [] for n in runners}
-    refs: list[float] = []
-    total, done = rounds * len(groups), 0
-    for _ in range(rounds):
-        for group in groups:
-            ref = time_runner(reference, ref_runs)
-            refs.append(ref)
-            for name in group:
-                ms[name].append(time_runner(runners[name], runs[name]))
-                ref_of[name].append(ref)
-            done += 1
-            if progress:
-                progress(done, total)
+    state = log.phase(phase, {"groups": groups, "rounds": rounds, "target_ms": target_ms}) if log else {"units": []}
+    units: list[dict[str, Any]] = state["units"]
+    total = rounds * len(groups)
+    try:
+        if len(units) < total:
+            if "runs" in state:  # calibrated before the interruption: only warm up again
+                for run in [reference, *runners.values()]:
+                    _warm(run, warmup)
+            else:
+                ref_runs, _ = calibrate_runs(reference, target_ms, warmup=warmup)
+                runs = {name: calibrate_runs(run, target_ms, warmup=warmup)[0] for name, run in runners.items()}
+                state.update(ref_runs=ref_runs, runs=runs)
+        ms: dict[str, list[float]] = {n: [] for n in runners}
+        ref_of: dict[str, list[float]] = {n: [] for n in runners}
+        refs: list[float] = []
+        done = 0
+        for _ in range(rounds):
+            for group in groups:
+                if done == len(units):
+                    ref = time_runner(reference, state["ref_runs"])
+                    units.append({"ref": ref, "ms": [time_runner(runners[n], state["runs"][n]) for n in group]})
+                    if log:
+                        log.tick()
+                unit = units[done]
+                refs.append(unit["ref"])
+                for name, value in zip(group, unit["ms"]):
+                    ms[name].append(value)
+                    ref_of[name].append(unit["ref"])
+                done += 1
+                if progress:
+                    progress(done, total)
+    finally:
+        if log:
+            log.save()
     return RoundTimes(ms, ref_of, refs)
 
 
 def measure_paired(runners: dict[str, Callable[[], None]], reference: Callable[[], None], rounds: int = 5,
                    target_ms: float = 300.0, warmup: int = 2,
-                   progress: Callable[[int, int], None] | None = None) -> RoundTimes:
+                   progress: Callable[[int, int], None] | None = None,
+                   log: MeasureLog | None = None, phase: str = "paired") -> RoundTimes:
     """Times each runner call by call alternated with the reference (ref, run, ref, run, ...), so
     every call has a reference call tens of milliseconds away; a round's ratio is the median of
     its per-pair ratios. For whole networks on busy machines, where the CPU share a process gets
     changes within a second and per-group references lag behind it.
+
+    With a `log`, every timed runner-round is checkpointed under `phase` and reused on a rerun.
     """
-    for _ in range(warmup):
-        reference()
-    ms: dict[str, list[float]] = {n: [] for n in runners}
-    ref_of: dict[str, list[float]] = {n: [] for n in runners}
-    ratio: dict[str, list[float]] = {n: [] for n in runners}
-    pairs: dict[str, int] = {}
-    for name, run in runners.items():
-        _, est = calibrate_runs(run, warmup=warmup)
-        pairs[name] = int(min(20, max(3, round(target_ms / max(est, 1e-3)))))
-    refs: list[float] = []
-    total, done = rounds * len(runners), 0
-    for _ in range(rounds):
-        for name, run in runners.items():
-            r_ms, n_ms = [], []
-            for _ in range(pairs[name]):
-                r_ms.append(time_runner(reference, 1))
-                n_ms.append(time_runner(run, 1))
-            refs.extend(r_ms)
-            ms[name].append(float(np.median(n_ms)))
-            ref_of[name].append(float(np.median(r_ms)))
-            ratio[name].append(float(np.median(np.asarray(n_ms) / np.asarray(r_ms))))
-            done += 1
-            if progress:
-                progress(done, total)
+    names = list(runners)
+    state = log.phase(phase, {"names": names, "rounds": rounds, "target_ms": target_ms}) if log else {"units": []}
+    units: list[dict[str, Any]] = state["units"]
+    total = rounds * len(names)
+    try:
+        if len(units) < total:
+            _warm(reference, warmup)
+            if "pairs" in state:
+                for run in runners.values():
+                    _warm(run, warmup)
+            else:
+                pairs = {}
+                for name, run in runners.items():
+                    _, est = calibrate_runs(run, warmup=warmup)
+                    pairs[name] = int(min(20, max(3, round(target_ms / max(est, 1e-3)))))
+                state["pairs"] = pairs
+        ms: dict[str, list[float]] = {n: [] for n in runners}
+        ref_of: dict[str, list[float]] = {n: [] for n in runners}
+        ratio: dict[str, list[float]] = {n: [] for n in runners}
+        refs: list[float] = []
+        done = 0
+        for _ in range(rounds):
+            for name in names:
+                if done == len(units):
+                    r_ms, n_ms = [], []
+                    for _ in range(state["pairs"][name]):
+                        r_ms.append(time_runner(reference, 1))
+                        n_ms.append(time_runner(runners[name], 1))
+                    units.append({"ref": r_ms, "ms": n_ms})
+                    if log:
+                        log.tick()
+                r_ms, n_ms = units[done]["ref"], units[done]["ms"]
+                refs.extend(r_ms)
+                ms[name].append(float(np.median(n_ms)))
+                ref_of[name].append(float(np.median(r_ms)))
+                ratio[name].append(float(np.median(np.asarray(n_ms) / np.asarray(r_ms))))
+                done += 1
+                if progress:
+                    progress(done, total)
+    finally:
+        if log:
+            log.save()
     return RoundTimes(ms, ref_of, refs, ratio)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -21,8 +22,8 @@ from autovit.arch import Arch
 from autovit.errors import AutovitError
 from autovit.latency.blocks import BlockSig, context_key, context_pair, space_blocks
 from autovit.latency.imputation import DEFAULT_PER_FEATURE, blocks_to_measure, impute_entries
-from autovit.latency.lut import LatencyTable, fingerprint_id
-from autovit.latency.measure import MeasureConfig, RoundTimes, measure_paired, measure_rounds
+from autovit.latency.lut import LatencyTable, clamp_negative_costs, fingerprint_id
+from autovit.latency.measure import MeasureConfig, MeasureLog, RoundTimes, measure_paired, measure_rounds
 from autovit.model import build_model
 from autovit.space import SearchSpace
 
@@ -77,12 +78,13 @@ class TableBuild:
 def build_table(space: SearchSpace, resolution: int | None = None, config: MeasureConfig = MeasureConfig(),
                 num_classes: int = 1000, progress: Progress | None = None, max_spread: float = MAX_REFERENCE_SPREAD,
                 force: bool = False, sigs: Sequence[BlockSig] | None = None, measure: str = "anchors",
-                anchors_per_feature: int = DEFAULT_PER_FEATURE) -> TableBuild:
+                anchors_per_feature: int = DEFAULT_PER_FEATURE, log: MeasureLog | None = None) -> TableBuild:
     """Measures block variants of `space` in context; returns the (unfitted) table.
 
     ``measure="anchors"`` (default) measures the anchors of `autovit.latency.imputation` and
     imputes the other variants from operator counts; ``"all"`` measures every variant. An explicit
-    `sigs` list is measured as given, with nothing imputed."""
+    `sigs` list is measured as given, with nothing imputed. With a `log`, timings are checkpointed
+    to it and reused from it (`measure_rounds`)."""
     t0 = time.time()
     res = resolution or space.resolution[0]
     all_sigs = list(sigs) if sigs is not None else space_blocks(space, res, num_classes)
@@ -111,7 +113,8 @@ def build_table(space: SearchSpace, resolution: int | None = None, config: Measu
     export_seconds = time.time() - t0
     ref = reference_runner(config, res)
     times = measure_rounds(runners, ref, groups, config.rounds, config.target_ms, config.warmup,
-                           progress=(lambda d, n: progress("measure", d, n)) if progress else None)
+                           progress=(lambda d, n: progress("measure", d, n)) if progress else None,
+                           log=log, phase="blocks")
     check_stability(times.reference_spread, max_spread, force)
     fp = config.fingerprint(res)
     fid = fingerprint_id(fp)
@@ -133,13 +136,14 @@ def build_table(space: SearchSpace, resolution: int | None = None, config: Measu
     q1, q3 = np.percentile(ref_ms, [25, 75])
     ref_median = float(np.median(ref_ms))
     entries, imputation = impute_entries(entries, all_sigs, ref_median, fid)
+    clamped = clamp_negative_costs(entries)  # noise larger than a block; loading refuses negative costs
     table = LatencyTable(
         space=space.name, resolution=res, fingerprint=fp, entries=entries, num_classes=num_classes,
         reference={"arch": reference_arch(res).to_dict(), "median_ms": ref_median,
                    "iqr_ms": float(q3 - q1), "count": len(ref_ms), "spread": times.reference_spread},
         meta={"layout": space.layout.to_dict(), "method": "in-context (network with minus without the block)",
               "rounds": config.rounds, "target_ms": config.target_ms, "modules_measured": len(sigs),
-              "modules_imputed": len(all_sigs) - len(sigs), "imputation": imputation,
+              "modules_imputed": len(all_sigs) - len(sigs), "imputation": imputation, "clamped_negative": clamped,
               "context_networks": len(by_ctx), "export_seconds": round(export_seconds, 1), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "build_seconds": round(time.time() - t0, 1)},
     )
@@ -175,11 +179,13 @@ def subnet_runners(archs: Sequence[Arch], config: MeasureConfig, num_classes: in
 
 
 def time_subnets(archs: Sequence[Arch], runners: Sequence[Callable[[], None]], reference: Callable[[], None],
-                 config: MeasureConfig, progress: Progress | None = None) -> SubnetTimes:
-    """Times prepared subnet runners interleaved with the reference."""
+                 config: MeasureConfig, progress: Progress | None = None, log: MeasureLog | None = None,
+                 phase: str = "subnets") -> SubnetTimes:
+    """Times prepared subnet runners interleaved with the reference (checkpointed to `log` under `phase`)."""
     named = {f"net{i}": r for i, r in enumerate(runners)}
     times = measure_paired(named, reference, config.rounds,
-                           progress=(lambda d, n: progress("measure", d, n)) if progress else None)
+                           progress=(lambda d, n: progress("measure", d, n)) if progress else None,
+                           log=log, phase=phase)
     ratio = np.array([float(np.median(times.ratios(n))) for n in named])
     ms = np.array([float(np.median(times.ms[n])) for n in named])
     iqr = np.array([float(np.subtract(*np.percentile(times.ms[n], [75, 25]))) for n in named])
@@ -187,13 +193,13 @@ def time_subnets(archs: Sequence[Arch], runners: Sequence[Callable[[], None]], r
 
 
 def measure_subnets(archs: Sequence[Arch], config: MeasureConfig = MeasureConfig(), num_classes: int = 1000,
-                    progress: Progress | None = None) -> SubnetTimes:
+                    progress: Progress | None = None, log: MeasureLog | None = None) -> SubnetTimes:
     """Exports and times whole subnets (batch 1), each interleaved with the reference."""
     if not archs:
         raise AutovitError("no subnets to measure")
     runners = subnet_runners(archs, config, num_classes, progress)
     ref = reference_runner(config, archs[0].resolution)
-    return time_subnets(archs, runners, ref, config, progress)
+    return time_subnets(archs, runners, ref, config, progress, log)
 
 
 def sample_distinct(space: SearchSpace, n: int, seed: int, exclude: Sequence[Arch] = ()) -> list[Arch]:
@@ -221,22 +227,25 @@ def profile_space(space: SearchSpace, resolution: int | None = None, config: Mea
                   fit_subnets: int = 30, seed: int = 0, num_classes: int = 1000, progress: Progress | None = None,
                   max_spread: float = MAX_REFERENCE_SPREAD, force: bool = False,
                   subnet_config: MeasureConfig | None = None, measure: str = "anchors",
-                  anchors_per_feature: int = DEFAULT_PER_FEATURE) -> Any:
+                  anchors_per_feature: int = DEFAULT_PER_FEATURE, log: MeasureLog | None = None) -> Any:
     """The whole table build: measure the blocks in context (`build_table`), time `fit_subnets`
-    whole subnets, fit the Eq. 6 coefficients (NNLS) and return the fitted model."""
+    whole subnets, fit the Eq. 6 coefficients (NNLS) and return the fitted model.
+
+    With a `log` (see `profile_log`), every timing is checkpointed, and a rerun after a kill reuses
+    the timings already taken with the same settings."""
     from autovit.latency.predictor import LatencyModel
 
     t0 = time.time()
     res = resolution or space.resolution[0]
     built = build_table(space, res, config, num_classes, progress, max_spread, force, measure=measure,
-                        anchors_per_feature=anchors_per_feature)
+                        anchors_per_feature=anchors_per_feature, log=log)
     table = built.table
     model = LatencyModel(table)
     if fit_subnets:
         archs = [a.replace(resolution=res) for a in fit_archs(space, fit_subnets, seed)]
         t1 = time.time()
         times = measure_subnets(archs, subnet_config or config, num_classes,
-                                (lambda p, d, n: progress(f"fit-{p}", d, n)) if progress else None)
+                                (lambda p, d, n: progress(f"fit-{p}", d, n)) if progress else None, log)
         table.meta["fit_seconds"] = round(time.time() - t1, 1)
         check_stability(times.reference_spread, max_spread, force)
         model, selection = LatencyModel.fit_select(table, archs, times.ratio)
@@ -249,3 +258,27 @@ def profile_space(space: SearchSpace, resolution: int | None = None, config: Mea
     table.meta["fit_subnets"] = fit_subnets
     return LatencyModel(table, table.model["coef"] if table.model else None)
 
+
+
+def partial_path(out: str | Path) -> Path:
+    """Where the timings of a measurement writing `out` are checkpointed: `<out>.partial.json`."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial.json")
+
+
+def profile_log(out: str | Path, space: SearchSpace, resolution: int | None, config: MeasureConfig,
+                fit_subnets: int, seed: int, num_classes: int, measure: str, anchors_per_feature: int,
+                subnet_config: MeasureConfig | None = None) -> MeasureLog:
+    """The checkpoint of `profile_space` for the table `out`, keyed by every setting the timings
+    depend on (space, resolution, measurement config, device fingerprint, fitting set, versions)."""
+    from dataclasses import asdict
+
+    from autovit.latency.lut import VERSION
+
+    res = resolution or space.resolution[0]
+    settings = {"what": "latency profile", "table_version": VERSION, "space": space.to_dict(), "resolution": res,
+                "config": {k: v for k, v in asdict(config).items() if k != "cache_dir"},
+                "subnet_config": subnet_config and {k: v for k, v in asdict(subnet_config).items() if k != "cache_dir"},
+                "fingerprint": config.fingerprint(res), "fit_subnets": fit_subnets, "seed": seed,
+                "num_classes": num_classes, "measure": measure, "anchors_per_feature": anchors_per_feature}
+    return MeasureLog(partial_path(out), settings)

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
+import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -27,7 +30,7 @@ from autovit.errors import AutovitError
 from autovit.io_utils import atomic_write_text, save_json
 from autovit.latency.blocks import BlockSig, context_key, context_pair, space_blocks, standalone_block
 from autovit.latency.imputation import DEFAULT_PER_FEATURE, blocks_to_measure, impute_entries
-from autovit.latency.lut import LatencyTable, fingerprint_id
+from autovit.latency.lut import LatencyTable, clamp_negative_costs, fingerprint_id
 from autovit.latency.predictor import FEATURES, LatencyModel
 from autovit.latency.profile import Progress, _seeded_model, fit_archs, reference_arch
 from autovit.onnx_export import export_onnx
@@ -165,39 +168,98 @@ def read_measurements(path: str | Path) -> dict[str, dict[str, float]]:
         raise SuiteError(f"measurement CSV not found: {path}",
                          hint="fill in measurements_template.csv from the export-suite directory")
     out: dict[str, dict[str, float]] = {}
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or "file" not in reader.fieldnames or "median_ms" not in reader.fieldnames:
-            raise SuiteError(f"{path} needs the columns file,median_ms (optional iqr_ms,count)")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise SuiteError(f"{path} is not a CSV text file (it holds binary data)",
+                         hint="write the timings as text: file,median_ms[,iqr_ms,count]") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames or "file" not in reader.fieldnames or "median_ms" not in reader.fieldnames:
+        raise SuiteError(f"{path} needs the columns file,median_ms (optional iqr_ms,count)",
+                         hint="start from measurements_template.csv in the export-suite folder")
+    try:
         for line, row in enumerate(reader, start=2):
             if not (row.get("median_ms") or "").strip():
                 continue
-            try:
-                value = float(row["median_ms"])
-            except ValueError:
-                raise SuiteError(f"{path} line {line}: median_ms '{row['median_ms']}' is not a number") from None
+            value = _number(row, "median_ms", None, path, line)
             if not value > 0:
                 raise SuiteError(f"{path} line {line}: median_ms must be > 0, got {value}")
-            name = row["file"].strip()
+            iqr = _number(row, "iqr_ms", 0.0, path, line)
+            if iqr < 0:
+                raise SuiteError(f"{path} line {line}: iqr_ms must be >= 0, got {iqr}")
+            count = _number(row, "count", 1.0, path, line)
+            if count < 1 or count != int(count):
+                raise SuiteError(f"{path} line {line}: count must be a whole number >= 1, got {row['count']!r}")
+            name = (row["file"] or "").strip()
             for ext in (".onnx", ".tflite", ".mlpackage"):
                 name = name.removesuffix(ext)
-            out[name] = {"median_ms": value, "iqr_ms": float(row.get("iqr_ms") or 0.0),
-                         "count": int(float(row.get("count") or 1))}
+            out[name] = {"median_ms": value, "iqr_ms": iqr, "count": int(count)}
+    except csv.Error as err:
+        raise SuiteError(f"{path} is not a readable CSV ({err})",
+                         hint="write the timings as text: file,median_ms[,iqr_ms,count]") from None
     return out
+
+
+def _number(row: dict[str, Any], column: str, default: float | None, path: Path, line: int) -> float:
+    """A finite number from a CSV cell (`default` when the cell is empty)."""
+    text = (row.get(column) or "").strip()
+    if not text and default is not None:
+        return default
+    hint = f"write {column} as a plain number" + ("" if default is None else ", or leave the cell empty")
+    try:
+        value = float(text)
+    except ValueError:
+        raise SuiteError(f"{path} line {line}: {column} {text!r} is not a number", hint=hint) from None
+    if not math.isfinite(value):
+        raise SuiteError(f"{path} line {line}: {column} {text!r} is not a finite number", hint=hint)
+    return value
+
+
+_MANIFEST_KEYS = ("space", "resolution", "layout", "reference", "blocks")
+_BLOCK_KEYS = ("signature", "with", "context", "copies")
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The suite manifest, with its required keys checked."""
+    if not path.is_file():
+        raise SuiteError(f"suite manifest not found: {path}",
+                         hint="pass the manifest.json written by `autovit latency export-suite`")
+    hint = "pass the manifest.json written by `autovit latency export-suite` (re-export it if it was edited)"
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise SuiteError(f"{path} is not an autovit latency suite manifest (not JSON)", hint=hint) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != SUITE_FORMAT:
+        raise SuiteError(f"{path} is not an autovit latency suite manifest (no '{SUITE_FORMAT}' format tag)",
+                         hint=hint)
+    missing = [k for k in _MANIFEST_KEYS if k not in manifest]
+    blocks = manifest.get("blocks")
+    if not missing and not isinstance(blocks, list):
+        missing = ["blocks (a list)"]
+    for i, b in enumerate(blocks if isinstance(blocks, list) and not missing else []):
+        absent = [k for k in _BLOCK_KEYS if not isinstance(b, dict) or k not in b]
+        if absent:
+            missing = [f"blocks[{i}].{k}" for k in absent]
+            break
+        if not isinstance(b["copies"], int) or b["copies"] < 1:
+            raise SuiteError(f"{path}: blocks[{i}].copies must be a whole number >= 1, got {b['copies']!r}",
+                             hint=hint)
+    subnets = manifest.get("subnets", [])
+    if not missing and not (isinstance(subnets, list)
+                            and all(isinstance(x, dict) and "file" in x and "arch" in x for x in subnets)):
+        missing = ["subnets[].file / subnets[].arch"]
+    if missing:
+        raise SuiteError(f"{path} is an incomplete suite manifest: missing {', '.join(missing)}", hint=hint)
+    if not isinstance(manifest["resolution"], int) or manifest["resolution"] < 8:
+        raise SuiteError(f"{path}: resolution must be a whole number >= 8, got {manifest['resolution']!r}", hint=hint)
+    return manifest
 
 
 def import_measurements(manifest_path: str | Path, csv_path: str | Path, device: str = "unknown device",
                         runtime: str = "unknown runtime", threads: int = 1) -> LatencyModel:
     """A table (fitted when every subnet was timed) from device timings of an exported suite."""
     manifest_path = Path(manifest_path)
-    if not manifest_path.is_file():
-        raise SuiteError(f"suite manifest not found: {manifest_path}",
-                         hint="pass the manifest.json written by `autovit latency export-suite`")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        assert manifest.get("format") == SUITE_FORMAT
-    except (json.JSONDecodeError, AssertionError):
-        raise SuiteError(f"{manifest_path} is not an autovit latency suite manifest") from None
+    manifest = _read_manifest(manifest_path)
     meas = read_measurements(csv_path)
     ref = manifest["reference"]
     if ref not in meas:
@@ -227,13 +289,19 @@ def import_measurements(manifest_path: str | Path, csv_path: str | Path, device:
                                                                  "export-suite`") from None
     measured_sigs = [BlockSig.parse(k) for k in entries]
     entries, imputation = impute_entries(entries, measured_sigs + to_impute, ref_ms, fid)
+    clamped = clamp_negative_costs(entries)
+    if clamped:
+        warnings.warn(f"{len(clamped)} of {len(entries)} block costs came out negative and were set to 0 "
+                      f"(first: {clamped[0]}): the network with the block was timed faster than its context "
+                      f"network without it, i.e. the timing noise is larger than these blocks. Time the files "
+                      f"with more runs (and pinned to one core) for a trustworthy table", stacklevel=2)
     table = LatencyTable(space=manifest["space"], resolution=res, fingerprint=fp, entries=entries,
                          num_classes=int(manifest.get("num_classes", 1000)),
                          reference={"arch": reference_arch(res).to_dict(), "median_ms": ref_ms,
                                     "iqr_ms": meas[ref]["iqr_ms"], "count": meas[ref]["count"]},
                          meta={"layout": manifest["layout"], "method": "imported device timings (in-context pairs)",
                                "modules_measured": len(measured_sigs), "modules_imputed": len(to_impute),
-                               "imputation": imputation, "source": str(csv_path)})
+                               "imputation": imputation, "source": str(csv_path), "clamped_negative": clamped})
     model = LatencyModel(table)
     timed = [s for s in manifest.get("subnets", []) if s["file"] in meas]
     if timed and len(timed) == len(manifest.get("subnets", [])) and len(timed) >= len(FEATURES):

@@ -18,7 +18,7 @@ import numpy as np
 from autovit.arch import Arch
 from autovit.costs import count_macs, count_params
 from autovit.errors import AutovitError
-from autovit.latency.measure import MeasureConfig
+from autovit.latency.measure import MeasureConfig, MeasureLog
 from autovit.latency.predictor import MACS_TERM, RAW_SUM, SIMPLE_FEATURES, LatencyModel
 from autovit.latency.profile import Progress, reference_runner, sample_distinct, subnet_runners, time_subnets
 from autovit.space import SearchSpace
@@ -100,8 +100,11 @@ def prediction_rows(model: LatencyModel, space: SearchSpace, archs: Sequence[Arc
 
 
 def run_validation(model: LatencyModel, space: SearchSpace, samples: int = 50, seed: int = 1,
-                   config: MeasureConfig = MeasureConfig(), progress: Progress | None = None) -> dict[str, Any]:
-    """Measures `samples` random held-out subnets twice and scores the model and the ablations."""
+                   config: MeasureConfig = MeasureConfig(), progress: Progress | None = None,
+                   log: MeasureLog | None = None) -> dict[str, Any]:
+    """Measures `samples` random held-out subnets twice and scores the model and the ablations.
+
+    With a `log` (see `validation_log`), the timings are checkpointed and reused by a rerun."""
     try:
         exclude, _ = fit_data(model)
     except AutovitError:
@@ -111,8 +114,8 @@ def run_validation(model: LatencyModel, space: SearchSpace, samples: int = 50, s
     archs = [a.replace(resolution=res) for a in archs]
     runners = subnet_runners(archs, config, model.table.num_classes, progress)
     ref = reference_runner(config, res)
-    first = time_subnets(archs, runners, ref, config, progress)
-    second = time_subnets(archs, runners, ref, config, progress)
+    first = time_subnets(archs, runners, ref, config, progress, log, "first_pass")
+    second = time_subnets(archs, runners, ref, config, progress, log, "second_pass")
     truth = (first.ratio + second.ratio) / 2
     rows = prediction_rows(model, space, archs, truth)
     noise = error_metrics(second.ratio, first.ratio)
@@ -129,6 +132,22 @@ def run_validation(model: LatencyModel, space: SearchSpace, samples: int = 50, s
         "predicted_raw_ratio": LatencyModel(model.table, RAW_SUM).predict_ratio(archs).tolist(),
         "archs": [a.key() for a in archs],
     }
+
+
+def validation_log(path: str | Path, model: LatencyModel, space: SearchSpace, samples: int, seed: int,
+                   config: MeasureConfig) -> MeasureLog:
+    """The checkpoint of `run_validation` at `path`, keyed by the table, the held-out sample and the
+    measurement settings (a changed table or seed starts over)."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    table = hashlib.sha1(json.dumps(model.table.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
+    res = model.table.resolution
+    settings = {"what": "latency validate", "table": table, "space": space.to_dict(), "samples": samples,
+                "seed": seed, "config": {k: v for k, v in asdict(config).items() if k != "cache_dir"},
+                "fingerprint": config.fingerprint(res)}
+    return MeasureLog(path, settings)
 
 
 def plot_validation(report: dict[str, Any], path: str | Path, title: str | None = None) -> Path:

@@ -18,7 +18,7 @@ from torch import nn
 
 from autovit.arch import Arch
 from autovit.errors import AutovitError
-from autovit.io_utils import atomic_torch_save
+from autovit.io_utils import atomic_torch_save, torch_load_tensors
 
 FORMAT = "autovit-train"
 SUBNET_FORMAT = "autovit-subnet-state"
@@ -112,11 +112,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise AutovitError(f"checkpoint not found: {path}",
                            hint="pass the .pt file (e.g. runs/x/checkpoints/last.pt) or the run directory")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, wrong pickle, ...: all mean "not a usable checkpoint"
-        raise AutovitError(f"corrupt or unreadable checkpoint {path}: {type(err).__name__}: {str(err)[:200]}",
-                           hint="the file is damaged or not an autovit checkpoint; use an earlier checkpoint") from None
+    obj = torch_load_tensors(path)  # truncated zip, pickled objects, ...: one clear error
     if not isinstance(obj, dict) or obj.get("format") not in (FORMAT, SUBNET_FORMAT, "autovit-supernet"):
         raise AutovitError(f"{path} is not an autovit checkpoint (no autovit format tag)")
     if obj["format"] == FORMAT and ("model" not in obj or "step" not in obj):

@@ -138,6 +138,15 @@ class TrainConfig:
             raise AutovitError(f"kd_tau must be > 0, got {self.kd_tau}")
         if self.batch_size < 1 or self.epochs < 0 or self.resolution < 8:
             raise AutovitError("batch_size >= 1, epochs >= 0 and resolution >= 8 are required")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise AutovitError(f"max_steps must be >= 1, got {self.max_steps} (nothing would be trained)",
+                               hint="pass a positive --max-steps, or leave it out to train for --epochs")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise AutovitError(f"time_budget_s must be > 0 seconds, got {self.time_budget_s} (nothing would be "
+                               f"trained)", hint="pass a positive --time-budget, or leave it out")
+        if self.max_steps is None and self.epochs < 1:
+            raise AutovitError(f"epochs must be >= 1 when max_steps is not set, got {self.epochs} "
+                               f"(nothing would be trained)", hint="pass --epochs N or --max-steps N")
         if self.inplace_kd and self.sampling != "sandwich":
             raise AutovitError("inplace_kd needs sampling 'sandwich' (the largest subnet is the teacher)")
 

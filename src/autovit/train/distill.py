@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autovit.errors import AutovitError
+from autovit.io_utils import torch_load_tensors
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -65,12 +66,16 @@ def _freeze(model: nn.Module) -> nn.Module:
 
 
 def _read_state(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for unreadable files
-        raise AutovitError(f"cannot read teacher checkpoint {path}: {err}",
-                           hint="pass a torch state dict (.pth/.pt), a .safetensors file, an autovit subnet "
-                                "directory or an autovit training checkpoint") from None
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise AutovitError(f"corrupt teacher checkpoint {path}: not a readable .safetensors file ({err})",
+                               hint="re-create or re-download the teacher weights") from None
+    return torch_load_tensors(path, "teacher checkpoint")
 
 
 def _timm_teacher(name: str, checkpoint: str | None, num_classes: int) -> nn.Module:
@@ -87,12 +92,8 @@ def _timm_teacher(name: str, checkpoint: str | None, num_classes: int) -> nn.Mod
     path = Path(checkpoint)
     if not path.is_file():
         raise AutovitError(f"teacher checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = _read_state(path)
+    state = _read_state(path)
+    if path.suffix != ".safetensors":
         for key in ("state_dict", "model", "state_dict_ema"):
             if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                 state = state[key]
@@ -119,6 +120,14 @@ def _autovit_teacher(checkpoint: str, arch: str | None) -> nn.Module:
         return load_subnet(path)
     if not path.is_file():
         raise AutovitError(f"teacher checkpoint not found: {path}")
+    if path.suffix == ".safetensors":  # weights without an architecture: a subnet folder's, or a timm model's
+        from autovit.subnet_io import ARCH, load_subnet
+
+        if (path.parent / ARCH).is_file():
+            return load_subnet(path.parent)
+        raise AutovitError(f"teacher checkpoint {path} is a .safetensors file without an architecture",
+                           hint="pass --teacher TIMM_NAME with it, or the autovit subnet folder that holds it "
+                                "(model.safetensors + arch.json)")
     from autovit.train.checkpoint import load_model_from_checkpoint
 
     return load_model_from_checkpoint(path, arch)
