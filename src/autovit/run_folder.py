@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, TypeVar
 
 from autovit.errors import AutovitError
+from autovit.io_utils import ensure_writable_dir
 
 MARKER_FILE = ".autovit-run"
 LOCK_FILE = ".autovit.lock"
@@ -39,21 +40,11 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0") or 0) == 0
 
 
-def _check_usable(folder: Path) -> None:
-    if folder.exists() and not folder.is_dir():
-        raise AutovitError(f"the run folder {folder} is an existing file",
-                           hint="pass a folder path (new or an earlier autovit run folder) as the output")
-    parent = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
-        raise AutovitError(f"cannot write the run folder {folder}: {parent} is not writable",
-                           hint="pass an output folder you can write to")
-
-
 def prepare(folder: str | Path, kind: str) -> bool:
     """Creates `folder` if needed and writes the marker when it is new or empty; returns whether
     the folder carries the marker (i.e. is autovit's own)."""
     folder = Path(folder)
-    _check_usable(folder)
+    ensure_writable_dir(folder, "the run folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -111,12 +102,14 @@ def _lock(folder: Path) -> IO[str]:
 def open_run_folder(folder: str | Path, kind: str,
                     log: Callable[[str], None] | None = None) -> Iterator[Path]:
     """Holds `folder` for one run: creates it (with the marker when new), takes its lock (refused
-    while another process holds it) and removes orphan temp files of killed writes. Ranks other
-    than 0 under torchrun only get the path (they do not write)."""
+    while another process holds it) and removes orphan temp files of killed writes. A folder this
+    call created is removed again if the run wrote nothing into it (e.g. refused bad input). Ranks
+    other than 0 under torchrun only get the path (they do not write)."""
     folder = Path(folder)
     if not _is_main_process():
         yield folder
         return
+    created = not folder.exists()
     own = prepare(folder, kind)
     handle = _lock(folder)
     try:
@@ -128,6 +121,8 @@ def open_run_folder(folder: str | Path, kind: str,
     finally:
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         handle.close()
+        if created and {p.name for p in folder.iterdir()} <= {MARKER_FILE, LOCK_FILE}:
+            shutil.rmtree(folder)  # a run refused before it wrote anything leaves no folder behind
 
 
 F = TypeVar("F", bound=Callable[..., Any])
