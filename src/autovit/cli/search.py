@@ -245,9 +245,11 @@ def export(
     if as_json:
         print_json(report.to_dict())
         return
-    rows = [[r.format, r.status, "-" if r.max_abs_diff is None else f"{r.max_abs_diff:.2e}", r.path or "-",
-             r.message] for r in report.results]
-    console.print(make_table(f"export of {report.arch_key}", ["format", "status", "max |diff|", "file", "note"], rows))
+    rows = [[r.format, r.status, "-" if r.max_abs_diff is None else f"{r.max_abs_diff:.2e}",
+             "-" if r.max_rel_diff is None else f"{r.max_rel_diff:.1e}", r.path or "-", r.message]
+            for r in report.results]
+    console.print(make_table(f"export of {report.arch_key}", ["format", "status", "max |diff|", "relative",
+                                                              "file", "note"], rows))
 
 
 def _finetune(supernet: Path, arch: str, out: Path, steps: int, extra: str | None) -> Path:
