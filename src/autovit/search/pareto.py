@@ -89,8 +89,13 @@ def _ranks_by_matrix(arr: np.ndarray, block: int = 1024) -> np.ndarray:
     n = len(arr)
     dom = np.zeros((n, n), dtype=bool)  # dom[i, j]: i dominates j
     for start in range(0, n, block):
-        a = arr[start:start + block, None, :]
-        dom[start:start + block] = np.all(a <= arr[None], axis=2) & np.any(a < arr[None], axis=2)
+        a = arr[start:start + block]
+        le = np.ones((len(a), n), dtype=bool)
+        lt = np.zeros((len(a), n), dtype=bool)
+        for j in range(arr.shape[1]):  # column by column: no (block, n, k) temporaries
+            le &= a[:, j, None] <= arr[None, :, j]
+            lt |= a[:, j, None] < arr[None, :, j]
+        dom[start:start + block] = le & lt
     count = dom.sum(axis=0)
     ranks = np.full(n, -1, dtype=np.int64)
     current = np.flatnonzero(count == 0)
