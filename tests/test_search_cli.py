@@ -72,6 +72,35 @@ def test_search_then_export_end_to_end(files, capsys) -> None:
     assert (exp / "model.safetensors").is_file() and (exp / "model.onnx").is_file()
 
 
+def test_search_at_the_supernets_training_resolution(files, tmp_path, capsys) -> None:
+    """The space file says 64 px, the supernet was trained at 32 px: a 32 px table is accepted
+    (no --force-table), the winner is a 32 px arch; a 64 px table is refused naming both, and
+    --force-table uses it, predicting at its 64 px."""
+    from autovit.arch import Arch
+    from autovit.latency.predictor import LatencyModel
+
+    space = tiny_space()
+    sup = write_toy_supernet(tmp_path / "s32.pt", space, config={"resolution": 32, "dataset": "digits"})
+    lut32 = write_toy_table(tmp_path / "lut32.json", space.with_resolution(32))
+    base = ["search", "--supernet", str(sup), "--latency-budget", "2ms", "--json", "--no-impact", *SMALL,
+            "--generations", "1", "--val-images", "16"]
+    code, text = _run([*base, "--lut", str(lut32), "--out", str(tmp_path / "a")], capsys)
+    assert code in (0, None), text
+    best = json.loads((tmp_path / "a" / "best.json").read_text())
+    arch = Arch.from_dict(best["arch"])
+    assert arch.resolution == 32
+    assert best["latency_ms"]["predicted"] == pytest.approx(LatencyModel.load(lut32).predict_one(arch))
+    code, text = _run([*base, "--lut", str(files["lut"]), "--out", str(tmp_path / "b")], capsys)
+    assert code == 2 and "built at 64px, not 32px" in text and "--resolution 32" in text, text
+    code, text = _run([*base, "--lut", str(files["lut"]), "--force-table", "--out", str(tmp_path / "c")], capsys)
+    assert code in (0, None), text
+    best = json.loads((tmp_path / "c" / "best.json").read_text())
+    arch = Arch.from_dict(best["arch"])
+    assert arch.resolution == 32
+    assert best["latency_ms"]["predicted"] == pytest.approx(
+        LatencyModel.load(files["lut"]).predict_one(arch.replace(resolution=64)))
+
+
 @pytest.mark.parametrize("extra, words", [
     (["--latency-budget", "2M"], "is a time"),
     (["--params-budget", "12ms"], "is a count"),

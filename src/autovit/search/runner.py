@@ -18,9 +18,15 @@ from autovit.space import SearchSpace
 @dataclass
 class LoadedSupernet:
     supernet: Any
-    space: SearchSpace
+    space: SearchSpace  # at the resolution the supernet was trained at, when that is recorded
     train_config: dict[str, Any] | None  # the training run's config (data settings), when recorded
     num_classes: int
+
+    @property
+    def resolution(self) -> int | None:
+        """The input side searched and deployed: the training resolution (None if unknown and the
+        space offers several)."""
+        return self.space.resolution[0] if len(self.space.resolution) == 1 else None
 
 
 def load_supernet_checkpoint(path: str | Path, space: str | None = None) -> LoadedSupernet:
@@ -45,20 +51,60 @@ def load_supernet_checkpoint(path: str | Path, space: str | None = None) -> Load
         if _structure(wanted) != _structure(ckpt_space):
             raise AutovitError(f"{path} is a supernet of the space '{ckpt_space.name}', not of '{wanted.name}'",
                                hint=f"drop --space (the checkpoint names its space) or pass --space {ckpt_space.name}")
+    cfg = ckpt.get("config") if isinstance(ckpt.get("config"), Mapping) else _run_folder_config(path)
+    trained = (cfg or {}).get("resolution")
+    if isinstance(trained, int) and ckpt_space.resolution != (trained,):
+        # The space file names its default resolution; the supernet was trained (and is searched,
+        # evaluated and deployed) at the training config's. The weights do not depend on it.
+        ckpt_space = ckpt_space.with_resolution(trained)
+        payload = {**payload, "space": ckpt_space.to_dict()}
     supernet = Supernet(ckpt_space, num_classes=num_classes, in_chans=in_chans)
     load_supernet_state(supernet, payload)
-    cfg = ckpt.get("config") if isinstance(ckpt.get("config"), Mapping) else None
     return LoadedSupernet(supernet.eval(), ckpt_space, dict(cfg) if cfg else None, num_classes)
 
 
+def _run_folder_config(path: str | Path) -> dict[str, Any] | None:
+    """The training config of a bare `supernet.pt` written before it recorded its own: the
+    `config.yaml` the trainer keeps next to it."""
+    import yaml
+
+    path = Path(path)
+    cfg_file = (path if path.is_dir() else path.parent) / "config.yaml"
+    if not cfg_file.is_file():
+        return None
+    try:
+        cfg = yaml.safe_load(cfg_file.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return None
+    return dict(cfg) if isinstance(cfg, Mapping) else None
+
+
 def _structure(space: SearchSpace) -> dict[str, Any]:
-    """The choices and layout of a space (not its name or description)."""
-    return {k: v for k, v in space.to_dict().items() if k not in ("name", "description", "paper_param_range")}
+    """The choices and layout of a space (not its name, description or resolution: a supernet is
+    the same network at every input resolution)."""
+    return {k: v for k, v in space.to_dict().items()
+            if k not in ("name", "description", "paper_param_range", "resolution")}
+
+
+class TableResolutionModel:
+    """A latency model used (with --force-table) for archs of another resolution than its table's:
+    predicts each arch as if it ran at the table's resolution."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.table = model, model.table
+
+    def predict(self, archs: Sequence[Arch]) -> Any:
+        res = self.table.resolution
+        return self.model.predict([a if a.resolution == res else a.replace(resolution=res) for a in archs])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
 
 
 def load_latency_model(path: str | Path, space: SearchSpace, force: bool = False) -> Any:
     """The latency model of a table, refusing (unless `force`) a table of another space, resolution
-    or device."""
+    or device. `space` is the one searched (at the supernet's training resolution); a forced table of
+    another resolution predicts every arch at the table's resolution."""
     from autovit.latency.measure import device_fingerprint
     from autovit.latency.predictor import LatencyModel
 
@@ -71,10 +117,13 @@ def load_latency_model(path: str | Path, space: SearchSpace, force: bool = False
     try:
         table.check_compatible(space=space.name, resolution=resolution, fingerprint=here, force=force)
     except AutovitError as err:
+        at = f" --resolution {resolution}" if resolution else ""
         raise AutovitError(f"{path}: {err.message}",
-                           hint="profile a table for this space and device with `autovit latency profile`; to "
+                           hint=f"profile a table for this space and device with `autovit latency profile{at}`; to "
                                 "search for another (target) device with its own table, pass --force-table "
                                 "(and --no-measure: latency measured here would not be that device's)") from None
+    if resolution is not None and resolution != table.resolution:
+        return TableResolutionModel(model)
     return model
 
 
