@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from autovit.cli import main
 from autovit.space import SearchSpace
@@ -99,6 +100,49 @@ def test_search_at_the_supernets_training_resolution(files, tmp_path, capsys) ->
     assert arch.resolution == 32
     assert best["latency_ms"]["predicted"] == pytest.approx(
         LatencyModel.load(files["lut"]).predict_one(arch.replace(resolution=64)))
+
+
+def test_export_recalibrates_bn_exactly_as_the_search_did(tmp_path, capsys) -> None:
+    """Export of best.json repeats the search's BN recalibration (images, batching, seed): the
+    exported BN buffers equal the search evaluator's for that arch, and the exported model scores
+    the accuracy best.json reports. Other --calib-images give other statistics (and a warning)."""
+    from autovit.arch import Arch
+    from autovit.search.runner import load_supernet_checkpoint, validation_evaluator
+    from autovit.subnet_io import load_subnet
+    from autovit.supernet import recalibrate_bn
+    from autovit.supernet.evaluate import evaluate
+
+    sup = write_toy_supernet(tmp_path / "s.pt", tiny_space(), config={"resolution": 32, "dataset": "digits"})
+    out = tmp_path / "run"
+    code, text = _run(["search", "--supernet", str(sup), "--params-budget", "0.3M", "--out", str(out), "--json",
+                       "--no-impact", *SMALL, "--generations", "1", "--calib-images", "40", "--batch-size", "16",
+                       "--seed", "3"], capsys)
+    assert code in (0, None), text
+    best = json.loads((out / "best.json").read_text())
+    assert best["data"]["calibration"] == {"dataset": "digits", "data_dir": None, "images": 40, "batch_size": 16,
+                                           "seed": 3}
+    code, text = _run(["export", "--supernet", str(sup), "--arch", str(out / "best.json"), "--out",
+                       str(tmp_path / "e"), "--formats", "safetensors", "--json"], capsys)
+    assert code in (0, None), text
+    exported = load_subnet(tmp_path / "e")
+    assert json.loads((tmp_path / "e" / "meta.json").read_text())["bn_calibration"]["as_in_search"] is True
+
+    loaded = load_supernet_checkpoint(sup)  # the search's own evaluator, rebuilt with its settings
+    evaluator, _ = validation_evaluator(loaded, val_images=64, calib_images=40, batch_size=16, device="cpu", seed=3)
+    arch = Arch.from_dict(best["arch"])
+    loaded.supernet.set_active(arch)
+    recalibrate_bn(loaded.supernet, evaluator.calib)
+    reference = loaded.supernet.extract(arch).state_dict()
+    got = exported.state_dict()
+    bn_keys = [k for k in reference if k.endswith(("running_mean", "running_var"))]
+    assert bn_keys and all(torch.equal(got[k], reference[k]) for k in bn_keys)
+    assert evaluate(exported, evaluator.val_loader)["top1"] == best["accuracy"]
+
+    code, text = _run(["export", "--supernet", str(sup), "--arch", str(out / "best.json"), "--out",
+                       str(tmp_path / "e2"), "--formats", "safetensors", "--calib-images", "24"], capsys)
+    assert code in (0, None) and "other settings than the search" in text, text
+    other = load_subnet(tmp_path / "e2").state_dict()
+    assert not all(torch.equal(other[k], reference[k]) for k in bn_keys)
 
 
 @pytest.mark.parametrize("extra, words", [

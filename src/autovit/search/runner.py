@@ -150,13 +150,41 @@ def validation_evaluator(loaded: LoadedSupernet, dataset: str | None = None, dat
         from torch.utils.data import Subset
 
         val = Subset(val, list(range(val_images)))
-    calib = calibration_batches(data.train_eval, calib_images or cfg.calib_images, min(batch_size, 256), seed)
+    recipe = {"dataset": cfg.dataset, "data_dir": cfg.data_dir, "images": calib_images or cfg.calib_images,
+              "batch_size": min(batch_size, 256), "seed": seed}
+    calib = calibration_batches(data.train_eval, recipe["images"], recipe["batch_size"], seed)
     # Eval transforms are deterministic: transform the validation images once, not once per candidate.
     val_batches = [(x, y) for x, y in eval_loader(val, batch_size)]
     evaluator = SubnetEvaluator(loaded.supernet, calib, val_batches, device=dev)
     info = {"dataset": data.name, "val_images": len(val), "calib_images": sum(len(b[1]) for b in calib),
-            "resolution": cfg.resolution, "device": str(dev)}
+            "resolution": cfg.resolution, "device": str(dev), "calibration": recipe}
     return evaluator, info
+
+
+def calibration_set(loaded: LoadedSupernet, recipe: Mapping[str, Any]) -> list:
+    """The BN-calibration batches of a recorded recipe (best.json's data.calibration: dataset,
+    data_dir, images, batch_size, seed): the very images, order and batching the search used."""
+    from autovit.data import build_datasets
+    from autovit.supernet import calibration_batches
+
+    cfg = data_config(loaded, recipe.get("dataset"), recipe.get("data_dir"))
+    return calibration_batches(build_datasets(cfg).train_eval, int(recipe["images"]), int(recipe["batch_size"]),
+                               int(recipe["seed"]))
+
+
+def search_calibration(arch_file: str | Path) -> dict[str, Any] | None:
+    """The BN-calibration recipe recorded in a search's best.json (None for a plain arch JSON)."""
+    import json
+
+    try:
+        data = json.loads(Path(arch_file).read_text())
+    except (OSError, ValueError):
+        return None
+    recipe = data.get("data", {}).get("calibration") if isinstance(data, Mapping) else None
+    needed = ("images", "batch_size", "seed")
+    if not isinstance(recipe, Mapping) or not all(isinstance(recipe.get(k), int) for k in needed):
+        return None
+    return dict(recipe)
 
 
 def data_config(loaded: LoadedSupernet, dataset: str | None = None, data_dir: str | None = None) -> Any:
