@@ -91,6 +91,9 @@ def test_search_at_the_supernets_training_resolution(files, tmp_path, capsys) ->
     arch = Arch.from_dict(best["arch"])
     assert arch.resolution == 32
     assert best["latency_ms"]["predicted"] == pytest.approx(LatencyModel.load(lut32).predict_one(arch))
+    from autovit.train.checkpoint import load_model_from_checkpoint
+
+    assert load_model_from_checkpoint(sup, tmp_path / "a" / "best.json").arch == arch  # e.g. `supernet eval`
     code, text = _run([*base, "--lut", str(files["lut"]), "--out", str(tmp_path / "b")], capsys)
     assert code == 2 and "built at 64px, not 32px" in text and "--resolution 32" in text, text
     code, text = _run([*base, "--lut", str(files["lut"]), "--force-table", "--out", str(tmp_path / "c")], capsys)

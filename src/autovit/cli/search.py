@@ -293,7 +293,7 @@ def _extract(supernet: Path, arch_path: str, calib_data: str | None,
     from autovit.search.runner import calibration_set, load_supernet_checkpoint, search_calibration
 
     loaded = load_supernet_checkpoint(supernet)
-    arch = loaded.space.parse_arch(arch_path)
+    arch = loaded.supernet.space.parse_arch(arch_path)
     meta: dict[str, Any] = {"supernet": str(supernet), "space": loaded.space.name, "bn_recalibrated_images": 0}
     searched = search_calibration(arch_path)
     recipe = dict(searched or {"dataset": None, "data_dir": None, "images": 2000, "batch_size": 64, "seed": 0})

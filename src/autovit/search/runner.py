@@ -33,7 +33,8 @@ def load_supernet_checkpoint(path: str | Path, space: str | None = None) -> Load
     """The supernet of a training checkpoint (or a bare `supernet_state` file), checked to be of
     `space` when one is named."""
     from autovit.supernet import Supernet, load_supernet_state
-    from autovit.train.checkpoint import SUBNET_FORMAT, model_state_of, read_checkpoint
+    from autovit.train.checkpoint import (SUBNET_FORMAT, at_trained_resolution, model_state_of, read_checkpoint,
+                                          training_config_of)
 
     ckpt = read_checkpoint(path)
     payload = model_state_of(ckpt)
@@ -51,32 +52,14 @@ def load_supernet_checkpoint(path: str | Path, space: str | None = None) -> Load
         if _structure(wanted) != _structure(ckpt_space):
             raise AutovitError(f"{path} is a supernet of the space '{ckpt_space.name}', not of '{wanted.name}'",
                                hint=f"drop --space (the checkpoint names its space) or pass --space {ckpt_space.name}")
-    cfg = ckpt.get("config") if isinstance(ckpt.get("config"), Mapping) else _run_folder_config(path)
-    trained = (cfg or {}).get("resolution")
-    if isinstance(trained, int) and ckpt_space.resolution != (trained,):
-        # The space file names its default resolution; the supernet was trained (and is searched,
-        # evaluated and deployed) at the training config's. The weights do not depend on it.
-        ckpt_space = ckpt_space.with_resolution(trained)
-        payload = {**payload, "space": ckpt_space.to_dict()}
-    supernet = Supernet(ckpt_space, num_classes=num_classes, in_chans=in_chans)
+    cfg = training_config_of(ckpt, path)
+    # Searched at the resolution it was trained at; the supernet itself also accepts archs at the
+    # space file's resolution (e.g. `export --arch` of an arch sampled from that file).
+    searched = SearchSpace.from_dict(at_trained_resolution(payload, cfg, only=True)["space"])
+    payload = at_trained_resolution(payload, cfg)
+    supernet = Supernet(SearchSpace.from_dict(payload["space"]), num_classes=num_classes, in_chans=in_chans)
     load_supernet_state(supernet, payload)
-    return LoadedSupernet(supernet.eval(), ckpt_space, dict(cfg) if cfg else None, num_classes)
-
-
-def _run_folder_config(path: str | Path) -> dict[str, Any] | None:
-    """The training config of a bare `supernet.pt` written before it recorded its own: the
-    `config.yaml` the trainer keeps next to it."""
-    import yaml
-
-    path = Path(path)
-    cfg_file = (path if path.is_dir() else path.parent) / "config.yaml"
-    if not cfg_file.is_file():
-        return None
-    try:
-        cfg = yaml.safe_load(cfg_file.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError):
-        return None
-    return dict(cfg) if isinstance(cfg, Mapping) else None
+    return LoadedSupernet(supernet.eval(), searched, cfg, num_classes)
 
 
 def _structure(space: SearchSpace) -> dict[str, Any]:
