@@ -22,12 +22,6 @@ class LoadedSupernet:
     train_config: dict[str, Any] | None  # the training run's config (data settings), when recorded
     num_classes: int
 
-    @property
-    def resolution(self) -> int | None:
-        """The input side searched and deployed: the training resolution (None if unknown and the
-        space offers several)."""
-        return self.space.resolution[0] if len(self.space.resolution) == 1 else None
-
 
 def load_supernet_checkpoint(path: str | Path, space: str | None = None) -> LoadedSupernet:
     """The supernet of a training checkpoint (or a bare `supernet_state` file), checked to be of
@@ -163,7 +157,8 @@ def search_calibration(arch_file: str | Path) -> dict[str, Any] | None:
         data = json.loads(Path(arch_file).read_text())
     except (OSError, ValueError):
         return None
-    recipe = data.get("data", {}).get("calibration") if isinstance(data, Mapping) else None
+    info = data.get("data") if isinstance(data, Mapping) else None
+    recipe = info.get("calibration") if isinstance(info, Mapping) else None
     needed = ("images", "batch_size", "seed")
     if not isinstance(recipe, Mapping) or not all(isinstance(recipe.get(k), int) for k in needed):
         return None
