@@ -2,7 +2,7 @@
 
 Random (accuracy, params)-like points on a coarse grid (ties and duplicates, as in a search
 history), 2 and 3 objectives. Each time is the median of `--repeats` runs; the old sorter runs
-only up to `--old-max` points (it took 82 s for 3,000). The fronts of both are checked equal.
+only up to `--old-max` points (issue 15 reports 82 s for 3,000). The fronts of both are checked equal.
 
     python benchmarks/nondominated_sort.py --out benchmarks/results/nondominated_sort.json
 """
