@@ -65,12 +65,14 @@ def write_toy_table(path, space: SearchSpace, fingerprint: dict | None = None, n
     return path
 
 
-def write_toy_supernet(path, space: SearchSpace, num_classes: int = 10, seed: int = 0):
-    """An untrained supernet checkpoint of `space` (bare `supernet_state` file)."""
+def write_toy_supernet(path, space: SearchSpace, num_classes: int = 10, seed: int = 0, config: dict | None = None):
+    """An untrained supernet checkpoint of `space` (bare `supernet_state` file, with the training
+    `config` recorded as `supernet.pt` records it when given)."""
     import torch
 
     from autovit.supernet import Supernet, supernet_state
 
     torch.manual_seed(seed)
-    torch.save(supernet_state(Supernet(space, num_classes=num_classes)), path)
+    state = supernet_state(Supernet(space, num_classes=num_classes))
+    torch.save({**state, "config": config} if config is not None else state, path)
     return path

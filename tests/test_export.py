@@ -49,6 +49,38 @@ def test_round_trip_pytorch_reloaded_torchscript_onnx(model, tmp_path) -> None:
     assert (tmp_path / "export.json").is_file()
 
 
+def test_exported_files_follow_the_umask(model, tmp_path) -> None:
+    """safetensors replaces the temp file with its own 0600 one: every file must still get the mode
+    the umask gives (0644 under the usual 022), like the other files."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    export_subnet(model, tmp_path, ["safetensors", "onnx"])
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert set(modes) == {"model.safetensors", "arch.json", "meta.json", "model.onnx", "export.json"}
+    assert set(modes.values()) == {0o666 & ~mask}, modes
+
+
+def test_large_logits_pass_the_relative_check(model, tmp_path) -> None:
+    """Logits of ~1e5 carry float32 rounding above 1e-4 absolute; the check is relative to the
+    output's scale, so the export passes and reports both differences."""
+    import copy
+
+    big = copy.deepcopy(model)
+    with torch.no_grad():
+        big.head.fc.weight.mul_(1e6)
+        big.head.fc.bias.mul_(1e6)
+    report = export_subnet(big, tmp_path, ["onnx", "torchscript"])
+    for r in report.results:
+        assert r.status == "ok" and r.max_rel_diff <= 1e-4
+        with torch.no_grad():
+            scale = float(big(torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))).abs().max())
+        assert r.max_rel_diff == pytest.approx(r.max_abs_diff / scale)
+    assert report.result("onnx").max_abs_diff > 1e-4  # the old absolute bound would have refused it
+    assert report.to_dict()["rtol"] == 1e-4
+
+
 @pytest.mark.parametrize("fmt, package", [("tflite", "litert_torch"), ("coreml", "coremltools")])
 def test_optional_formats_export_where_their_package_installs(fmt: str, package: str, model, tmp_path) -> None:
     """TFLite runs in LiteRT here and is checked against PyTorch; Core ML converts here but runs

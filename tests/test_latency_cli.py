@@ -51,6 +51,23 @@ def test_predict_arch_json_file(lut: Path, tmp_path: Path, capsys) -> None:
     assert code == 0 and "ms" in out
 
 
+def test_predict_at_the_tables_resolution(tmp_path: Path, capsys) -> None:
+    """A 32 px table predicts 32 px archs of its space (the space file's default is 256 px); a
+    256 px arch is refused, naming the resolution, and --force predicts it at 32 px."""
+    table = tmp_path / "xxs32.json"
+    synthetic_table(SearchSpace.builtin("xxs"), seed=0, resolution=32).save(table)
+    arch = tmp_path / "a32.json"
+    paper_arch("xxs").replace(resolution=32).save(arch)
+    code, out, err = run(["latency", "predict", "--lut", str(table), str(arch), "--json"], capsys)
+    assert code == 0, err
+    expected = LatencyModel.load(table).predict_one(paper_arch("xxs").replace(resolution=32))
+    assert json.loads(out)["predictions"][0]["latency_ms"] == pytest.approx(expected)
+    code, _, err = run(["latency", "predict", "--lut", str(table), "autovit_xxs"], capsys)
+    assert code == 2 and "not in the space 'xxs'" in err and "resolution" in err
+    code, out, _ = run(["latency", "predict", "--lut", str(table), "autovit_xxs", "--force", "--json"], capsys)
+    assert code == 0 and json.loads(out)["predictions"][0]["latency_ms"] == pytest.approx(expected)
+
+
 def test_arch_of_another_space_is_refused_then_forced(lut: Path, capsys) -> None:
     code, _, err = run(["latency", "predict", "--lut", str(lut), "autovit_s"], capsys)
     assert code == 2 and "not in the space 'xxs'" in err and "--force" in err

@@ -137,3 +137,36 @@ def test_invoked_commands_do_not_leak_cpu_pinning(monkeypatch: pytest.MonkeyPatc
     before, threads = os.sched_getaffinity(0), torch.get_num_threads()
     invoke(["measure"])
     assert os.sched_getaffinity(0) == before and torch.get_num_threads() == threads
+
+
+def test_report_tables_for_latency_validation_and_exported_files(tmp_path: Path) -> None:
+    """report.md shows the latency validation as a table with units (not a JSON dict) and lists
+    the exported files with their absolute and relative differences."""
+    from types import SimpleNamespace
+
+    from autovit.pipeline.report import validation_markdown, write_report
+
+    validation = {"samples": 12, "metrics": {"mape": 2.9, "rmspe": 3.79, "max_error": 7.17, "bias": -2.51,
+                                             "within_5": 75.0, "within_10": 100.0, "kendall_tau": 0.7879,
+                                             "spearman_rho": 0.8881},
+                  "retest_noise": {"mape": 2.0, "within_5": 91.67, "kendall_tau": 0.7879}}
+    table = validation_markdown(validation).splitlines()
+    assert table[0] == "| metric | unit | latency model | re-test noise (measured twice) |"
+    assert "| mean absolute error (MAPE) | % | 2.90 | 2.00 |" in table
+    assert "| subnets predicted within 5 % | % of subnets | 75 | 92 |" in table
+    assert "| root-mean-square error (RMSPE) | % | 3.79 | - |" in table
+    assert "| Kendall tau (rank agreement, 1 = same order) | - | 0.788 | 0.788 |" in table
+
+    (tmp_path / "latency_validation").mkdir()
+    (tmp_path / "latency_validation" / "validation.json").write_text(json.dumps(validation))
+    model_dir = tmp_path / "export" / "model"
+    model_dir.mkdir(parents=True)
+    (model_dir / "export.json").write_text(json.dumps({"formats": [
+        {"format": "onnx", "status": "ok", "path": str(model_dir / "model.onnx"), "max_abs_diff": 1.45e-4,
+         "max_rel_diff": 1.9e-6, "message": "onnx.checker passed"}]}))
+    pipe = SimpleNamespace(root=tmp_path, resolution=32, space=SimpleNamespace(name="xxs"),
+                           cfg=SimpleNamespace(name="t", search=SimpleNamespace(latency_budget="10ms")))
+    report = write_report(pipe, {}).read_text()
+    assert "{" not in report.split("## Latency model")[1].split("##")[0]  # no raw JSON
+    assert "| mean absolute error (MAPE) | % | 2.90 | 2.00 |" in report
+    assert "| onnx | ok | `export/model/model.onnx` | 1.45e-04 | 1.9e-06 | onnx.checker passed |" in report

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from autovit.cli import main
 from autovit.space import SearchSpace
@@ -70,6 +71,82 @@ def test_search_then_export_end_to_end(files, capsys) -> None:
     assert [f["status"] for f in report["formats"]] == ["ok", "ok"]
     assert report["formats"][1]["max_abs_diff"] <= 1e-4
     assert (exp / "model.safetensors").is_file() and (exp / "model.onnx").is_file()
+
+
+def test_search_at_the_supernets_training_resolution(files, tmp_path, capsys) -> None:
+    """The space file says 64 px, the supernet was trained at 32 px: a 32 px table is accepted
+    (no --force-table), the winner is a 32 px arch; a 64 px table is refused naming both, and
+    --force-table uses it, predicting at its 64 px."""
+    from autovit.arch import Arch
+    from autovit.latency.predictor import LatencyModel
+
+    space = tiny_space()
+    sup = write_toy_supernet(tmp_path / "s32.pt", space, config={"resolution": 32, "dataset": "digits"})
+    lut32 = write_toy_table(tmp_path / "lut32.json", space.with_resolution(32))
+    base = ["search", "--supernet", str(sup), "--latency-budget", "2ms", "--json", "--no-impact", *SMALL,
+            "--generations", "1", "--val-images", "16"]
+    code, text = _run([*base, "--lut", str(lut32), "--out", str(tmp_path / "a")], capsys)
+    assert code in (0, None), text
+    best = json.loads((tmp_path / "a" / "best.json").read_text())
+    arch = Arch.from_dict(best["arch"])
+    assert arch.resolution == 32
+    assert best["latency_ms"]["predicted"] == pytest.approx(LatencyModel.load(lut32).predict_one(arch))
+    from autovit.train.checkpoint import load_model_from_checkpoint
+
+    assert load_model_from_checkpoint(sup, tmp_path / "a" / "best.json").arch == arch  # e.g. `supernet eval`
+    code, text = _run([*base, "--lut", str(files["lut"]), "--out", str(tmp_path / "b")], capsys)
+    assert code == 2 and "built at 64px, not 32px" in text and "--resolution 32" in text, text
+    with pytest.warns(UserWarning, match="built at 64px, not 32px"):
+        code, text = _run([*base, "--lut", str(files["lut"]), "--force-table", "--out", str(tmp_path / "c")], capsys)
+    assert code in (0, None), text
+    best = json.loads((tmp_path / "c" / "best.json").read_text())
+    arch = Arch.from_dict(best["arch"])
+    assert arch.resolution == 32
+    assert best["latency_ms"]["predicted"] == pytest.approx(
+        LatencyModel.load(files["lut"]).predict_one(arch.replace(resolution=64)))
+
+
+def test_export_recalibrates_bn_exactly_as_the_search_did(tmp_path, capsys) -> None:
+    """Export of best.json repeats the search's BN recalibration (images, batching, seed): the
+    exported BN buffers equal the search evaluator's for that arch, and the exported model scores
+    the accuracy best.json reports. Other --calib-images give other statistics (and a warning)."""
+    from autovit.arch import Arch
+    from autovit.search.runner import load_supernet_checkpoint, validation_evaluator
+    from autovit.subnet_io import load_subnet
+    from autovit.supernet import recalibrate_bn
+    from autovit.supernet.evaluate import evaluate
+
+    sup = write_toy_supernet(tmp_path / "s.pt", tiny_space(), config={"resolution": 32, "dataset": "digits"})
+    out = tmp_path / "run"
+    code, text = _run(["search", "--supernet", str(sup), "--params-budget", "0.3M", "--out", str(out), "--json",
+                       "--no-impact", *SMALL, "--generations", "1", "--calib-images", "40", "--batch-size", "16",
+                       "--seed", "3"], capsys)
+    assert code in (0, None), text
+    best = json.loads((out / "best.json").read_text())
+    assert best["data"]["calibration"] == {"dataset": "digits", "data_dir": None, "images": 40, "batch_size": 16,
+                                           "seed": 3}
+    code, text = _run(["export", "--supernet", str(sup), "--arch", str(out / "best.json"), "--out",
+                       str(tmp_path / "e"), "--formats", "safetensors", "--json"], capsys)
+    assert code in (0, None), text
+    exported = load_subnet(tmp_path / "e")
+    assert json.loads((tmp_path / "e" / "meta.json").read_text())["bn_calibration"]["as_in_search"] is True
+
+    loaded = load_supernet_checkpoint(sup)  # the search's own evaluator, rebuilt with its settings
+    evaluator, _ = validation_evaluator(loaded, val_images=64, calib_images=40, batch_size=16, device="cpu", seed=3)
+    arch = Arch.from_dict(best["arch"])
+    loaded.supernet.set_active(arch)
+    recalibrate_bn(loaded.supernet, evaluator.calib)
+    reference = loaded.supernet.extract(arch).state_dict()
+    got = exported.state_dict()
+    bn_keys = [k for k in reference if k.endswith(("running_mean", "running_var"))]
+    assert bn_keys and all(torch.equal(got[k], reference[k]) for k in bn_keys)
+    assert evaluate(exported, evaluator.val_loader)["top1"] == best["accuracy"]
+
+    code, text = _run(["export", "--supernet", str(sup), "--arch", str(out / "best.json"), "--out",
+                       str(tmp_path / "e2"), "--formats", "safetensors", "--calib-images", "24"], capsys)
+    assert code in (0, None) and "other settings than the search" in text, text
+    other = load_subnet(tmp_path / "e2").state_dict()
+    assert not all(torch.equal(other[k], reference[k]) for k in bn_keys)
 
 
 @pytest.mark.parametrize("extra, words", [

@@ -103,3 +103,37 @@ def test_two_gloo_processes_split_the_evaluations() -> None:
     assert results[0][1] == results[1][1] == single
     assert results[0][2] + results[1][2] == len(single)  # each candidate evaluated on exactly one rank
     assert (results[0][2], results[1][2]) == (6, 4)  # 5 candidates a generation: rank 0 takes 3, rank 1 takes 2
+
+
+def test_search_plot_budget_labels_clear_of_the_legend_and_discrete_generations(tmp_path) -> None:
+    """Every budget line carries a label that no legend covers, and the colour bar has exactly one
+    colour per generation (a BoundaryNorm), with integer ticks."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import BoundaryNorm
+
+    from autovit.search.outputs import search_figure
+
+    res = search(tiny_space(), params_accuracy, MacsLatency(), CFG)
+    base = [{"name": "mobilevit_xxs", "latency_ms": 1.25, "accuracy": None}]
+    fig = search_figure(res, base)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    labels = [t for t in ax.texts if t.get_text().endswith(" ms")]
+    assert sorted(t.get_text() for t in labels) == ["1.2 ms", "1.3 ms"]
+    assert "latency budget" in [h.get_label() for h in ax.get_legend().legend_handles]
+    legend = ax.get_legend().get_window_extent(renderer)
+    title = ax.title.get_window_extent(renderer)
+    axes = ax.get_window_extent(renderer)
+    for t in labels:  # above the axes, under the title, centred on its line
+        box = t.get_window_extent(renderer)
+        assert not box.overlaps(legend) and not box.overlaps(title) and box.y0 >= axes.y1, t.get_text()
+        x_line = ax.transData.transform((float(t.get_text().split()[0]), 0))[0]
+        assert abs((box.x0 + box.x1) / 2 - x_line) < 1.0
+    name = next(t for t in ax.texts if t.get_text() == "mobilevit_xxs").get_window_extent(renderer)
+    assert not name.overlaps(legend) and axes.contains(*name.get_points().mean(axis=0))
+    points = ax.collections[0]
+    assert isinstance(points.norm, BoundaryNorm) and points.norm.Ncmap == CFG.generations
+    ticks = fig.axes[1].get_yticks()
+    assert all(float(t).is_integer() for t in ticks)
+    plt.close(fig)

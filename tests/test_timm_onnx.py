@@ -76,7 +76,8 @@ def xxs_onnx() -> tuple[torch.nn.Module, bytes]:
 def _check_export(model: torch.nn.Module, data: bytes, side: int) -> None:
     assert _opset(data) >= 17
     onnx.checker.check_model(onnx.load_from_string(data))
-    assert check_onnx(model, data, (1, 3, side, side), atol=1e-4) <= 1e-4  # raises beyond atol
+    diff, rel = check_onnx(model, data, (1, 3, side, side))  # raises beyond rtol of the output's scale
+    assert rel <= 1e-4 and diff <= 1e-4
 
 
 def test_onnx_export_matches_pytorch_xxs(xxs_onnx: tuple[torch.nn.Module, bytes]) -> None:
@@ -100,3 +101,39 @@ def test_check_onnx_reports_a_mismatch(xxs_onnx: tuple[torch.nn.Module, bytes]) 
     assert abs(onnx_max_abs_diff(model, data, torch.randn(1, 3, 64, 64)) - 1.0) < 1e-4
     with pytest.raises(AutovitError, match="ONNX output differs from PyTorch"):
         check_onnx(model, data, (1, 3, 64, 64))
+
+
+def test_onnx_check_is_relative_to_the_output_scale(xxs_onnx: tuple[torch.nn.Module, bytes]) -> None:
+    """Large logits carry float32 rounding above any fixed absolute bound: a model scaled x1000
+    still passes (its error scales with it), a shifted bias of 1% of the scale does not."""
+    model, data = copy.deepcopy(xxs_onnx[0]), xxs_onnx[1]
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+    class Scaled(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module, k: float) -> None:
+            super().__init__()
+            self.inner, self.k = inner, k
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            return self.inner(t) * self.k
+
+    big = Scaled(model, 1000.0).eval()
+    big_data = export_onnx(big, None, (1, 3, 64, 64))
+    diff, rel = check_onnx(big, big_data, x)
+    with torch.no_grad():
+        assert rel <= 1e-4 and diff == pytest.approx(rel * float(big(x).abs().max()), rel=1e-6)
+        model.head.fc.bias.add_(0.01 * float(xxs_onnx[0](x).abs().max()))
+    with pytest.raises(AutovitError, match=r"of the largest output"):
+        check_onnx(model, data, x)
+
+
+def test_invalid_onnx_graph_is_refused_by_the_checker() -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Relu", ["input"], ["output"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])])  # wrong shape
+    bad = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(AutovitError, match="ONNX graph is invalid"):
+        check_onnx(torch.nn.ReLU(), bad.SerializeToString(), (1, 2))

@@ -19,7 +19,8 @@ from autovit.model import AutoViT
 
 FORMATS = ("safetensors", "torchscript", "onnx", "coreml", "tflite")
 DEFAULT_FORMATS = ("safetensors", "torchscript", "onnx")
-ATOL = 1e-4
+RTOL = 1e-4  # max |diff| / max |PyTorch output| (see autovit.onnx_export.RTOL)
+MOBILE_RTOL = 1e-3  # Core ML / LiteRT kernels round more
 
 
 @dataclass
@@ -28,6 +29,7 @@ class FormatResult:
     status: str  # ok | skipped | failed
     path: str | None = None
     max_abs_diff: float | None = None
+    max_rel_diff: float | None = None  # max_abs_diff / max |PyTorch output|
     message: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -43,7 +45,7 @@ class ExportReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"out_dir": self.out_dir, "arch_key": self.arch_key, "input_size": list(self.input_size),
-                "atol": ATOL, "formats": [r.to_dict() for r in self.results]}
+                "rtol": RTOL, "formats": [r.to_dict() for r in self.results]}
 
     def result(self, fmt: str) -> FormatResult:
         return next(r for r in self.results if r.format == fmt)
@@ -60,14 +62,15 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def _max_diff(a: torch.Tensor, b: Any) -> float:
-    return float((a - torch.as_tensor(b)).abs().max())
+def _check(fmt: str, ref: torch.Tensor, out: Any, rtol: float) -> tuple[float, float]:
+    """(max abs diff, relative diff) of `out` against PyTorch's `ref`; raises beyond `rtol`."""
+    from autovit.onnx_export import relative_diff
 
-
-def _check(fmt: str, diff: float, atol: float) -> None:
-    if not math.isfinite(diff) or diff > atol:
-        raise AutovitError(f"the {fmt} export differs from PyTorch by {diff:.2e} (> {atol:.0e})",
-                           hint="report this as a bug with the arch JSON")
+    diff, rel = relative_diff(ref, torch.as_tensor(out))
+    if not (math.isfinite(rel) and rel <= rtol):
+        raise AutovitError(f"the {fmt} export differs from PyTorch by {diff:.2e} ({rel:.1e} of the largest "
+                           f"output; > {rtol:.0e})", hint="report this as a bug with the arch JSON")
+    return diff, rel
 
 
 def _safetensors(model: AutoViT, out: Path, x: torch.Tensor, ref: torch.Tensor,
@@ -76,36 +79,32 @@ def _safetensors(model: AutoViT, out: Path, x: torch.Tensor, ref: torch.Tensor,
 
     save_subnet(model, out, extra_meta=meta)
     with torch.no_grad():
-        diff = _max_diff(ref, load_subnet(out)(x))
-    _check("safetensors", diff, 0.0)
-    return FormatResult("safetensors", "ok", str(out / "model.safetensors"), diff, "reloaded with load_subnet")
+        diff, rel = _check("safetensors", ref, load_subnet(out)(x), 0.0)
+    return FormatResult("safetensors", "ok", str(out / "model.safetensors"), diff, rel, "reloaded with load_subnet")
 
 
-def _torchscript(model: AutoViT, out: Path, x: torch.Tensor, ref: torch.Tensor, atol: float) -> FormatResult:
+def _torchscript(model: AutoViT, out: Path, x: torch.Tensor, ref: torch.Tensor, rtol: float) -> FormatResult:
     path = out / "model.torchscript.pt"
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, torch.randn_like(x))
         atomic_write(path, lambda p: torch.jit.save(traced, str(p)))
-        diff = _max_diff(ref, torch.jit.load(str(path))(x))
-    _check("TorchScript", diff, atol)
-    return FormatResult("torchscript", "ok", str(path), diff, "torch.jit.trace, reloaded with torch.jit.load")
+        diff, rel = _check("TorchScript", ref, torch.jit.load(str(path))(x), rtol)
+    return FormatResult("torchscript", "ok", str(path), diff, rel, "torch.jit.trace, reloaded with torch.jit.load")
 
 
-def _onnx(model: AutoViT, out: Path, x: torch.Tensor, atol: float) -> FormatResult:
-    from autovit.onnx_export import export_onnx, onnx_max_abs_diff
+def _onnx(model: AutoViT, out: Path, x: torch.Tensor, rtol: float) -> FormatResult:
+    from autovit.io_utils import atomic_write_bytes
+    from autovit.onnx_export import check_onnx, export_onnx
 
     path = out / "model.onnx"
     data = export_onnx(model, None, tuple(x.shape))
-    from autovit.io_utils import atomic_write_bytes
-
     atomic_write_bytes(path, data)
-    diff = onnx_max_abs_diff(model, path, x)
-    _check("ONNX", diff, atol)
-    return FormatResult("onnx", "ok", str(path), diff, "onnxruntime CPU vs PyTorch")
+    diff, rel = check_onnx(model, path, x, rtol)
+    return FormatResult("onnx", "ok", str(path), diff, rel, "onnx.checker passed; onnxruntime CPU vs PyTorch")
 
 
-def _coreml(model: AutoViT, out: Path, x: torch.Tensor, ref: torch.Tensor, atol: float) -> FormatResult:
+def _coreml(model: AutoViT, out: Path, x: torch.Tensor, ref: torch.Tensor, rtol: float) -> FormatResult:
     try:
         import coremltools as ct
     except ImportError:
@@ -121,14 +120,13 @@ def _coreml(model: AutoViT, out: Path, x: torch.Tensor, ref: torch.Tensor, atol:
         name = mlmodel.get_spec().description.input[0].name
         pred = mlmodel.predict({name: x.numpy()})
     except Exception as err:  # Core ML runs only on macOS; elsewhere the package is written but not run
-        return FormatResult("coreml", "ok", str(path), None,
+        return FormatResult("coreml", "ok", str(path), None, None,
                             f"written, not verified here (Core ML runs only on macOS: {str(err)[:80]})")
-    diff = _max_diff(ref, next(iter(pred.values())))
-    _check("Core ML", diff, max(atol, 1e-3))
-    return FormatResult("coreml", "ok", str(path), diff, "Core ML vs PyTorch")
+    diff, rel = _check("Core ML", ref, next(iter(pred.values())), max(rtol, MOBILE_RTOL))
+    return FormatResult("coreml", "ok", str(path), diff, rel, "Core ML vs PyTorch")
 
 
-def _tflite(model: AutoViT, out: Path, x: torch.Tensor, ref: torch.Tensor, atol: float) -> FormatResult:
+def _tflite(model: AutoViT, out: Path, x: torch.Tensor, ref: torch.Tensor, rtol: float) -> FormatResult:
     try:
         import litert_torch as converter
     except ImportError:
@@ -141,16 +139,17 @@ def _tflite(model: AutoViT, out: Path, x: torch.Tensor, ref: torch.Tensor, atol:
     path = out / "model.tflite"
     edge = converter.convert(model.eval(), (x,))
     edge.export(str(path))
-    diff = _max_diff(ref, edge(x))
-    _check("TFLite", diff, max(atol, 1e-3))
-    return FormatResult("tflite", "ok", str(path), diff, "LiteRT interpreter vs PyTorch")
+    diff, rel = _check("TFLite", ref, edge(x), max(rtol, MOBILE_RTOL))
+    return FormatResult("tflite", "ok", str(path), diff, rel, "LiteRT interpreter vs PyTorch")
 
 
 def export_subnet(model: AutoViT, out_dir: str | Path, formats: Sequence[str] = DEFAULT_FORMATS,
-                  atol: float = ATOL, meta: Mapping[str, Any] | None = None, seed: int = 0,
+                  rtol: float = RTOL, meta: Mapping[str, Any] | None = None, seed: int = 0,
                   progress: Callable[[str], None] | None = None) -> ExportReport:
     """Writes `model` in each of `formats` into `out_dir` and checks every reloadable format against
-    PyTorch on a seeded random batch-1 input (`atol` for ONNX/TorchScript, exact for safetensors).
+    PyTorch on a seeded random batch-1 input: exact for safetensors, else max |diff| within `rtol`
+    of the largest PyTorch output (float32 rounding grows with the logits' scale); ONNX graphs
+    also pass `onnx.checker`.
     Optional formats whose package is missing are skipped with a message; any numerical mismatch
     raises `AutovitError`. Writes `export.json` (the report) as well."""
     if not isinstance(model, AutoViT):
@@ -172,13 +171,13 @@ def export_subnet(model: AutoViT, out_dir: str | Path, formats: Sequence[str] = 
         if fmt == "safetensors":
             res = _safetensors(model, out, x, ref, dict(meta or {}))
         elif fmt == "torchscript":
-            res = _torchscript(model, out, x, ref, atol)
+            res = _torchscript(model, out, x, ref, rtol)
         elif fmt == "onnx":
-            res = _onnx(model, out, x, atol)
+            res = _onnx(model, out, x, rtol)
         else:
             convert = _coreml if fmt == "coreml" else _tflite
             try:
-                res = convert(model, out, x, ref, atol)
+                res = convert(model, out, x, ref, rtol)
             except AutovitError:
                 raise
             except Exception as err:  # optional converters fail in many ways; the other formats still count

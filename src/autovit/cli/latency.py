@@ -122,7 +122,9 @@ def _parse_archs(model: Any, archs: list[str], force: bool) -> list[Any]:
     from autovit.registry import resolve_arch
     from autovit.space import BUILTIN_SPACES, SearchSpace
 
-    space = SearchSpace.builtin(model.space_name) if model.space_name in BUILTIN_SPACES else None
+    # The table's space at the table's resolution (a space file names only its default resolution).
+    space = (SearchSpace.builtin(model.space_name).with_resolution(model.table.resolution)
+             if model.space_name in BUILTIN_SPACES else None)
     out = []
     for text in archs:
         if Path(text).is_file():

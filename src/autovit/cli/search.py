@@ -206,7 +206,9 @@ def export(
                                 help="Any of safetensors,torchscript,onnx,coreml,tflite."),
     calib_data: Optional[str] = typer.Option(None, "--calib-data", help="Recalibrate BN on this dataset first "
                                                                          "(default: the supernet's training data)."),
-    calib_images: int = typer.Option(2000, "--calib-images", help="Images for BN recalibration (0: skip)."),
+    calib_images: Optional[int] = typer.Option(None, "--calib-images", help="Images for BN recalibration (0: skip; "
+                                                                            "default: the search's, from best.json, "
+                                                                            "else 2000)."),
     finetune_steps: int = typer.Option(0, "--finetune-steps", help="Fine-tune the subnet from its inherited weights "
                                                                     "first (`autovit train --arch --init-from`)."),
     finetune_args: Optional[str] = typer.Option(None, "--finetune-args", help="More `autovit train` flags, quoted, "
@@ -252,9 +254,11 @@ def export(
     if as_json:
         print_json(report.to_dict())
         return
-    rows = [[r.format, r.status, "-" if r.max_abs_diff is None else f"{r.max_abs_diff:.2e}", r.path or "-",
-             r.message] for r in report.results]
-    console.print(make_table(f"export of {report.arch_key}", ["format", "status", "max |diff|", "file", "note"], rows))
+    rows = [[r.format, r.status, "-" if r.max_abs_diff is None else f"{r.max_abs_diff:.2e}",
+             "-" if r.max_rel_diff is None else f"{r.max_rel_diff:.1e}", r.path or "-", r.message]
+            for r in report.results]
+    console.print(make_table(f"export of {report.arch_key}", ["format", "status", "max |diff|", "relative",
+                                                              "file", "note"], rows))
 
 
 def _finetune(supernet: Path, arch: str, out: Path, steps: int, extra: str | None) -> Path:
@@ -287,25 +291,36 @@ def _finetune(supernet: Path, arch: str, out: Path, steps: int, extra: str | Non
     return out / "subnet"
 
 
-def _extract(supernet: Path, arch_path: str, calib_data: str | None, calib_images: int) -> tuple[Any, dict[str, Any]]:
+def _extract(supernet: Path, arch_path: str, calib_data: str | None,
+             calib_images: int | None) -> tuple[Any, dict[str, Any]]:
     """The subnet `arch_path` of the supernet checkpoint with inherited weights, BN recalibrated on the
-    training data (the supernet's shared BN statistics do not fit a single subnet)."""
-    from autovit.search.runner import load_supernet_checkpoint
+    training data (the supernet's shared BN statistics do not fit a single subnet). With a search's
+    best.json, the recalibration repeats the search's (same images, batching and seed), so the
+    exported model is the one whose accuracy the search reported."""
+    from autovit.search.runner import calibration_set, load_supernet_checkpoint, search_calibration
 
     loaded = load_supernet_checkpoint(supernet)
-    arch = loaded.space.parse_arch(arch_path)
-    meta = {"supernet": str(supernet), "space": loaded.space.name, "bn_recalibrated_images": 0}
-    if calib_images > 0:
-        from autovit.data import build_datasets
-        from autovit.search.runner import data_config
-        from autovit.supernet import calibration_batches, recalibrate_bn
+    arch = loaded.supernet.space.parse_arch(arch_path)
+    meta: dict[str, Any] = {"supernet": str(supernet), "space": loaded.space.name, "bn_recalibrated_images": 0}
+    searched = search_calibration(arch_path)
+    recipe = dict(searched or {"dataset": None, "data_dir": None, "images": 2000, "batch_size": 64, "seed": 0})
+    if calib_data is not None:
+        recipe["dataset"], recipe["data_dir"] = calib_data, None
+    if calib_images is not None:
+        recipe["images"] = calib_images
+    if recipe["images"] > 0:
+        from autovit.supernet import recalibrate_bn
 
-        cfg = data_config(loaded, calib_data)
-        batches = calibration_batches(build_datasets(cfg).train_eval, calib_images, 64, 0)
+        batches = calibration_set(loaded, recipe)
         loaded.supernet.set_active(arch)
         recalibrate_bn(loaded.supernet, batches)
         meta["bn_recalibrated_images"] = sum(len(b[1]) for b in batches)
-        meta["dataset"] = cfg.dataset
+        meta["dataset"] = recipe["dataset"] or (loaded.train_config or {}).get("dataset")
+        meta["bn_calibration"] = {**recipe, "as_in_search": searched is not None and recipe == searched}
+        if searched is not None and recipe != searched:
+            err_console.print("[yellow]warning:[/] BN is recalibrated with other settings than the search used "
+                              "(--calib-data/--calib-images): the exported model's accuracy will differ from "
+                              "the one best.json reports")
     return loaded.supernet.extract(arch).eval(), meta
 
 

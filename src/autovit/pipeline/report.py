@@ -45,6 +45,35 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+# (key in the metrics dict, row name, unit) of `autovit latency validate`'s error metrics.
+_VALIDATION_ROWS = (
+    ("mape", "mean absolute error (MAPE)", "%"),
+    ("rmspe", "root-mean-square error (RMSPE)", "%"),
+    ("max_error", "largest absolute error", "%"),
+    ("bias", "bias (mean signed error; < 0: predicted too fast)", "%"),
+    ("within_5", "subnets predicted within 5 %", "% of subnets"),
+    ("within_10", "subnets predicted within 10 %", "% of subnets"),
+    ("kendall_tau", "Kendall tau (rank agreement, 1 = same order)", "-"),
+    ("spearman_rho", "Spearman rho (rank correlation)", "-"),
+)
+
+
+def validation_markdown(validation: Mapping[str, Any]) -> str:
+    """The latency model's held-out errors (validation.json) as a markdown table with units, next
+    to the re-test noise (the same subnets measured twice) when recorded."""
+    columns = [("latency model", validation.get("metrics") or {})]
+    if isinstance(validation.get("retest_noise"), Mapping):
+        columns.append(("re-test noise (measured twice)", validation["retest_noise"]))
+    lines = ["| metric | unit | " + " | ".join(name for name, _ in columns) + " |",
+             "|---|---|" + "---:|" * len(columns)]
+    for key, name, unit in _VALIDATION_ROWS:
+        if any(key in values for _, values in columns):
+            digits = 3 if unit == "-" else (0 if unit == "% of subnets" else 2)
+            cells = [_fmt(values.get(key), digits) for _, values in columns]
+            lines.append(f"| {name} | {unit} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def write_report(pipe: "Pipeline", summaries: Mapping[str, Any]) -> Path:
     """Writes report.md in the run folder and returns its path."""
     root = pipe.root
@@ -94,16 +123,23 @@ def write_report(pipe: "Pipeline", summaries: Mapping[str, Any]) -> Path:
 
     lines += ["## Latency model", ""]
     if validation:
-        m = validation.get("metrics", validation).get("model", validation.get("metrics", {}))
-        lines += [f"Validated on held-out random subnets: `{json.dumps(m, default=str)[:600]}`", ""]
+        lines += [f"Predicted vs measured latency of {validation.get('samples', '?')} held-out random subnets "
+                  "(errors relative to the measured latency):", "", validation_markdown(validation), ""]
         lines += [f"![latency validation]({_rel(root / 'latency_validation' / 'validation.png', root)})", ""]
     else:
         lines += ["(validation skipped in this config)", ""]
 
     lines += ["## Exported files", ""]
-    for res in export_report.get("results", []):
-        lines.append(f"- {res.get('format')}: {res.get('status')} `{res.get('path') or ''}` "
-                     f"(max abs diff {res.get('max_abs_diff', '-')}) {res.get('message') or ''}")
+    results = export_report.get("formats", [])
+    if results:
+        lines += ["| format | status | file | max abs. difference to PyTorch | relative to the largest output | note |",
+                  "|---|---|---|---:|---:|---|"]
+    for res in results:
+        path = f"`{_rel(Path(res['path']), root)}`" if res.get("path") else "-"
+        abs_diff, rel_diff = res.get("max_abs_diff"), res.get("max_rel_diff")
+        lines.append(f"| {res.get('format')} | {res.get('status')} | {path} | "
+                     f"{'-' if abs_diff is None else f'{abs_diff:.2e}'} | "
+                     f"{'-' if rel_diff is None else f'{rel_diff:.1e}'} | {res.get('message') or ''} |")
     lines.append("")
     path = root / "report.md"
     atomic_write_text(path, "\n".join(lines))

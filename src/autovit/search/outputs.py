@@ -108,18 +108,33 @@ def _save_fig(fig: Any, path: Path) -> Path:
 
 def plot_search(path: Path, result: SearchResult, baselines: Sequence[Mapping[str, Any]] = (),
                 extra_points: Mapping[str, Sequence[Candidate]] | None = None) -> Path:
-    """Accuracy vs predicted latency of every candidate, the Pareto front, budgets and baselines."""
+    """search.png: see `search_figure`."""
+    return _save_fig(search_figure(result, baselines, extra_points), path)
+
+
+def search_figure(result: SearchResult, baselines: Sequence[Mapping[str, Any]] = (),
+                  extra_points: Mapping[str, Sequence[Candidate]] | None = None) -> Any:
+    """Accuracy vs predicted latency of every candidate (one colour per generation), the Pareto
+    front, the budgets (their value above the top of their line) and baselines; the legend sits below the
+    axes so it hides no point or label. Returns the matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import BoundaryNorm
+    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 5))
     hist = [c for c in result.history if not math.isnan(c.latency_ms)]
     if hist:
+        gens = max(c.generation for c in hist) + 1
+        cmap = plt.get_cmap("viridis", gens)  # one colour per generation
+        norm = BoundaryNorm([g - 0.5 for g in range(gens + 1)], gens)
         sc = ax.scatter([c.latency_ms for c in hist], [c.accuracy for c in hist], c=[c.generation for c in hist],
-                        cmap="viridis", s=12, alpha=0.7, label="evaluated")
-        fig.colorbar(sc, ax=ax, label="generation")
+                        cmap=cmap, norm=norm, s=12, alpha=0.7, label="evaluated")
+        bar = fig.colorbar(sc, ax=ax, label="generation", boundaries=norm.boundaries)
+        bar.locator = MaxNLocator(integer=True, nbins=min(gens, 10))  # integer ticks at the colour centres
+        bar.update_ticks()
         front = result.pareto_latency
         ax.plot([c.latency_ms for c in front], [c.accuracy for c in front], "r-o", ms=4, lw=1.2,
                 label="Pareto front (this search)")
@@ -131,8 +146,11 @@ def plot_search(path: Path, result: SearchResult, baselines: Sequence[Mapping[st
                    edgecolors="k", zorder=5, label="best")
     budgets = list(result.config.budgets_ms) or ([result.config.latency_budget_ms]
                                                  if result.config.latency_budget_ms else [])
-    for b in budgets:
-        ax.axvline(b, color="gray", ls="--", lw=0.8)
+    for i, b in enumerate(budgets):
+        ax.axvline(b, color="gray", ls="--", lw=0.8, label="latency budget" if i == 0 else None)
+        # The value sits just above the axes, over its line: clear of the points, the legend and the title.
+        ax.annotate(f"{b:g} ms", (b, 1), xycoords=("data", "axes fraction"), xytext=(0, 2),
+                    textcoords="offset points", ha="center", va="bottom", fontsize=7, color="dimgray")
     for m in baselines:
         if m.get("accuracy") is not None:
             ax.scatter([m["latency_ms"]], [m["accuracy"]], marker="s", s=40, c="k")
@@ -140,13 +158,14 @@ def plot_search(path: Path, result: SearchResult, baselines: Sequence[Mapping[st
                         textcoords="offset points")
         else:
             ax.axvline(m["latency_ms"], color="k", ls=":", lw=0.9)
-            ax.annotate(m["name"], (m["latency_ms"], ax.get_ylim()[0]), fontsize=7, rotation=90,
-                        xytext=(2, 4), textcoords="offset points")
+            ax.annotate(m["name"], (m["latency_ms"], 0), xycoords=("data", "axes fraction"), fontsize=7,
+                        rotation=90, xytext=(2, 4), textcoords="offset points")
     ax.set_xlabel("predicted latency (ms)")
     ax.set_ylabel("accuracy (top-1 %, inherited weights)")
-    ax.set_title("Fine search: accuracy vs latency")
-    ax.legend(fontsize=7, loc="lower right")
-    return _save_fig(fig, path)
+    ax.set_title("Fine search: accuracy vs latency", pad=14 if budgets else 6)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4, frameon=False)
+    return fig
 
 
 def plot_coarse(path: Path, cloud: Mapping[str, Sequence[Any]], result: SearchResult) -> Path:

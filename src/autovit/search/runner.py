@@ -18,7 +18,7 @@ from autovit.space import SearchSpace
 @dataclass
 class LoadedSupernet:
     supernet: Any
-    space: SearchSpace
+    space: SearchSpace  # at the resolution the supernet was trained at, when that is recorded
     train_config: dict[str, Any] | None  # the training run's config (data settings), when recorded
     num_classes: int
 
@@ -27,7 +27,8 @@ def load_supernet_checkpoint(path: str | Path, space: str | None = None) -> Load
     """The supernet of a training checkpoint (or a bare `supernet_state` file), checked to be of
     `space` when one is named."""
     from autovit.supernet import Supernet, load_supernet_state
-    from autovit.train.checkpoint import SUBNET_FORMAT, model_state_of, read_checkpoint
+    from autovit.train.checkpoint import (SUBNET_FORMAT, at_trained_resolution, model_state_of, read_checkpoint,
+                                          training_config_of)
 
     ckpt = read_checkpoint(path)
     payload = model_state_of(ckpt)
@@ -45,10 +46,14 @@ def load_supernet_checkpoint(path: str | Path, space: str | None = None) -> Load
         if _structure(wanted) != _structure(ckpt_space):
             raise AutovitError(f"{path} is a supernet of the space '{ckpt_space.name}', not of '{wanted.name}'",
                                hint=f"drop --space (the checkpoint names its space) or pass --space {ckpt_space.name}")
-    supernet = Supernet(ckpt_space, num_classes=num_classes, in_chans=in_chans)
+    cfg = training_config_of(ckpt, path)
+    # Searched at the resolution it was trained at; the supernet itself also accepts archs at the
+    # space file's resolution (e.g. `export --arch` of an arch sampled from that file).
+    searched = SearchSpace.from_dict(at_trained_resolution(payload, cfg, only=True)["space"])
+    payload = at_trained_resolution(payload, cfg)
+    supernet = Supernet(SearchSpace.from_dict(payload["space"]), num_classes=num_classes, in_chans=in_chans)
     load_supernet_state(supernet, payload)
-    cfg = ckpt.get("config") if isinstance(ckpt.get("config"), Mapping) else None
-    return LoadedSupernet(supernet.eval(), ckpt_space, dict(cfg) if cfg else None, num_classes)
+    return LoadedSupernet(supernet.eval(), searched, cfg, num_classes)
 
 
 def search_inputs(loaded: LoadedSupernet, lut: str | Path | None, **evaluation: Any) -> dict[str, Any]:
@@ -68,13 +73,31 @@ def search_inputs(loaded: LoadedSupernet, lut: str | Path | None, **evaluation: 
 
 
 def _structure(space: SearchSpace) -> dict[str, Any]:
-    """The choices and layout of a space (not its name or description)."""
-    return {k: v for k, v in space.to_dict().items() if k not in ("name", "description", "paper_param_range")}
+    """The choices and layout of a space (not its name, description or resolution: a supernet is
+    the same network at every input resolution)."""
+    return {k: v for k, v in space.to_dict().items()
+            if k not in ("name", "description", "paper_param_range", "resolution")}
+
+
+class TableResolutionModel:
+    """A latency model used (with --force-table) for archs of another resolution than its table's:
+    predicts each arch as if it ran at the table's resolution."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.table = model, model.table
+
+    def predict(self, archs: Sequence[Arch]) -> Any:
+        res = self.table.resolution
+        return self.model.predict([a if a.resolution == res else a.replace(resolution=res) for a in archs])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
 
 
 def load_latency_model(path: str | Path, space: SearchSpace, force: bool = False) -> Any:
     """The latency model of a table, refusing (unless `force`) a table of another space, resolution
-    or device."""
+    or device. `space` is the one searched (at the supernet's training resolution); a forced table of
+    another resolution predicts every arch at the table's resolution."""
     from autovit.latency.measure import device_fingerprint
     from autovit.latency.predictor import LatencyModel
 
@@ -87,10 +110,13 @@ def load_latency_model(path: str | Path, space: SearchSpace, force: bool = False
     try:
         table.check_compatible(space=space.name, resolution=resolution, fingerprint=here, force=force)
     except AutovitError as err:
+        at = f" --resolution {resolution}" if resolution else ""
         raise AutovitError(f"{path}: {err.message}",
-                           hint="profile a table for this space and device with `autovit latency profile`; to "
+                           hint=f"profile a table for this space and device with `autovit latency profile{at}`; to "
                                 "search for another (target) device with its own table, pass --force-table "
                                 "(and --no-measure: latency measured here would not be that device's)") from None
+    if resolution is not None and resolution != table.resolution:
+        return TableResolutionModel(model)
     return model
 
 
@@ -117,13 +143,42 @@ def validation_evaluator(loaded: LoadedSupernet, dataset: str | None = None, dat
         from torch.utils.data import Subset
 
         val = Subset(val, list(range(val_images)))
-    calib = calibration_batches(data.train_eval, calib_images or cfg.calib_images, min(batch_size, 256), seed)
+    recipe = {"dataset": cfg.dataset, "data_dir": cfg.data_dir, "images": calib_images or cfg.calib_images,
+              "batch_size": min(batch_size, 256), "seed": seed}
+    calib = calibration_batches(data.train_eval, recipe["images"], recipe["batch_size"], seed)
     # Eval transforms are deterministic: transform the validation images once, not once per candidate.
     val_batches = [(x, y) for x, y in eval_loader(val, batch_size)]
     evaluator = SubnetEvaluator(loaded.supernet, calib, val_batches, device=dev)
     info = {"dataset": data.name, "val_images": len(val), "calib_images": sum(len(b[1]) for b in calib),
-            "resolution": cfg.resolution, "device": str(dev)}
+            "resolution": cfg.resolution, "device": str(dev), "calibration": recipe}
     return evaluator, info
+
+
+def calibration_set(loaded: LoadedSupernet, recipe: Mapping[str, Any]) -> list:
+    """The BN-calibration batches of a recorded recipe (best.json's data.calibration: dataset,
+    data_dir, images, batch_size, seed): the very images, order and batching the search used."""
+    from autovit.data import build_datasets
+    from autovit.supernet import calibration_batches
+
+    cfg = data_config(loaded, recipe.get("dataset"), recipe.get("data_dir"))
+    return calibration_batches(build_datasets(cfg).train_eval, int(recipe["images"]), int(recipe["batch_size"]),
+                               int(recipe["seed"]))
+
+
+def search_calibration(arch_file: str | Path) -> dict[str, Any] | None:
+    """The BN-calibration recipe recorded in a search's best.json (None for a plain arch JSON)."""
+    import json
+
+    try:
+        data = json.loads(Path(arch_file).read_text())
+    except (OSError, ValueError):
+        return None
+    info = data.get("data") if isinstance(data, Mapping) else None
+    recipe = info.get("calibration") if isinstance(info, Mapping) else None
+    needed = ("images", "batch_size", "seed")
+    if not isinstance(recipe, Mapping) or not all(isinstance(recipe.get(k), int) for k in needed):
+        return None
+    return dict(recipe)
 
 
 def data_config(loaded: LoadedSupernet, dataset: str | None = None, data_dir: str | None = None) -> Any:

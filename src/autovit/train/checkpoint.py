@@ -125,10 +125,41 @@ def model_state_of(ckpt: Mapping[str, Any]) -> Mapping[str, Any]:
     return ckpt["model"] if ckpt.get("format") == FORMAT else ckpt
 
 
+def training_config_of(ckpt: Mapping[str, Any], path: str | Path) -> dict[str, Any] | None:
+    """The training config a checkpoint records; for a bare `supernet.pt` written before it
+    recorded its own, the `config.yaml` the trainer keeps next to it (None if neither exists)."""
+    import yaml
+
+    if isinstance(ckpt.get("config"), Mapping):
+        return dict(ckpt["config"])
+    path = Path(path)
+    cfg_file = (path if path.is_dir() else path.parent) / "config.yaml"
+    try:
+        cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else None
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return None
+    return dict(cfg) if isinstance(cfg, Mapping) else None
+
+
+def at_trained_resolution(payload: Mapping[str, Any], config: Mapping[str, Any] | None,
+                          only: bool = False) -> Mapping[str, Any]:
+    """A supernet payload whose space also offers (or, with `only`, offers just) the resolution the
+    training `config` used. The space file names its default resolution; the supernet is searched,
+    evaluated and deployed at the one it was trained at. The weights do not depend on it."""
+    trained = (config or {}).get("resolution")
+    space = payload.get("space")
+    if not isinstance(trained, int) or isinstance(trained, bool) or not isinstance(space, Mapping):
+        return payload
+    current = [int(r) for r in space.get("resolution", [])]
+    wanted = [trained] if only else sorted(set(current) | {trained})
+    return payload if wanted == current else {**payload, "space": {**space, "resolution": wanted}}
+
+
 def load_model_from_checkpoint(path: str | Path, arch: str | Path | Arch | None = None) -> nn.Module:
-    """The network stored in a checkpoint: the static subnet, the supernet, or (with `arch`) the
-    supernet's subnet `arch` extracted with inherited weights."""
-    payload = model_state_of(read_checkpoint(path))
+    """The network stored in a checkpoint: the static subnet, the supernet (its space at the trained
+    resolution), or (with `arch`) the supernet's subnet `arch` extracted with inherited weights."""
+    ckpt = read_checkpoint(path)
+    payload = model_state_of(ckpt)
     if payload.get("format") == SUBNET_FORMAT:
         from autovit.model import AutoViT
 
@@ -140,6 +171,7 @@ def load_model_from_checkpoint(path: str | Path, arch: str | Path | Arch | None 
     from autovit.supernet import Supernet, load_supernet_state
 
     try:
+        payload = at_trained_resolution(payload, training_config_of(ckpt, path))
         space = SearchSpace.from_dict(payload["space"])
         supernet = Supernet(space, num_classes=int(payload["num_classes"]), in_chans=int(payload.get("in_chans", 3)))
     except (KeyError, TypeError, ValueError) as err:

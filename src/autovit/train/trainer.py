@@ -407,7 +407,9 @@ class Trainer:
         from autovit.io_utils import atomic_torch_save
 
         if self.supernet:
-            atomic_torch_save(self.out_dir / "supernet.pt", model_payload(self.model))
+            # The training config travels with the weights: search and export read the data
+            # settings and, above all, the resolution the supernet was trained at from it.
+            atomic_torch_save(self.out_dir / "supernet.pt", {**model_payload(self.model), "config": self.cfg.to_dict()})
         else:
             from autovit.subnet_io import save_subnet
 
