@@ -62,10 +62,10 @@ def profile(
     num_classes: int = typer.Option(1000, help="Classifier size of the measured head."),
     cpu: Optional[int] = typer.Option(None, help="CPU to pin to (default: the last one)."),
     max_spread: float = typer.Option(0.4, help="Refuse when the reference timings spread more (IQR/median)."),
-    force: bool = typer.Option(False, "--force", help="Write the table even on an unstable machine."),
-    measure: str = typer.Option("anchors", help="anchors: measure a few variants per block kind and impute the "
-                                                "rest from operator counts; all: measure every variant."),
-    anchors_per_feature: int = typer.Option(3, help="Anchors per cost-model term of a block kind (--measure anchors)."),
+    force: bool = typer.Option(False, "--force-unstable", help="Write the table even on an unstable machine."),
+    measure: str = typer.Option("anchors", "--blocks", help="anchors: time a few variants per block kind and impute "
+                                                            "the rest from operator counts; all: time every variant."),
+    anchors_per_feature: int = typer.Option(3, help="Anchors per cost-model term of a block kind (--blocks anchors)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Measure block variants in context, fit the latency model, write the table."""
@@ -124,7 +124,7 @@ def _parse_archs(model: Any, archs: list[str], force: bool) -> list[Any]:
                 reason = err.message
             msg = f"the arch {text} is not in the space '{model.space_name}' the latency table was built for: {reason}"
             if not force:
-                raise LatencyTableError(msg, hint="use the table of the arch's space, or --force to predict anyway "
+                raise LatencyTableError(msg, hint="use the table of the arch's space, or --force-arch to predict anyway "
                                                   "(blocks missing from the table are still refused)")
             err_console.print(f"[yellow]warning:[/] {msg}")
         if arch.resolution != model.table.resolution and force:
@@ -144,7 +144,8 @@ def predict(
     reference_ms: Optional[float] = typer.Option(
         None, help="Convert ratios to ms with this reference time (e.g. from `autovit latency check`) instead of "
                    "the one measured with the table."),
-    force: bool = typer.Option(False, "--force", help="Predict archs outside the table's space (warning)."),
+    force: bool = typer.Option(False, "--force-arch", help="Predict archs outside the table's space or resolution "
+                                                           "(warning)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Predicted batch-1 latency (ms on the table's device) of one or more archs."""
@@ -178,7 +179,7 @@ def validate(
     plot: Optional[Path] = typer.Option(None, help="Write the predicted-vs-measured scatter PNG here."),
     out: Optional[Path] = typer.Option(None, help="Write the full report JSON here."),
     cpu: Optional[int] = typer.Option(None, help="CPU to pin to (default: the last one)."),
-    force: bool = typer.Option(False, "--force", help="Validate a table from another device/runtime (warning)."),
+    force: bool = typer.Option(False, "--force-table", help="Validate a table from another device/runtime (warning)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Measure held-out subnets here and score the model, the ablations and the noise floor."""
@@ -249,9 +250,9 @@ def export_suite_cmd(
     resolution: Optional[int] = typer.Option(None, help="Input resolution (default: the space's)."),
     fit_subnets: int = typer.Option(30, help="Whole subnets to include for fitting on the device."),
     formats: str = typer.Option("onnx", help="Comma-separated: onnx, tflite, coreml."),
-    measure: str = typer.Option("anchors", help="anchors: export the anchor blocks only (the rest is imputed at "
-                                                "import); all: export every block variant."),
-    anchors_per_feature: int = typer.Option(3, help="Anchors per cost-model term of a block kind (--measure anchors)."),
+    measure: str = typer.Option("anchors", "--blocks", help="anchors: export the anchor blocks only (the rest is "
+                                                            "imputed at import); all: export every block variant."),
+    anchors_per_feature: int = typer.Option(3, help="Anchors per cost-model term of a block kind (--blocks anchors)."),
     standalone: bool = typer.Option(True, help="Also write every block alone (isolated timings; not needed for the "
                                                "table)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),

@@ -34,7 +34,7 @@ def load_supernet_checkpoint(path: str | Path, space: str | None = None) -> Load
     if payload.get("format") == SUBNET_FORMAT:
         raise AutovitError(f"{path} holds a single trained subnet, not a supernet",
                            hint="search needs the supernet checkpoint (`autovit supernet train`); export the "
-                                "subnet with `autovit export --checkpoint` instead")
+                                "subnet with `autovit export --subnet` instead")
     try:
         ckpt_space = SearchSpace.from_dict(payload["space"])
         num_classes, in_chans = int(payload["num_classes"]), int(payload.get("in_chans", 3))
