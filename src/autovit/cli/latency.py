@@ -77,23 +77,43 @@ def profile(
     with _progress(not as_json) as progress:
         model = profile_space(sp, resolution, _config(backend, threads, opt_level, rounds), fit_subnets, seed,
                               num_classes, progress, max_spread, force, measure=measure,
-                              anchors_per_feature=anchors_per_feature)
+                              anchors_per_feature=anchors_per_feature, warn=_print_warning)
     model.save(out)
     t = model.table
+    spreads = reference_spreads(t)
     summary = {"out": str(out), "space": t.space, "resolution": t.resolution, "modules": len(t.entries),
                "modules_measured": t.meta["modules_measured"], "modules_imputed": t.meta["modules_imputed"],
                "build_seconds": t.meta["build_seconds"], "reference_ms": t.reference_ms,
-               "reference_spread": t.reference.get("spread"), "pinned_cpu": pinned, "coef": model.coef,
-               "fit_mape": (t.model or {}).get("fit_mape")}
+               "reference_spread": spreads, "pinned_cpu": pinned, "coef": model.coef,
+               "fit_mape": (t.model or {}).get("fit_mape"), "table_share": (t.model or {}).get("table_share"),
+               "warnings": t.meta.get("warnings", [])}
     if as_json:
         print_json(summary)
         return
     console.print(f"[green]wrote[/] {out}: {len(t.entries)} modules ({summary['modules_measured']} measured, "
                   f"{summary['modules_imputed']} imputed), {t.meta['build_seconds']:.0f}s, "
-                  f"reference {t.reference_ms:.2f} ms (spread {t.reference.get('spread', 0):.1%})")
-    if t.model:
+                  f"reference {t.reference_ms:.2f} ms")
+    console.print("reference IQR/median: " + ", ".join(f"{v:.1%} {SPREAD_LABELS[k]}" for k, v in spreads.items()
+                                                        if v is not None))
+    if t.model and "fit_mape" in t.model:  # --fit-subnets 0 stores the raw sum, with no fit
         console.print(f"fit on {fit_subnets} subnets: MAPE {t.model['fit_mape']:.2f}%; coefficients "
                       + ", ".join(f"{k}={v:.3g}" for k, v in model.coef.items()))
+
+
+# The reference network's IQR / median at each phase of a table build (keys of `reference_spreads`).
+SPREAD_LABELS = {"precheck": "in the stability check before measuring", "blocks": "over the block timings",
+                 "fit": "over the fitting-subnet timings"}
+
+
+def reference_spreads(table: Any) -> dict[str, Optional[float]]:
+    """The three stability figures stored with a table (None where that phase did not run)."""
+    fit = (table.model or {}).get("fit") or {}
+    return {"precheck": table.reference.get("precheck_spread"), "blocks": table.reference.get("spread"),
+            "fit": fit.get("reference_spread")}
+
+
+def _print_warning(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
 
 
 def _load_model(lut: Path) -> Any:
@@ -227,20 +247,18 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Stability check: time the reference network and fail (exit 2) if it spreads too much."""
-    from autovit.latency.measure import MeasureConfig, measure_rounds
-    from autovit.latency.profile import check_stability, reference_runner
+    from autovit.latency.measure import MeasureConfig
+    from autovit.latency.profile import check_stability, reference_stability
 
     pinned = _pin(cpu)
-    config = MeasureConfig(threads=threads, rounds=rounds)
-    ref = reference_runner(config, resolution)
-    times = measure_rounds({"ref": ref}, ref, None, rounds, config.target_ms)
-    data = {"reference_ms": float(sorted(times.reference_ms)[len(times.reference_ms) // 2]),
-            "spread": times.reference_spread, "pinned_cpu": pinned, "max_spread": max_spread}
+    median_ms, spread = reference_stability(MeasureConfig(threads=threads, rounds=rounds), resolution, rounds)
+    data = {"reference_ms": median_ms, "spread": spread, "pinned_cpu": pinned, "max_spread": max_spread}
     if as_json:
         print_json(data)
     else:
-        console.print(f"reference {data['reference_ms']:.2f} ms, spread {data['spread']:.1%} (limit {max_spread:.0%})")
-    check_stability(times.reference_spread, max_spread, False)
+        console.print(f"reference {median_ms:.2f} ms, IQR/median {spread:.1%} over {rounds} back-to-back timings "
+                      f"(limit {max_spread:.0%})")
+    check_stability(spread, max_spread, False)
 
 
 @latency_app.command("export-suite")
