@@ -129,7 +129,7 @@ def run(space_name: str, fit_subnets: int, samples: int, rounds: int, subnet_rou
     table = model.table
     print(f"table written: {lut_path} in {table.meta['build_seconds']:.0f}s", flush=True)
     t_val = time.time()
-    report = run_validation(model, space, samples, seed=1, config=subnet_config, progress=progress)
+    report = run_validation(model, space, samples, seed=1, config=subnet_config, progress=progress, mlp_ablation=True)
     report["validation_seconds"] = time.time() - t_val
     save_json(out_dir / f"latency_validation_{space_name}.json", {"space": space_name, "validation": report})
     report["ablations"]["every_module_measured"], report["imputed_entries"] = measure_everything(

@@ -173,8 +173,14 @@ def test_subnet_timing_and_validation_report(mocked, tmp_path) -> None:
     m = report["metrics"]
     assert m["mape"] < 1e-6 and m["within_5"] == 100 and m["kendall_tau"] == pytest.approx(1.0)
     assert report["retest_noise"]["mape"] == 0
-    assert set(report["ablations"]) >= {"raw_table_sum", "single_table_scale", "macs_linear", "hat_mlp", "flops_proxy",
-                                         "params_proxy"}
+    assert set(report["ablations"]) == {"latency_model", "raw_table_sum", "single_table_scale", "macs_linear",
+                                         "flops_proxy", "params_proxy"}  # the slow MLP ablation is opt-in
+    phases: list[tuple] = []
+    mocked.setattr(val, "mlp_predictor", lambda space, archs, y: (lambda batch: np.arange(1.0, len(batch) + 1)))
+    with_mlp = val.run_validation(model, space, samples=10, seed=1, config=MeasureConfig(rounds=5),
+                                  progress=lambda *p: phases.append(p), mlp_ablation=True)
+    assert with_mlp["ablations"]["hat_mlp"]["trained_on"] == 12
+    assert [p for p in phases if p[0] == "ablation: HAT MLP"] == [("ablation: HAT MLP", 0, 1), ("ablation: HAT MLP", 1, 1)]
     assert report["ablations"]["raw_table_sum"]["bias"] < 0  # raw sum misses the 1.1x scale and intercept
     png = val.plot_validation(report, tmp_path / "v.png")
     assert png.read_bytes()[:4] == b"\x89PNG"

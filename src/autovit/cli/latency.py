@@ -200,6 +200,8 @@ def validate(
     out: Optional[Path] = typer.Option(None, help="Write the full report JSON here."),
     cpu: Optional[int] = typer.Option(None, help="CPU to pin to (default: the last one)."),
     force: bool = typer.Option(False, "--force-table", help="Validate a table from another device/runtime (warning)."),
+    mlp_ablation: bool = typer.Option(False, "--mlp-ablation", help="Also train and score the HAT-style MLP "
+                                                                    "predictor (minutes; off by default)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Measure held-out subnets here and score the model, the ablations and the noise floor."""
@@ -214,7 +216,7 @@ def validate(
     space = SearchSpace.load(model.space_name)
     _pin(cpu)
     with _progress(not as_json) as progress:
-        report = run_validation(model, space, samples, seed, config, progress)
+        report = run_validation(model, space, samples, seed, config, progress, mlp_ablation=mlp_ablation)
     if out:
         save_json(out, report)
     if plot:
