@@ -3,7 +3,7 @@
 For each space: profile the anchor block variants in context and impute the rest (onnxruntime,
 1 thread, 256x256, pinned to the last CPU), time 24 fitting subnets, fit the model (NNLS), then
 time 50 held-out random subnets twice and report the model, the re-test noise floor and the
-ablations. Last, measure every block variant (the `--measure all` table) and score it on the same
+ablations. Last, measure every block variant (the `--blocks all` table) and score it on the same
 subnets, so imputation is compared with measurement side by side. Writes
 luts/<space>_ort_1t_256.json and benchmarks/results/latency_validation_<space>.{json,md,png}.
 

@@ -91,7 +91,7 @@ def validation_evaluator(loaded: LoadedSupernet, dataset: str | None = None, dat
     data = build_datasets(cfg)
     if data.num_classes != loaded.num_classes:
         raise AutovitError(f"the dataset '{data.name}' has {data.num_classes} classes but the supernet was trained "
-                           f"for {loaded.num_classes}", hint="pass the --data the supernet was trained on")
+                           f"for {loaded.num_classes}", hint="pass the --dataset the supernet was trained on")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
