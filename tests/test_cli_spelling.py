@@ -30,6 +30,20 @@ def test_importing_the_cli_leaves_torch_and_timm_unimported() -> None:
     assert _fresh_python(code) == "[]"
 
 
+def test_help_of_every_command_leaves_torch_unimported() -> None:
+    commands = ["", "space show", "model info", "bench", "supernet train", "supernet eval", "train", "latency profile",
+                "latency validate", "latency export-suite", "search", "export", "run"]
+    code = ("import sys\nfrom autovit.cli import main\n"
+            f"for c in {commands!r}:\n"
+            "    try:\n        main((c + ' --help').split())\n    except SystemExit as e:\n        assert not e.code, c\n"
+            "print(sorted(m for m in ('torch', 'timm', 'onnx') if m in sys.modules), file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.strip() == "[]"
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch and timm (seconds)
 def test_import_autovit_still_registers_the_paper_models_with_timm() -> None:
     code = "import autovit, timm; print(timm.is_model('autovit_xxs'), autovit.SearchSpace.__name__)"
     assert _fresh_python(code) == "True SearchSpace"

@@ -233,6 +233,13 @@ def test_cli_train_eval_and_standalone(tmp_path: Path) -> None:
                               "--max-steps", "2", "--out", str(tmp_path / "alone")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "alone" / "subnet" / "model.safetensors").is_file()
+    # `export --subnet` takes the subnet folder or the training checkpoint (old spelling: --checkpoint)
+    for i, args in enumerate((["--subnet", str(tmp_path / "alone" / "subnet")],
+                              ["--checkpoint", str(tmp_path / "alone" / "checkpoints" / "last.pt")])):
+        res = runner.invoke(app, ["export", *args, "--formats", "safetensors", "--out", str(tmp_path / f"exp{i}"),
+                                  "--json"])
+        assert res.exit_code == 0, res.output
+        assert (tmp_path / f"exp{i}" / "model.safetensors").is_file()
 
 
 def test_cli_errors_are_one_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -212,7 +213,11 @@ def validate(
     model = _load_model(lut)
     fp = model.fingerprint
     config = _config(fp.get("backend", "ort"), int(fp.get("threads", 1)), fp.get("graph_optimization", "all"), rounds)
-    model.table.check_compatible(fingerprint=config.fingerprint(model.table.resolution), force=force)
+    with warnings.catch_warnings():  # shown below as one clean line each, not as Python warnings
+        warnings.simplefilter("ignore")
+        problems = model.table.check_compatible(fingerprint=config.fingerprint(model.table.resolution), force=force)
+    for problem in problems:
+        _print_warning(f"using a mismatched latency table: {problem}")
     space = SearchSpace.load(model.space_name)
     _pin(cpu)
     with _progress(not as_json) as progress:
