@@ -43,6 +43,15 @@ def test_help_of_every_command_leaves_torch_unimported() -> None:
     assert out.stderr.strip() == "[]"
 
 
+def test_python_m_autovit_cli_version_leaves_torch_unimported() -> None:
+    """`python -m autovit.cli` (and torchrun -m) imports the package through runpy, not `import`."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "autovit.cli", "--version"], capture_output=True,
+                         text=True, timeout=60, env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0 and out.stdout.startswith("autovit "), out.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+    assert "autovit.cli" in imported and not imported & {"torch", "timm", "onnx"}
+
+
 @pytest.mark.slow  # a fresh interpreter imports torch and timm (seconds)
 def test_import_autovit_still_registers_the_paper_models_with_timm() -> None:
     code = "import autovit, timm; print(timm.is_model('autovit_xxs'), autovit.SearchSpace.__name__)"
