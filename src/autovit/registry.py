@@ -1,7 +1,8 @@
 """The paper's searched models (Table 5) and their registration with timm.
 
 After `import autovit`, `timm.create_model("autovit_xxs", num_classes=10)` works, including
-`features_only=True`.
+`features_only=True`. (A process whose first autovit import was `autovit.cli` imports the package
+lazily; code there that builds autovit_* models by name imports this module itself.)
 """
 
 from __future__ import annotations

@@ -68,13 +68,26 @@ def check_stability(spread: float, max_spread: float = MAX_REFERENCE_SPREAD, for
     with `force`, returns the warning to show instead (None when the spread is within the limit)."""
     if spread <= max_spread:
         return None
-    what = f"the reference network's timings spread {spread:.0%} (IQR / median) {when}, above the {max_spread:.0%} limit"
+    what = _spread_text(spread, max_spread, when)
     if force:
-        return f"{what}: this table is noisy (kept because of --force-unstable)"
+        return f"{what}: measuring anyway because of --force-unstable (the table may be noisy)"
     raise UnstableMachineError(
         f"the machine is too unstable to measure: {what}; nothing was measured or written",
         hint="stop other jobs on the measured core (or pin to another with --cpu), then retry; "
              "--force-unstable measures and writes the table anyway")
+
+
+def noisy_measurement(spread: float, max_spread: float, when: str) -> str | None:
+    """The warning for a reference spread above `max_spread` during a measurement, whose results
+    are kept (None within the limit)."""
+    if spread <= max_spread:
+        return None
+    return (f"{_spread_text(spread, max_spread, when)}: kept, as ratios to the interleaved reference cancel "
+            "most drift; check the table with `autovit latency validate`")
+
+
+def _spread_text(spread: float, max_spread: float, when: str) -> str:
+    return f"the reference network's timings spread {spread:.0%} (IQR / median) {when}, above the {max_spread:.0%} limit"
 
 
 def reference_stability(config: MeasureConfig, resolution: int, rounds: int = PRECHECK_ROUNDS,
@@ -146,7 +159,7 @@ def build_table(space: SearchSpace, resolution: int | None = None, config: Measu
     export_seconds = time.time() - t0
     times = measure_rounds(runners, ref, groups, config.rounds, config.target_ms, config.warmup,
                            progress=(lambda d, n: progress("measure", d, n)) if progress else None)
-    _note(meta, warn, check_stability(times.reference_spread, max_spread, True, "over the block timings"))
+    _note(meta, warn, noisy_measurement(times.reference_spread, max_spread, "over the block timings"))
     fp = config.fingerprint(res)
     fid = fingerprint_id(fp)
     entries = {}
@@ -279,8 +292,7 @@ def profile_space(space: SearchSpace, resolution: int | None = None, config: Mea
         times = measure_subnets(archs, subnet_config or config, num_classes,
                                 (lambda p, d, n: progress(f"fit-{p}", d, n)) if progress else None)
         table.meta["fit_seconds"] = round(time.time() - t1, 1)
-        _note(table.meta, warn, check_stability(times.reference_spread, max_spread, True,
-                                                "over the fitting-subnet timings"))
+        _note(table.meta, warn, noisy_measurement(times.reference_spread, max_spread, "over the fitting-subnet timings"))
         model, selection = LatencyModel.fit_select(table, archs, times.ratio)
         pred = model.predict_ratio(archs)
         share = model.table_share(archs)
