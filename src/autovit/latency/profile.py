@@ -34,7 +34,7 @@ from autovit.space import SearchSpace
 
 # Relative IQR of the reference timings above which a machine is too unstable for a table.
 MAX_REFERENCE_SPREAD = 0.4
-PRECHECK_ROUNDS = 15  # back-to-back reference timings of the stability check (about a second)
+PRECHECK_ROUNDS = 15  # back-to-back reference timings (~target_ms each) of the stability check
 # Below this share of the predicted latency (on the fitting subnets) the fit has dropped the table.
 MIN_TABLE_SHARE = 0.05
 WITHS_PER_GROUP = 4  # blocks timed right after one timing of their shared context network
