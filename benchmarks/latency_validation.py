@@ -3,7 +3,7 @@
 For each space: profile the anchor block variants in context and impute the rest (onnxruntime,
 1 thread, 256x256, pinned to the last CPU), time 24 fitting subnets, fit the model (NNLS), then
 time 50 held-out random subnets twice and report the model, the re-test noise floor and the
-ablations. Last, measure every block variant (the `--measure all` table) and score it on the same
+ablations. Last, measure every block variant (the `--blocks all` table) and score it on the same
 subnets, so imputation is compared with measurement side by side. Writes
 luts/<space>_ort_1t_256.json and benchmarks/results/latency_validation_<space>.{json,md,png}.
 
@@ -129,7 +129,7 @@ def run(space_name: str, fit_subnets: int, samples: int, rounds: int, subnet_rou
     table = model.table
     print(f"table written: {lut_path} in {table.meta['build_seconds']:.0f}s", flush=True)
     t_val = time.time()
-    report = run_validation(model, space, samples, seed=1, config=subnet_config, progress=progress)
+    report = run_validation(model, space, samples, seed=1, config=subnet_config, progress=progress, mlp_ablation=True)
     report["validation_seconds"] = time.time() - t_val
     save_json(out_dir / f"latency_validation_{space_name}.json", {"space": space_name, "validation": report})
     report["ablations"]["every_module_measured"], report["imputed_entries"] = measure_everything(

@@ -70,8 +70,8 @@ def test_predict_at_the_tables_resolution(tmp_path: Path, capsys) -> None:
 
 def test_arch_of_another_space_is_refused_then_forced(lut: Path, capsys) -> None:
     code, _, err = run(["latency", "predict", "--lut", str(lut), "autovit_s"], capsys)
-    assert code == 2 and "not in the space 'xxs'" in err and "--force" in err
-    code, _, err = run(["latency", "predict", "--lut", str(lut), "autovit_s", "--force"], capsys)
+    assert code == 2 and "not in the space 'xxs'" in err and "--force-arch" in err
+    code, _, err = run(["latency", "predict", "--lut", str(lut), "autovit_s", "--force-arch"], capsys)
     assert code == 2 and "no entry for block" in err  # forced, but its blocks are not in the table
 
 
@@ -137,7 +137,7 @@ def test_export_suite_then_import_builds_the_same_table(measure: str, standalone
     monkeypatch.setattr(suite, "export_onnx", fake_export)
     out = tmp_path / "suite"
     code, stdout, _ = run(["latency", "export-suite", "--space", "xxs", "--out", str(out), "--fit-subnets", "10",
-                           "--formats", "onnx", "--measure", measure,
+                           "--formats", "onnx", "--blocks", measure,
                            "--standalone" if standalone else "--no-standalone", "--json"], capsys)
     assert code == 0
     summary = json.loads(stdout)

@@ -81,6 +81,6 @@ def test_too_few_measured_variants_is_a_clear_error() -> None:
     measured = {str(s): {"ratio_to_ref": 0.01} for s in sigs[:2]}
     with pytest.raises(AutovitError, match=r"cannot impute 62 'mbconv' blocks .* from 2 measured") as err:
         impute_entries(measured, sigs, 10.0, "fp")
-    assert "--measure all" in err.value.hint
+    assert "--blocks all" in err.value.hint
     with pytest.raises(AutovitError, match="anchors per feature must be >= 1"):
         select_anchors(sigs, per_feature=0)

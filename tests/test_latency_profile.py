@@ -28,6 +28,8 @@ def true_cost(sig: str) -> float:
 
 def fake_ms(name: str) -> float:
     base = name.split("#")[0]
+    if base == "ref":  # the stability check times the reference alone
+        return REF_MS
     if base.startswith("ctx:"):
         return 1.0 + (zlib.crc32(base.encode()) % 100) / 100
     if base.startswith("net"):
@@ -95,13 +97,59 @@ def test_default_build_measures_the_anchors_and_imputes_the_rest(mocked) -> None
         prof.build_table(space, 256, MeasureConfig(rounds=5), measure="some")
 
 
-def test_unstable_machine_refuses_to_write(mocked) -> None:
-    mocked.setattr(prof, "measure_rounds", lambda *a, **k: fake_rounds(*a, spread=True, **k))
-    with pytest.raises(prof.UnstableMachineError, match="too unstable") as err:
+def test_unstable_machine_is_refused_before_any_block_is_measured(mocked) -> None:
+    measured: list[int] = []  # number of runners of every measure_rounds call
+
+    def unstable(runners, *a, **k):
+        measured.append(len(runners))
+        return fake_rounds(runners, *a, spread=True, **k)
+
+    mocked.setattr(prof, "measure_rounds", unstable)
+    with pytest.raises(prof.UnstableMachineError, match=r"spread \d+% \(IQR / median\) before measuring") as err:
         prof.build_table(SearchSpace.builtin("xxs"), 256, MeasureConfig(rounds=5), sigs=_sigs())
-    assert "--force" in err.value.hint
-    built = prof.build_table(SearchSpace.builtin("xxs"), 256, MeasureConfig(rounds=5), sigs=_sigs(), force=True)
-    assert built.table.reference["spread"] > prof.MAX_REFERENCE_SPREAD
+    assert measured == [1]  # only the reference's stability check ran
+    assert "--force-unstable" in err.value.hint
+    shown: list[str] = []
+    built = prof.build_table(SearchSpace.builtin("xxs"), 256, MeasureConfig(rounds=5), sigs=_sigs(), force=True,
+                             warn=shown.append)
+    ref = built.table.reference
+    assert ref["precheck_spread"] > prof.MAX_REFERENCE_SPREAD and ref["spread"] > prof.MAX_REFERENCE_SPREAD
+    assert len(shown) == 2 and "before measuring" in shown[0] and "over the block timings" in shown[1]
+    assert built.table.meta["warnings"] == shown
+
+
+def test_stable_machine_measures_without_warnings(mocked) -> None:
+    shown: list[str] = []
+    t = prof.build_table(SearchSpace.builtin("xxs"), 256, MeasureConfig(rounds=5), sigs=_sigs(), warn=shown.append).table
+    assert shown == [] and "warnings" not in t.meta
+    assert t.reference["precheck_spread"] == t.reference["spread"] == pytest.approx(0.15 / 1.05)  # DRIFT's IQR / median
+
+
+def test_noise_during_the_measurement_keeps_the_table_with_a_warning(mocked) -> None:
+    """A machine that passed the check and got busy later: the work is kept, the warning says so."""
+    mocked.setattr(prof, "measure_rounds", lambda runners, *a, **k: fake_rounds(runners, *a, spread=len(runners) > 1, **k))
+    shown: list[str] = []
+    t = prof.build_table(SearchSpace.builtin("xxs"), 256, MeasureConfig(rounds=5), sigs=_sigs(), warn=shown.append).table
+    assert t.reference["precheck_spread"] < prof.MAX_REFERENCE_SPREAD < t.reference["spread"]
+    assert len(shown) == 1 and "over the block timings" in shown[0] and "kept" in shown[0]
+    assert t.meta["warnings"] == shown
+
+
+def test_a_fit_that_drops_the_table_warns(mocked) -> None:
+    """Subnet latencies that follow the block counts alone: NNLS zeroes every table term."""
+    space = SearchSpace.builtin("xxs")
+
+    def by_counts(archs, *a, **k):
+        ratio = np.array([0.3 + 0.05 * sum(s.depth for s in x.mbconv) + 0.02 * sum(s.depth for s in x.transformer)
+                          for x in archs])
+        return prof.SubnetTimes(list(archs), ratio, ratio * REF_MS, ratio * 0, REF_MS, 0.01)
+
+    mocked.setattr(prof, "measure_subnets", by_counts)
+    shown: list[str] = []
+    model = prof.profile_space(space, 256, MeasureConfig(rounds=5), fit_subnets=16, warn=shown.append)
+    assert model.table.model["table_share"] < prof.MIN_TABLE_SHARE
+    assert len(shown) == 1 and shown[0].startswith("the fit dropped the lookup table")
+    assert model.table.meta["warnings"] == shown
 
 
 def test_subnet_timing_and_validation_report(mocked, tmp_path) -> None:
@@ -135,8 +183,14 @@ def test_subnet_timing_and_validation_report(mocked, tmp_path) -> None:
     m = report["metrics"]
     assert m["mape"] < 1e-6 and m["within_5"] == 100 and m["kendall_tau"] == pytest.approx(1.0)
     assert report["retest_noise"]["mape"] == 0
-    assert set(report["ablations"]) >= {"raw_table_sum", "single_table_scale", "macs_linear", "hat_mlp", "flops_proxy",
-                                         "params_proxy"}
+    assert set(report["ablations"]) == {"latency_model", "raw_table_sum", "single_table_scale", "macs_linear",
+                                         "flops_proxy", "params_proxy"}  # the slow MLP ablation is opt-in
+    phases: list[tuple] = []
+    mocked.setattr(val, "mlp_predictor", lambda space, archs, y: (lambda batch: np.arange(1.0, len(batch) + 1)))
+    with_mlp = val.run_validation(model, space, samples=10, seed=1, config=MeasureConfig(rounds=5),
+                                  progress=lambda *p: phases.append(p), mlp_ablation=True)
+    assert with_mlp["ablations"]["hat_mlp"]["trained_on"] == 12
+    assert [p for p in phases if p[0] == "ablation: HAT MLP"] == [("ablation: HAT MLP", 0, 1), ("ablation: HAT MLP", 1, 1)]
     assert report["ablations"]["raw_table_sum"]["bias"] < 0  # raw sum misses the 1.1x scale and intercept
     png = val.plot_validation(report, tmp_path / "v.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
@@ -179,3 +233,20 @@ def test_measure_paired_alternates_reference_and_network(monkeypatch) -> None:
     times = measure_paired({"net": make("net", 30.0)}, make("ref", 10.0), rounds=2, target_ms=300.0, warmup=0)
     assert calls == ["ref", "net"] * 6
     np.testing.assert_allclose(times.ratios("net"), [3.0, 3.0])  # pairwise ratios cancel the slowdown
+
+
+def test_profile_cli_prints_warnings_as_one_line_and_names_the_spreads(mocked, tmp_path, capsys) -> None:
+    from autovit.cli import latency as latency_cli
+    from autovit.cli import main
+
+    mocked.setattr(latency_cli, "_pin", lambda cpu: None)
+    mocked.setattr(prof, "measure_rounds", lambda *a, **k: fake_rounds(*a, spread=True, **k))
+    with pytest.raises(SystemExit) as exc:
+        main(["latency", "profile", "--out", str(tmp_path / "t.json"), "--fit-subnets", "0", "--rounds", "5",
+              "--force-unstable"])
+    assert exc.value.code in (0, None)
+    out, err = (" ".join(text.split()) for text in capsys.readouterr())
+    assert "warning: the reference network's timings spread" in err and "before measuring" in err
+    assert "UserWarning" not in err and "warnings.warn" not in err
+    assert "in the stability check before measuring" in out and "over the block timings" in out
+    assert json.loads((tmp_path / "t.json").read_text())["meta"]["warnings"][0].endswith("because of --force-unstable (the table may be noisy)")

@@ -219,12 +219,12 @@ def test_cli_train_eval_and_standalone(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert json.loads(res.output[res.output.index("{"):])["steps"] == 2
     res = runner.invoke(app, ["supernet", "train", "--space", str(space_file), "--preset", "tiny", "--max-steps", "3",
-                              "--out", str(run), "--resume", "auto"])
+                              "--out", str(run), "--resume"])
     assert res.exit_code == 0, res.output
     assert read_checkpoint(run)["step"] == 3
     arch_file = tmp_path / "arch.json"
     train_space().smallest().save(arch_file)
-    res = runner.invoke(app, ["supernet", "eval", "--ckpt", str(run / "supernet.pt"), "--arch", str(arch_file),
+    res = runner.invoke(app, ["supernet", "eval", "--supernet", str(run / "supernet.pt"), "--arch", str(arch_file),
                               "--arch", "largest", "--set", "calib_images=32", "--json"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.output)["results"]
@@ -233,6 +233,13 @@ def test_cli_train_eval_and_standalone(tmp_path: Path) -> None:
                               "--max-steps", "2", "--out", str(tmp_path / "alone")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "alone" / "subnet" / "model.safetensors").is_file()
+    # `export --subnet` takes the subnet folder or the training checkpoint (old spelling: --checkpoint)
+    for i, args in enumerate((["--subnet", str(tmp_path / "alone" / "subnet")],
+                              ["--checkpoint", str(tmp_path / "alone" / "checkpoints" / "last.pt")])):
+        res = runner.invoke(app, ["export", *args, "--formats", "safetensors", "--out", str(tmp_path / f"exp{i}"),
+                                  "--json"])
+        assert res.exit_code == 0, res.output
+        assert (tmp_path / f"exp{i}" / "model.safetensors").is_file()
 
 
 def test_cli_errors_are_one_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -245,7 +252,7 @@ def test_cli_errors_are_one_clear_message(tmp_path: Path, capsys: pytest.Capture
     err = capsys.readouterr().err
     assert "CIFAR-10 not found" in err and "--data-dir" in err and "Traceback" not in err
     with pytest.raises(SystemExit) as exit_info:
-        main(["supernet", "eval", "--ckpt", str(tmp_path / "missing.pt")])
+        main(["supernet", "eval", "--supernet", str(tmp_path / "missing.pt")])
     assert exit_info.value.code == 2 and "checkpoint not found" in capsys.readouterr().err
 
 

@@ -2,7 +2,8 @@
 
 After `import autovit`, `timm.create_model("autovit_xxs", num_classes=10)` works, including
 `features_only=True` (also `feature_cls="getter"`), and `arch=` builds a searched architecture under
-timm's interface (`timm.create_model("autovit_xs", arch="runs/search/best.json")`).
+timm's interface (`timm.create_model("autovit_xs", arch="runs/search/best.json")`). (A process whose first autovit import was `autovit.cli` imports the package
+lazily; code there that builds autovit_* models by name imports this module itself.)
 """
 
 from __future__ import annotations

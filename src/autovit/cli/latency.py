@@ -64,10 +64,10 @@ def profile(
     num_classes: int = typer.Option(1000, help="Classifier size of the measured head."),
     cpu: Optional[int] = typer.Option(None, help="CPU to pin to (default: the last one)."),
     max_spread: float = typer.Option(0.4, help="Refuse when the reference timings spread more (IQR/median)."),
-    force: bool = typer.Option(False, "--force", help="Write the table even on an unstable machine."),
-    measure: str = typer.Option("anchors", help="anchors: measure a few variants per block kind and impute the "
-                                                "rest from operator counts; all: measure every variant."),
-    anchors_per_feature: int = typer.Option(3, help="Anchors per cost-model term of a block kind (--measure anchors)."),
+    force: bool = typer.Option(False, "--force-unstable", help="Write the table even on an unstable machine."),
+    measure: str = typer.Option("anchors", "--blocks", help="anchors: time a few variants per block kind and impute "
+                                                            "the rest from operator counts; all: time every variant."),
+    anchors_per_feature: int = typer.Option(3, help="Anchors per cost-model term of a block kind (--blocks anchors)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Measure block variants in context, fit the latency model, write the table."""
@@ -85,27 +85,48 @@ def profile(
     try:
         with _progress(not as_json) as progress:
             model = profile_space(sp, resolution, config, fit_subnets, seed, num_classes, progress, max_spread,
-                                  force, measure=measure, anchors_per_feature=anchors_per_feature, log=log)
+                                  force, measure=measure, anchors_per_feature=anchors_per_feature, log=log,
+                                  warn=_print_warning)
     except UnstableMachineError:
         log.discard()  # timings from an unstable machine are not worth resuming
         raise
     model.save(out)
     log.discard()
     t = model.table
+    spreads = reference_spreads(t)
     summary = {"out": str(out), "space": t.space, "resolution": t.resolution, "modules": len(t.entries),
                "modules_measured": t.meta["modules_measured"], "modules_imputed": t.meta["modules_imputed"],
                "build_seconds": t.meta["build_seconds"], "reference_ms": t.reference_ms,
-               "reference_spread": t.reference.get("spread"), "pinned_cpu": pinned, "coef": model.coef,
-               "fit_mape": (t.model or {}).get("fit_mape")}
+               "reference_spread": spreads, "pinned_cpu": pinned, "coef": model.coef,
+               "fit_mape": (t.model or {}).get("fit_mape"), "table_share": (t.model or {}).get("table_share"),
+               "warnings": t.meta.get("warnings", [])}
     if as_json:
         print_json(summary)
         return
     console.print(f"[green]wrote[/] {out}: {len(t.entries)} modules ({summary['modules_measured']} measured, "
                   f"{summary['modules_imputed']} imputed), {t.meta['build_seconds']:.0f}s, "
-                  f"reference {t.reference_ms:.2f} ms (spread {t.reference.get('spread', 0):.1%})")
-    if t.model:
+                  f"reference {t.reference_ms:.2f} ms")
+    console.print("reference IQR/median: " + ", ".join(f"{v:.1%} {SPREAD_LABELS[k]}" for k, v in spreads.items()
+                                                        if v is not None))
+    if t.model and "fit_mape" in t.model:  # --fit-subnets 0 stores the raw sum, with no fit
         console.print(f"fit on {fit_subnets} subnets: MAPE {t.model['fit_mape']:.2f}%; coefficients "
                       + ", ".join(f"{k}={v:.3g}" for k, v in model.coef.items()))
+
+
+# The reference network's IQR / median at each phase of a table build (keys of `reference_spreads`).
+SPREAD_LABELS = {"precheck": "in the stability check before measuring", "blocks": "over the block timings",
+                 "fit": "over the fitting-subnet timings"}
+
+
+def reference_spreads(table: Any) -> dict[str, Optional[float]]:
+    """The three stability figures stored with a table (None where that phase did not run)."""
+    fit = (table.model or {}).get("fit") or {}
+    return {"precheck": table.reference.get("precheck_spread"), "blocks": table.reference.get("spread"),
+            "fit": fit.get("reference_spread")}
+
+
+def _print_warning(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
 
 
 def _load_model(lut: Path) -> Any:
@@ -138,7 +159,7 @@ def _parse_archs(model: Any, archs: list[str], force: bool) -> list[Any]:
                 reason = err.message
             msg = f"the arch {text} is not in the space '{model.space_name}' the latency table was built for: {reason}"
             if not force:
-                raise LatencyTableError(msg, hint="use the table of the arch's space, or --force to predict anyway "
+                raise LatencyTableError(msg, hint="use the table of the arch's space, or --force-arch to predict anyway "
                                                   "(blocks missing from the table are still refused)")
             err_console.print(f"[yellow]warning:[/] {msg}")
         if arch.resolution != model.table.resolution and force:
@@ -158,7 +179,8 @@ def predict(
     reference_ms: Optional[float] = typer.Option(
         None, help="Convert ratios to ms with this reference time (e.g. from `autovit latency check`) instead of "
                    "the one measured with the table."),
-    force: bool = typer.Option(False, "--force", help="Predict archs outside the table's space (warning)."),
+    force: bool = typer.Option(False, "--force-arch", help="Predict archs outside the table's space or resolution "
+                                                           "(warning)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Predicted batch-1 latency (ms on the table's device) of one or more archs."""
@@ -192,7 +214,9 @@ def validate(
     plot: Optional[Path] = typer.Option(None, help="Write the predicted-vs-measured scatter PNG here."),
     out: Optional[Path] = typer.Option(None, help="Write the full report JSON here."),
     cpu: Optional[int] = typer.Option(None, help="CPU to pin to (default: the last one)."),
-    force: bool = typer.Option(False, "--force", help="Validate a table from another device/runtime (warning)."),
+    force: bool = typer.Option(False, "--force-table", help="Validate a table from another device/runtime (warning)."),
+    mlp_ablation: bool = typer.Option(False, "--mlp-ablation", help="Also train and score the HAT-style MLP "
+                                                                    "predictor (minutes; off by default)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Measure held-out subnets here and score the model, the ablations and the noise floor."""
@@ -208,7 +232,11 @@ def validate(
     model = _load_model(lut)
     fp = model.fingerprint
     config = _config(fp.get("backend", "ort"), int(fp.get("threads", 1)), fp.get("graph_optimization", "all"), rounds)
-    model.table.check_compatible(fingerprint=config.fingerprint(model.table.resolution), force=force)
+    with warnings.catch_warnings():  # shown below as one clean line each, not as Python warnings
+        warnings.simplefilter("ignore")
+        problems = model.table.check_compatible(fingerprint=config.fingerprint(model.table.resolution), force=force)
+    for problem in problems:
+        _print_warning(f"using a mismatched latency table: {problem}")
     space = SearchSpace.load(model.space_name)
     _pin(cpu)
     # Checkpoint of the timings: next to --out, else next to the table (when that folder is writable).
@@ -217,7 +245,7 @@ def validate(
     if log and log.reused:
         err_console.print(f"resuming: {log.reused} timings reused from {log.path}")
     with _progress(not as_json) as progress:
-        report = run_validation(model, space, samples, seed, config, progress, log)
+        report = run_validation(model, space, samples, seed, config, progress, log, mlp_ablation=mlp_ablation)
     if out:
         save_json(out, report)
     if log:
@@ -252,20 +280,18 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Stability check: time the reference network and fail (exit 2) if it spreads too much."""
-    from autovit.latency.measure import MeasureConfig, measure_rounds
-    from autovit.latency.profile import check_stability, reference_runner
+    from autovit.latency.measure import MeasureConfig
+    from autovit.latency.profile import check_stability, reference_stability
 
     pinned = _pin(cpu)
-    config = MeasureConfig(threads=threads, rounds=rounds)
-    ref = reference_runner(config, resolution)
-    times = measure_rounds({"ref": ref}, ref, None, rounds, config.target_ms)
-    data = {"reference_ms": float(sorted(times.reference_ms)[len(times.reference_ms) // 2]),
-            "spread": times.reference_spread, "pinned_cpu": pinned, "max_spread": max_spread}
+    median_ms, spread = reference_stability(MeasureConfig(threads=threads, rounds=rounds), resolution, rounds)
+    data = {"reference_ms": median_ms, "spread": spread, "pinned_cpu": pinned, "max_spread": max_spread}
     if as_json:
         print_json(data)
     else:
-        console.print(f"reference {data['reference_ms']:.2f} ms, spread {data['spread']:.1%} (limit {max_spread:.0%})")
-    check_stability(times.reference_spread, max_spread, False)
+        console.print(f"reference {median_ms:.2f} ms, IQR/median {spread:.1%} over {rounds} back-to-back timings "
+                      f"(limit {max_spread:.0%})")
+    check_stability(spread, max_spread, False)
 
 
 @latency_app.command("export-suite")
@@ -275,9 +301,9 @@ def export_suite_cmd(
     resolution: Optional[int] = typer.Option(None, help="Input resolution (default: the space's)."),
     fit_subnets: int = typer.Option(30, help="Whole subnets to include for fitting on the device."),
     formats: str = typer.Option("onnx", help="Comma-separated: onnx, tflite, coreml."),
-    measure: str = typer.Option("anchors", help="anchors: export the anchor blocks only (the rest is imputed at "
-                                                "import); all: export every block variant."),
-    anchors_per_feature: int = typer.Option(3, help="Anchors per cost-model term of a block kind (--measure anchors)."),
+    measure: str = typer.Option("anchors", "--blocks", help="anchors: export the anchor blocks only (the rest is "
+                                                            "imputed at import); all: export every block variant."),
+    anchors_per_feature: int = typer.Option(3, help="Anchors per cost-model term of a block kind (--blocks anchors)."),
     standalone: bool = typer.Option(True, help="Also write every block alone (isolated timings; not needed for the "
                                                "table)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),

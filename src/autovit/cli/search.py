@@ -29,7 +29,7 @@ def search(
     cost_metric: str = typer.Option("params", "--cost-metric", help="Eq. 3 C(s): params | macs."),
     min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Eq. 3 accuracy floor (top-1 %)."),
     space: Optional[str] = typer.Option(None, "--space", help="Expected space (checked against the checkpoint)."),
-    data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the supernet's training data)."),
+    data: Optional[str] = typer.Option(None, "--dataset", help="Dataset (default: the supernet's training data)."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Dataset folder."),
     val_images: Optional[int] = typer.Option(None, "--val-images", help="Use only the first N held-out val images."),
     calib_images: Optional[int] = typer.Option(None, "--calib-images", help="BN recalibration images (default: "
@@ -199,18 +199,17 @@ def export(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     supernet: Optional[Path] = typer.Option(None, "--supernet", help="Supernet checkpoint to take the weights from."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Arch JSON (e.g. the search's best.json)."),
-    subnet: Optional[Path] = typer.Option(None, "--subnet", help="A saved subnet folder (instead of --supernet)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="A standalone training checkpoint "
-                                                                           "(e.g. after `autovit train --arch`)."),
+    subnet: Optional[Path] = typer.Option(None, "--subnet", help="Instead of --supernet: a saved subnet folder, or a "
+                                                                  "checkpoint of `autovit train` (.pt or run folder)."),
     formats: str = typer.Option("safetensors,torchscript,onnx", "--formats",
                                 help="Any of safetensors,torchscript,onnx,coreml,tflite."),
-    calib_data: Optional[str] = typer.Option(None, "--calib-data", help="Recalibrate BN on this dataset first "
-                                                                         "(default: the supernet's training data)."),
+    calib_data: Optional[str] = typer.Option(None, "--dataset", help="Recalibrate BN on this dataset first "
+                                                                      "(default: the supernet's training data)."),
     calib_images: Optional[int] = typer.Option(None, "--calib-images", help="Images for BN recalibration (0: skip; "
                                                                             "default: the search's, from best.json, "
                                                                             "else 2000)."),
     finetune_steps: int = typer.Option(0, "--finetune-steps", help="Fine-tune the subnet from its inherited weights "
-                                                                    "first (`autovit train --arch --init-from`)."),
+                                                                    "first (`autovit train --arch --supernet`)."),
     finetune_args: Optional[str] = typer.Option(None, "--finetune-args", help="More `autovit train` flags, quoted, "
                                                                               "e.g. '--dataset cifar10 --lr 5e-4'."),
     as_json: bool = typer.Option(False, "--json", help="Print the export report as JSON."),
@@ -222,9 +221,8 @@ def export(
 
     fmts = parse_formats(formats)
     ensure_writable_dir(out)
-    sources = [s for s in (supernet, subnet, checkpoint) if s is not None]
-    if len(sources) != 1:
-        raise AutovitError("pass exactly one of --supernet (with --arch), --subnet or --checkpoint")
+    if (supernet is None) == (subnet is None):
+        raise AutovitError("pass exactly one of --supernet (with --arch) or --subnet")
     meta: dict[str, Any] = {}
     if supernet is not None and arch is None:
         raise AutovitError("--supernet needs --arch", hint="pass the arch JSON to extract, e.g. runs/search/best.json")
@@ -234,18 +232,18 @@ def export(
         subnet, supernet = _finetune(supernet, arch, out / "finetune", finetune_steps, finetune_args), None
     if supernet is not None:
         model, meta = _extract(supernet, arch, calib_data, calib_images)
-    elif subnet is not None:
+    elif (subnet / "arch.json").is_file():  # a saved subnet folder (autovit.subnet_io)
         from autovit.subnet_io import load_subnet
 
         model = load_subnet(subnet)
         meta = {"source": str(subnet)}
-    else:
+    else:  # a training checkpoint of one subnet
         from autovit.train.checkpoint import load_model_from_checkpoint
 
-        model = load_model_from_checkpoint(checkpoint)
+        model = load_model_from_checkpoint(subnet)
         if not hasattr(model, "arch"):
-            raise AutovitError(f"{checkpoint} holds a supernet", hint="use --supernet CKPT --arch ARCH.json")
-        meta = {"source": str(checkpoint)}
+            raise AutovitError(f"{subnet} holds a supernet", hint="use --supernet CKPT --arch ARCH.json")
+        meta = {"source": str(subnet)}
     with _progress_bar(as_json) as bar:
         task = bar.add_task("export", total=len(fmts))
         report = export_subnet(model, out, fmts, meta=meta,
@@ -274,7 +272,7 @@ def _finetune(supernet: Path, arch: str, out: Path, steps: int, extra: str | Non
     from autovit.train.config import TrainConfig
 
     cmd = [sys.executable, "-c", "from autovit.cli import main; main()", "train", "--arch", str(arch),
-           "--init-from", str(supernet), "--max-steps", str(steps), "--out", str(out)]
+           "--supernet", str(supernet), "--max-steps", str(steps), "--out", str(out)]
     saved = read_checkpoint(supernet).get("config")
     if isinstance(saved, dict):  # the supernet's own recipe and data, with a step budget instead of a time budget
         fields = TrainConfig.__dataclass_fields__

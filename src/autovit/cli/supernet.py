@@ -101,7 +101,8 @@ _KD = typer.Option(None, "--kd", help="Distillation: none | soft (Eq. 10) | hard
 _TEACHER = typer.Option(None, "--teacher", help="timm model name of the teacher.")
 _TEACHER_CKPT = typer.Option(None, "--teacher-ckpt", help="Teacher weights, autovit subnet dir or checkpoint.")
 _TEACHER_ARCH = typer.Option(None, "--teacher-arch", help="Arch JSON when --teacher-ckpt is a supernet.")
-_RESUME = typer.Option(None, "--resume", help="Checkpoint to resume from, or 'auto' (OUT/checkpoints/last.pt).")
+_RESUME = typer.Option(False, "--resume", help="Continue the run in --out (OUT/checkpoints/last.pt).")
+_RESUME_FROM = typer.Option(None, "--resume-from", help="Continue from this checkpoint (.pt or run folder) instead.")
 _SET = typer.Option(None, "--set", help="Any TrainConfig field: --set mixup=0 --set clip_grad=1.0 (repeatable).")
 _JSON = typer.Option(False, "--json", help="Print a JSON summary.")
 
@@ -149,9 +150,10 @@ def train_supernet(
     sampling: Optional[str] = typer.Option(None, "--sampling", help="uniform (Eq. 4-5) | sandwich."),
     inplace_kd: Optional[bool] = typer.Option(None, "--inplace-kd/--no-inplace-kd",
                                               help="Sandwich: distil subnets from the largest subnet."),
-    init_from: Optional[str] = typer.Option(None, "--init-from", help="Larger supernet checkpoint to slice from."),
+    init_from: Optional[str] = typer.Option(None, "--supernet", help="Start from this trained (larger) supernet "
+                                                                   "checkpoint, its weights sliced to --space."),
     kd: Optional[str] = _KD, teacher: Optional[str] = _TEACHER, teacher_ckpt: Optional[str] = _TEACHER_CKPT,
-    teacher_arch: Optional[str] = _TEACHER_ARCH, resume: Optional[str] = _RESUME,
+    teacher_arch: Optional[str] = _TEACHER_ARCH, resume: bool = _RESUME, resume_from: Optional[str] = _RESUME_FROM,
     sets: Optional[list[str]] = _SET, as_json: bool = _JSON,
 ) -> None:
     """Train a weight-sharing supernet (one sampled subnet per step, or the sandwich rule)."""
@@ -163,12 +165,13 @@ def train_supernet(
     cfg = build_config(config, preset_name, config_flags(locals()), sets)
     sp = SearchSpace.load(space)
     run_training(cfg, lambda data: Supernet(sp, num_classes=data.num_classes, in_chans=data.in_chans,
-                                            drop_rate=cfg.drop_rate), out, resume, as_json)
+                                            drop_rate=cfg.drop_rate), out, resume_from or ("auto" if resume else None), as_json)
 
 
 @supernet_app.command("eval")
 def eval_subnet(
-    ckpt: Path = typer.Option(..., "--ckpt", help="Supernet checkpoint (supernet.pt, checkpoints/last.pt or run dir)."),
+    ckpt: Path = typer.Option(..., "--supernet", help="Supernet checkpoint (supernet.pt, checkpoints/last.pt or "
+                                                        "run folder)."),
     arch: Optional[list[str]] = typer.Option(None, "--arch", help="Arch JSON file(s); also 'largest', 'smallest'."),
     split: str = typer.Option("val", "--split", help="val (held out from train) | test."),
     dataset: Optional[str] = _DATASET, data_dir: Optional[str] = _DATA_DIR, resolution: Optional[int] = _RES,
@@ -224,10 +227,10 @@ def train_standalone(
     epochs: Optional[int] = _EPOCHS, max_steps: Optional[int] = _MAX_STEPS, time_budget: Optional[float] = _BUDGET,
     batch_size: Optional[int] = _BS, lr: Optional[float] = _LR, seed: Optional[int] = _SEED,
     device: Optional[str] = _DEVICE,
-    init_from: Optional[str] = typer.Option(None, "--init-from",
-                                            help="Start from inherited weights: a supernet checkpoint or subnet dir."),
+    init_from: Optional[str] = typer.Option(None, "--supernet", help="Start from inherited weights: a supernet "
+                                                                   "checkpoint (--arch is extracted) or a subnet folder."),
     kd: Optional[str] = _KD, teacher: Optional[str] = _TEACHER, teacher_ckpt: Optional[str] = _TEACHER_CKPT,
-    teacher_arch: Optional[str] = _TEACHER_ARCH, resume: Optional[str] = _RESUME,
+    teacher_arch: Optional[str] = _TEACHER_ARCH, resume: bool = _RESUME, resume_from: Optional[str] = _RESUME_FROM,
     sets: Optional[list[str]] = _SET, as_json: bool = _JSON,
 ) -> None:
     """Train (or fine-tune) one subnet alone with the supernet recipe; writes OUT/subnet/."""
@@ -240,7 +243,8 @@ def train_standalone(
     cfg = build_config(config, preset_name, config_flags(locals()), sets)
     a = SearchSpace.load(space).parse_arch(Path(arch)) if space else resolve_arch(arch)
     run_training(cfg, lambda data: AutoViT(a, num_classes=data.num_classes, in_chans=data.in_chans,
-                                           drop_rate=cfg.drop_rate), out, resume, as_json, report_val=True)
+                                           drop_rate=cfg.drop_rate), out, resume_from or ("auto" if resume else None), as_json,
+                 report_val=True)
 
 
 def register(app: typer.Typer) -> None:

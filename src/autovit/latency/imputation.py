@@ -113,7 +113,7 @@ def select_anchors(sigs: Sequence[BlockSig], per_feature: int = DEFAULT_PER_FEAT
     at least the cheapest knob setting of every shape plus one variant per cost term."""
     if per_feature < 1:
         raise AutovitError(f"anchors per feature must be >= 1, got {per_feature}",
-                           hint="use the default (3), or measure every block with --measure all")
+                           hint="use the default (3), or measure every block with --blocks all")
     out: list[BlockSig] = []
     for kind in KINDS:
         group = sorted({s for s in sigs if s.kind == kind}, key=str)
@@ -172,7 +172,7 @@ def impute_entries(entries: Mapping[str, Mapping[str, Any]], sigs: Sequence[Bloc
             raise AutovitError(
                 f"cannot impute {len(missing)} '{kind}' blocks (first: {missing[0]}) from {len(measured)} measured "
                 f"ones: their cost model has {n_feat} terms and needs at least {n_feat} measured variants",
-                hint="measure more variants of this kind (--anchors-per-feature) or every block (--measure all)")
+                hint="measure more variants of this kind (--anchors-per-feature) or every block (--blocks all)")
         coef = fit_kind(measured, [out[str(s)]["ratio_to_ref"] for s in measured])
         pred = np.array([block_features(s) for s in measured]) @ coef
         truth = np.array([out[str(s)]["ratio_to_ref"] for s in measured])

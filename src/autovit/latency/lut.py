@@ -141,7 +141,7 @@ class LatencyTable:
         if problems and not force:
             raise LatencyTableError("refusing the latency table: " + "; ".join(problems),
                                     hint="profile a table for this space/resolution/device with `autovit latency "
-                                         "profile`, or pass --force to use it anyway (predictions will be off)")
+                                         "profile`, or pass --force-table to use it anyway (predictions will be off)")
         for p in problems:
             warnings.warn(f"using a mismatched latency table: {p}", stacklevel=2)
         return problems

@@ -150,6 +150,17 @@ class LatencyModel:
         best = min(candidates, key=lambda t: scores["+".join(t)])
         return cls.fit(table, archs, y, best), {"loo_mape": scores, "chosen": list(best)}
 
+    def table_share(self, archs: Sequence[Arch]) -> float:
+        """Mean share of the predicted latency of `archs` that the lookup-table terms give (0 when a fit
+        set every table coefficient to zero: the model then ignores the measured blocks)."""
+        names = list(self.coef)
+        X, c = self.features(archs), np.array([self.coef[n] for n in names])
+        total = X @ c
+        table = [i for i, n in enumerate(names) if n == "table" or n in TABLE_TERMS]
+        if not len(archs) or not table:
+            return 0.0
+        return float(np.mean(np.divide(X[:, table] @ c[table], total, out=np.zeros_like(total), where=total > 0)))
+
     # ---------------------------------------------------------------- prediction
     def features(self, archs: Sequence[Arch]) -> np.ndarray:
         """Feature matrix (rows: archs) in the order of `self.coef`."""

@@ -5,12 +5,18 @@ block (`autovit.latency.blocks.context_pair`); the cost is the paired per-round 
 divided by the number of stacked copies. Every timing is normalised by a fixed reference network
 timed in the same round, so the table is stored in reference-ratio units that survive the
 10-16% drift of absolute times on shared machines.
+
+Three stability figures, all the reference network's IQR / median, are kept with a table:
+`reference.precheck_spread` (back-to-back timings before anything is measured: the machine is
+refused here, before minutes of work), `reference.spread` (over all rounds of the block
+measurement, drift included) and `model.fit.reference_spread` (over the fitting-subnet timings).
 """
 
 from __future__ import annotations
 
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -29,9 +35,13 @@ from autovit.space import SearchSpace
 
 # Relative IQR of the reference timings above which a machine is too unstable for a table.
 MAX_REFERENCE_SPREAD = 0.4
+PRECHECK_ROUNDS = 15  # back-to-back reference timings (~target_ms each) of the stability check
+# Below this share of the predicted latency (on the fitting subnets) the fit has dropped the table.
+MIN_TABLE_SHARE = 0.05
 WITHS_PER_GROUP = 4  # blocks timed right after one timing of their shared context network
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
+Warn = Callable[[str], None]  # one-line warning for the user (the CLI prints it; default: warnings.warn)
 
 
 class UnstableMachineError(AutovitError):
@@ -53,19 +63,51 @@ def reference_runner(config: MeasureConfig, resolution: int) -> Callable[[], Non
     return config.runner(_seeded_model(arch, 1000), (1, 3, resolution, resolution), f"reference|{arch.key()}")
 
 
-def check_stability(spread: float, max_spread: float = MAX_REFERENCE_SPREAD, force: bool = False) -> None:
-    """Raises `UnstableMachineError` when the reference spread (IQR / median) exceeds `max_spread`."""
-    if spread > max_spread and force:
-        import warnings
+def check_stability(spread: float, max_spread: float = MAX_REFERENCE_SPREAD, force: bool = False,
+                    when: str = "in the stability check") -> str | None:
+    """Raises `UnstableMachineError` when the reference spread (IQR / median) exceeds `max_spread`;
+    with `force`, returns the warning to show instead (None when the spread is within the limit)."""
+    if spread <= max_spread:
+        return None
+    what = _spread_text(spread, max_spread, when)
+    if force:
+        return f"{what}: measuring anyway because of --force-unstable (the table may be noisy)"
+    raise UnstableMachineError(
+        f"the machine is too unstable to measure: {what}; nothing was measured or written",
+        hint="stop other jobs on the measured core (or pin to another with --cpu), then retry; "
+             "--force-unstable measures and writes the table anyway")
 
-        warnings.warn(f"the reference network's timings spread {spread:.0%} (IQR / median), above the "
-                      f"{max_spread:.0%} limit: this table is noisy (written because of --force)", stacklevel=2)
-    if spread > max_spread and not force:
-        raise UnstableMachineError(
-            f"the machine is too unstable to measure: the reference network's timings spread "
-            f"{spread:.0%} (IQR / median), above the {max_spread:.0%} limit; no table was written",
-            hint="stop other jobs on the measured core (or pin to another with --cpu), then retry; "
-                 "--force writes the table anyway")
+
+def noisy_measurement(spread: float, max_spread: float, when: str) -> str | None:
+    """The warning for a reference spread above `max_spread` during a measurement, whose results
+    are kept (None within the limit)."""
+    if spread <= max_spread:
+        return None
+    return (f"{_spread_text(spread, max_spread, when)}: kept, as ratios to the interleaved reference cancel "
+            "most drift; check the table with `autovit latency validate`")
+
+
+def _spread_text(spread: float, max_spread: float, when: str) -> str:
+    return f"the reference network's timings spread {spread:.0%} (IQR / median) {when}, above the {max_spread:.0%} limit"
+
+
+def reference_stability(config: MeasureConfig, resolution: int, rounds: int = PRECHECK_ROUNDS,
+                        reference: Callable[[], None] | None = None) -> tuple[float, float]:
+    """(median ms, spread = IQR / median) of `rounds` back-to-back timings of the reference network."""
+    ref = reference or reference_runner(config, resolution)
+    times = measure_rounds({"ref": ref}, ref, None, rounds, config.target_ms)
+    return float(np.median(times.reference_ms)), times.reference_spread
+
+
+def _python_warning(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
+
+
+def _note(meta: dict[str, Any], warn: Warn | None, message: str | None) -> None:
+    """Shows `message` and keeps it with the table (meta['warnings'])."""
+    if message:
+        meta.setdefault("warnings", []).append(message)
+        (warn or _python_warning)(message)
 
 
 @dataclass
@@ -78,17 +120,24 @@ class TableBuild:
 def build_table(space: SearchSpace, resolution: int | None = None, config: MeasureConfig = MeasureConfig(),
                 num_classes: int = 1000, progress: Progress | None = None, max_spread: float = MAX_REFERENCE_SPREAD,
                 force: bool = False, sigs: Sequence[BlockSig] | None = None, measure: str = "anchors",
-                anchors_per_feature: int = DEFAULT_PER_FEATURE, log: MeasureLog | None = None) -> TableBuild:
+                anchors_per_feature: int = DEFAULT_PER_FEATURE, log: MeasureLog | None = None,
+                warn: Warn | None = None) -> TableBuild:
     """Measures block variants of `space` in context; returns the (unfitted) table.
 
     ``measure="anchors"`` (default) measures the anchors of `autovit.latency.imputation` and
     imputes the other variants from operator counts; ``"all"`` measures every variant. An explicit
-    `sigs` list is measured as given, with nothing imputed. With a `log`, timings are checkpointed
-    to it and reused from it (`measure_rounds`)."""
+    `sigs` list is measured as given, with nothing imputed. A stability check of the reference runs
+    first and refuses an unstable machine (`UnstableMachineError`, unless `force`) before any block
+    is exported or timed; a spread above `max_spread` during the measurement itself is a warning.
+    With a `log`, timings are checkpointed to it and reused from it (`measure_rounds`)."""
     t0 = time.time()
     res = resolution or space.resolution[0]
     all_sigs = list(sigs) if sigs is not None else space_blocks(space, res, num_classes)
     sigs = blocks_to_measure(all_sigs, "all" if sigs is not None else measure, anchors_per_feature)
+    meta: dict[str, Any] = {}
+    ref = reference_runner(config, res)
+    _, precheck_spread = reference_stability(config, res, reference=ref)
+    _note(meta, warn, check_stability(precheck_spread, max_spread, force, "before measuring"))
     torch.manual_seed(0)
     runners: dict[str, Callable[[], None]] = {}
     by_ctx: dict[str, list[BlockSig]] = {}
@@ -111,11 +160,10 @@ def build_table(space: SearchSpace, resolution: int | None = None, config: Measu
             for s in members[j:j + WITHS_PER_GROUP]:
                 ctx_alias[str(s)] = alias
     export_seconds = time.time() - t0
-    ref = reference_runner(config, res)
     times = measure_rounds(runners, ref, groups, config.rounds, config.target_ms, config.warmup,
                            progress=(lambda d, n: progress("measure", d, n)) if progress else None,
                            log=log, phase="blocks")
-    check_stability(times.reference_spread, max_spread, force)
+    _note(meta, warn, noisy_measurement(times.reference_spread, max_spread, "over the block timings"))
     fp = config.fingerprint(res)
     fid = fingerprint_id(fp)
     entries = {}
@@ -140,14 +188,19 @@ def build_table(space: SearchSpace, resolution: int | None = None, config: Measu
     table = LatencyTable(
         space=space.name, resolution=res, fingerprint=fp, entries=entries, num_classes=num_classes,
         reference={"arch": reference_arch(res).to_dict(), "median_ms": ref_median,
-                   "iqr_ms": float(q3 - q1), "count": len(ref_ms), "spread": times.reference_spread},
-        meta={"layout": space.layout.to_dict(), "method": "in-context (network with minus without the block)",
+                   "iqr_ms": float(q3 - q1), "count": len(ref_ms), "spread": times.reference_spread,
+                   "precheck_spread": precheck_spread},
+        meta={**meta, "layout": space.layout.to_dict(), "method": "in-context (network with minus without the block)",
               "rounds": config.rounds, "target_ms": config.target_ms, "modules_measured": len(sigs),
               "modules_imputed": len(all_sigs) - len(sigs), "imputation": imputation, "clamped_negative": clamped,
               "context_networks": len(by_ctx), "export_seconds": round(export_seconds, 1), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "build_seconds": round(time.time() - t0, 1)},
     )
     return TableBuild(table, times, time.time() - t0)
+
+
+def _fmt_coef(coef: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.3g}" for k, v in coef.items())
 
 
 @dataclass
@@ -227,9 +280,12 @@ def profile_space(space: SearchSpace, resolution: int | None = None, config: Mea
                   fit_subnets: int = 30, seed: int = 0, num_classes: int = 1000, progress: Progress | None = None,
                   max_spread: float = MAX_REFERENCE_SPREAD, force: bool = False,
                   subnet_config: MeasureConfig | None = None, measure: str = "anchors",
-                  anchors_per_feature: int = DEFAULT_PER_FEATURE, log: MeasureLog | None = None) -> Any:
-    """The whole table build: measure the blocks in context (`build_table`), time `fit_subnets`
-    whole subnets, fit the Eq. 6 coefficients (NNLS) and return the fitted model.
+                  anchors_per_feature: int = DEFAULT_PER_FEATURE, log: MeasureLog | None = None,
+                  warn: Warn | None = None) -> Any:
+    """The whole table build: check the machine's stability, measure the blocks in context
+    (`build_table`), time `fit_subnets` whole subnets, fit the Eq. 6 coefficients (NNLS) and return
+    the fitted model. Warnings (noisy timings, a fit that dropped the table) go to `warn` and into
+    the table's meta['warnings'].
 
     With a `log` (see `profile_log`), every timing is checkpointed, and a rerun after a kill reuses
     the timings already taken with the same settings."""
@@ -238,7 +294,7 @@ def profile_space(space: SearchSpace, resolution: int | None = None, config: Mea
     t0 = time.time()
     res = resolution or space.resolution[0]
     built = build_table(space, res, config, num_classes, progress, max_spread, force, measure=measure,
-                        anchors_per_feature=anchors_per_feature, log=log)
+                        anchors_per_feature=anchors_per_feature, log=log, warn=warn)
     table = built.table
     model = LatencyModel(table)
     if fit_subnets:
@@ -247,13 +303,19 @@ def profile_space(space: SearchSpace, resolution: int | None = None, config: Mea
         times = measure_subnets(archs, subnet_config or config, num_classes,
                                 (lambda p, d, n: progress(f"fit-{p}", d, n)) if progress else None, log)
         table.meta["fit_seconds"] = round(time.time() - t1, 1)
-        check_stability(times.reference_spread, max_spread, force)
+        _note(table.meta, warn, noisy_measurement(times.reference_spread, max_spread, "over the fitting-subnet timings"))
         model, selection = LatencyModel.fit_select(table, archs, times.ratio)
         pred = model.predict_ratio(archs)
+        share = model.table_share(archs)
         table.model = {"coef": model.coef, "terms": list(model.coef), "selection": selection,
                        "method": "nnls, relative error; term set chosen by leave-one-out MAPE",
-                       "fit": {**times.to_dict(), "seed": seed},
+                       "fit": {**times.to_dict(), "seed": seed}, "table_share": share,
                        "fit_mape": float(np.mean(np.abs(pred - times.ratio) / times.ratio) * 100)}
+        if share < MIN_TABLE_SHARE:
+            _note(table.meta, warn, f"the fit dropped the lookup table: its terms give {share:.1%} of the predicted "
+                                    f"latency of the fitting subnets (coefficients {_fmt_coef(model.coef)}), so "
+                                    "predictions rest on block counts and MACs, not on the measured blocks; "
+                                    "re-profile on a quieter core or with more --fit-subnets")
     table.meta["build_seconds"] = round(time.time() - t0, 1)
     table.meta["fit_subnets"] = fit_subnets
     return LatencyModel(table, table.model["coef"] if table.model else None)

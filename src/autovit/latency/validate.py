@@ -3,9 +3,10 @@
 Metrics follow nn-Meter's definitions: MAPE, RMSPE, max error, share within +-5% / +-10%
 (``mean(|p - y| / y <= t)``), plus Kendall tau and Spearman rho. The re-test noise floor is the
 same metrics between two timing passes of the same subnets. Ablations: the raw table sum, one
-table scale instead of one per block kind, a linear MACs model (MACs + intercept, NNLS) and a
-HAT-style MLP trained on the same measured subnets, and FLOPs / params as proxies (rank
-correlation only: they have no time unit).
+table scale instead of one per block kind, a linear MACs model (MACs + intercept, NNLS), FLOPs /
+params as proxies (rank correlation only: they have no time unit) and, on request (`mlp=True`,
+`latency validate --mlp-ablation`; it takes minutes), a HAT-style MLP trained on the same measured
+subnets.
 """
 
 from __future__ import annotations
@@ -78,9 +79,10 @@ def fit_data(model: LatencyModel) -> tuple[list[Arch], np.ndarray]:
     return [Arch.from_dict(a, layout) for a in fit["archs"]], np.asarray(fit["ratio"], dtype=float)
 
 
-def prediction_rows(model: LatencyModel, space: SearchSpace, archs: Sequence[Arch],
-                    truth: np.ndarray) -> dict[str, dict[str, float]]:
-    """Metrics of the model and of every ablation on the same held-out subnets (ratio units)."""
+def prediction_rows(model: LatencyModel, space: SearchSpace, archs: Sequence[Arch], truth: np.ndarray,
+                    mlp: bool = True, progress: Progress | None = None) -> dict[str, dict[str, float]]:
+    """Metrics of the model and of every ablation on the same held-out subnets (ratio units); `mlp`
+    adds the HAT-style MLP (slow; `progress` gets phase 'ablation: HAT MLP', 0/1 then 1/1)."""
     rows = {"latency_model": error_metrics(model.predict_ratio(archs), truth)}
     rows["raw_table_sum"] = error_metrics(LatencyModel(model.table, RAW_SUM).predict_ratio(archs), truth)
     try:
@@ -92,8 +94,13 @@ def prediction_rows(model: LatencyModel, space: SearchSpace, archs: Sequence[Arc
         rows["single_table_scale"] = error_metrics(simple.predict_ratio(archs), truth)
         macs = LatencyModel.fit(model.table, fit_archs_, fit_y, (MACS_TERM, "intercept"))
         rows["macs_linear"] = error_metrics(macs.predict_ratio(archs), truth)
-        rows["hat_mlp"] = error_metrics(mlp_predictor(space, fit_archs_, fit_y)(archs), truth)
-        rows["hat_mlp"]["trained_on"] = len(fit_archs_)
+        if mlp:
+            if progress:
+                progress("ablation: HAT MLP", 0, 1)
+            rows["hat_mlp"] = error_metrics(mlp_predictor(space, fit_archs_, fit_y)(archs), truth)
+            rows["hat_mlp"]["trained_on"] = len(fit_archs_)
+            if progress:
+                progress("ablation: HAT MLP", 1, 1)
     rows["flops_proxy"] = rank_metrics([count_macs(a) for a in archs], truth)
     rows["params_proxy"] = rank_metrics([count_params(a) for a in archs], truth)
     return rows
@@ -101,8 +108,9 @@ def prediction_rows(model: LatencyModel, space: SearchSpace, archs: Sequence[Arc
 
 def run_validation(model: LatencyModel, space: SearchSpace, samples: int = 50, seed: int = 1,
                    config: MeasureConfig = MeasureConfig(), progress: Progress | None = None,
-                   log: MeasureLog | None = None) -> dict[str, Any]:
-    """Measures `samples` random held-out subnets twice and scores the model and the ablations.
+                   log: MeasureLog | None = None, mlp_ablation: bool = False) -> dict[str, Any]:
+    """Measures `samples` random held-out subnets twice and scores the model and the ablations
+    (with `mlp_ablation`, also the HAT-style MLP, which takes minutes to train).
 
     With a `log` (see `validation_log`), the timings are checkpointed and reused by a rerun."""
     try:
@@ -117,7 +125,7 @@ def run_validation(model: LatencyModel, space: SearchSpace, samples: int = 50, s
     first = time_subnets(archs, runners, ref, config, progress, log, "first_pass")
     second = time_subnets(archs, runners, ref, config, progress, log, "second_pass")
     truth = (first.ratio + second.ratio) / 2
-    rows = prediction_rows(model, space, archs, truth)
+    rows = prediction_rows(model, space, archs, truth, mlp=mlp_ablation, progress=progress)
     noise = error_metrics(second.ratio, first.ratio)
     ref_ms = (first.reference_ms + second.reference_ms) / 2
     return {

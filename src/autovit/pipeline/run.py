@@ -212,7 +212,7 @@ class Pipeline:
             return {"table": str(lat.table), "profiled": False}
         invoke(["latency", "profile", "--space", self.space_file, "--out", d / "table.json",
                 "--threads", lat.threads, "--rounds", lat.rounds, "--fit-subnets", lat.fit_subnets,
-                "--measure", lat.measure, "--seed", self.cfg.seed, *(["--force"] if lat.force_unstable else [])])
+                "--blocks", lat.measure, "--seed", self.cfg.seed, *(["--force-unstable"] if lat.force_unstable else [])])
         return {"table": str(d / "table.json"), "profiled": True}
 
     def _validate(self, d: Path) -> dict[str, Any]:
@@ -231,7 +231,7 @@ class Pipeline:
         atomic_write_text(cfg_file, yaml.safe_dump(train, sort_keys=False))
         args = ["supernet", "train", "--space", self.space_file, "--config", cfg_file, "--out", d]
         if (d / "checkpoints" / "last.pt").is_file():
-            args += ["--resume", "auto"]
+            args += ["--resume"]
         invoke(args)
         return {"checkpoint": str(d / "supernet.pt"), "trained": True}
 

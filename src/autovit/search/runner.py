@@ -35,7 +35,7 @@ def load_supernet_checkpoint(path: str | Path, space: str | None = None) -> Load
     if payload.get("format") == SUBNET_FORMAT:
         raise AutovitError(f"{path} holds a single trained subnet, not a supernet",
                            hint="search needs the supernet checkpoint (`autovit supernet train`); export the "
-                                "subnet with `autovit export --checkpoint` instead")
+                                "subnet with `autovit export --subnet` instead")
     try:
         ckpt_space = SearchSpace.from_dict(payload["space"])
         num_classes, in_chans = int(payload["num_classes"]), int(payload.get("in_chans", 3))
@@ -133,7 +133,7 @@ def validation_evaluator(loaded: LoadedSupernet, dataset: str | None = None, dat
     data = build_datasets(cfg)
     if data.num_classes != loaded.num_classes:
         raise AutovitError(f"the dataset '{data.name}' has {data.num_classes} classes but the supernet was trained "
-                           f"for {loaded.num_classes}", hint="pass the --data the supernet was trained on")
+                           f"for {loaded.num_classes}", hint="pass the --dataset the supernet was trained on")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)

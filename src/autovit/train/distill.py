@@ -81,6 +81,8 @@ def _read_state(path: Path) -> Any:
 def _timm_teacher(name: str, checkpoint: str | None, num_classes: int) -> nn.Module:
     import timm
 
+    import autovit.registry  # noqa: F401  (autovit_* teachers; the CLI imports the package lazily)
+
     try:
         model = timm.create_model(name, pretrained=False, num_classes=num_classes)
     except RuntimeError as err:

@@ -151,7 +151,7 @@ class Trainer:
         else:
             source = load_model_from_checkpoint(path, self.model.arch)
         if getattr(source, "arch", None) != self.model.arch:
-            raise AutovitError(f"--init-from {path} holds another architecture than --arch",
+            raise AutovitError(f"--supernet {path} holds another architecture than --arch",
                                hint="pass a supernet checkpoint (the arch is extracted) or the same subnet")
         restore_model(self.model, model_payload(source))
 
@@ -423,7 +423,7 @@ class Trainer:
         if ckpt.get("format") != "autovit-train":
             raise AutovitError(f"{path} holds weights only, not a training state",
                                hint="resume from runs/<name>/checkpoints/last.pt; to start from these weights "
-                                    "use --init-from (supernets)")
+                                    "use --supernet (supernets)")
         kind = "supernet" if self.supernet else "subnet"
         if ckpt.get("kind") != kind:
             raise AutovitError(f"the checkpoint is a {ckpt.get('kind')} training run, this is a {kind} run")
