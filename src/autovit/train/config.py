@@ -60,6 +60,7 @@ class TrainConfig:
     min_lr: float = 1e-5
     warmup_lr: float = 1e-6
     clip_grad: float | None = 5.0
+    blowup_factor: float | None = 100.0     # stop when a step's loss exceeds this x the first steps' median; 0/None: off
     drop_rate: float = 0.0
     # supernet ------------------------------------------------------------------------
     sampling: str = "uniform"               # uniform (Eq. 4-5) | sandwich (largest + smallest + k random)
@@ -76,6 +77,7 @@ class TrainConfig:
     # runtime ----------------------------------------------------------------------------------
     seed: int = 0
     device: str = "auto"                    # auto | cpu | cuda
+    threads: int | None = None              # torch intra-op threads per process; None: OMP_NUM_THREADS, else CPUs / local processes
     amp: bool = True                        # only takes effect on CUDA
     channels_last: bool = True              # only takes effect on CUDA
     ckpt_every_steps: int = 500
@@ -140,6 +142,13 @@ class TrainConfig:
             raise AutovitError("batch_size >= 1, epochs >= 0 and resolution >= 8 are required")
         if self.inplace_kd and self.sampling != "sandwich":
             raise AutovitError("inplace_kd needs sampling 'sandwich' (the largest subnet is the teacher)")
+        self._check_safety_options()
+
+    def _check_safety_options(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise AutovitError(f"threads must be >= 1, got {self.threads}", hint="or leave it unset (auto)")
+        if self.blowup_factor is not None and self.blowup_factor != 0 and self.blowup_factor <= 1:
+            raise AutovitError(f"blowup_factor must be > 1 (or 0 to switch the check off), got {self.blowup_factor}")
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -199,7 +208,7 @@ def preset(name: str) -> TrainConfig:
     presets = {
         "tiny": dict(rand_augment=None, random_erasing=0.0, mixup=0.0, cutmix=0.0, resolution=16,
                      batch_size=16, ckpt_every_steps=0, eval_every_epoch=False, progress=False,
-                     tensorboard=False),
+                     tensorboard=False, threads=1),
         "cifar-cpu": dict(dataset="cifar10", resolution=32, crop_scale=(0.35, 1.0), rand_augment=None,
                           random_erasing=0.0, mixup=0.0, cutmix=0.0, label_smoothing=0.1, lr=2e-3,
                           weight_decay=0.05, warmup_steps=100, batch_size=64),
