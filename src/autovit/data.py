@@ -221,10 +221,40 @@ def train_transform(cfg: Any) -> Callable:
     from timm.data import create_transform
 
     mean, std = normalisation(cfg)
-    return create_transform(cfg.resolution, is_training=True, scale=tuple(cfg.crop_scale), hflip=cfg.hflip,
-                            color_jitter=cfg.color_jitter, auto_augment=cfg.rand_augment or None,
-                            interpolation="bicubic", re_prob=cfg.random_erasing, re_mode="pixel",
-                            mean=mean, std=std)
+    transform = create_transform(cfg.resolution, is_training=True, scale=tuple(cfg.crop_scale), hflip=cfg.hflip,
+                                 color_jitter=cfg.color_jitter, auto_augment=cfg.rand_augment or None,
+                                 interpolation="bicubic", re_prob=cfg.random_erasing, re_mode="pixel",
+                                 mean=mean, std=std)
+    return guard_posterize(transform)
+
+
+def _posterize_any_bits(img: Image.Image, bits_to_keep: int, **_: Any) -> Image.Image:
+    """timm's posterize, also for 0 bits: every value 0, as Pillow computed it before it began
+    rejecting bits outside 1-8 (Pillow 13 raises)."""
+    from PIL import ImageOps
+
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep < 1:
+        return img.point([0] * 256 * len(img.getbands()))
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def guard_posterize(transform: Any) -> Any:
+    """Makes the posterize ops of timm's RandAugment/AutoAugment/AugMix inside `transform` accept 0 bits.
+
+    timm maps RandAugment magnitude 10 to 0 bits for `PosterizeIncreasing` (`...-inc1`; with
+    `mstd0.5` around m9, about 2% of the draws reach 10) and magnitudes below 2.5 to 0 bits for
+    `Posterize`; Pillow 13 raises on 0 bits, which killed `rand-m9-mstd0.5-inc1` runs within a few
+    dozen steps. Returns `transform`, changed in place."""
+    for t in getattr(transform, "transforms", [transform]):
+        ops = list(getattr(t, "ops", []))
+        for sub in getattr(t, "policy", []):
+            ops.extend(sub)
+        for op in ops:
+            if getattr(op, "name", "").startswith("Posterize"):
+                op.aug_fn = _posterize_any_bits
+    return transform
 
 
 def eval_transform(cfg: Any) -> Callable:

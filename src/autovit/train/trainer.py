@@ -483,8 +483,8 @@ class Trainer:
             where = (f"{self.out_dir / 'checkpoints' / 'last.pt'} (step {self.checkpoint_step}) is kept"
                      if self.out_dir is not None and self.checkpoint_step is not None else "no checkpoint was written")
             first = f" (first: {bad[0]})" if bad else ""
-            raise AutovitError(f"training diverged by step {self.step}: {len(bad)} tensors of the model/optimizer "
-                               f"state hold NaN or inf{first}; not saved, {where}",
+            raise AutovitError(f"training diverged by step {self.step}: NaN or inf in {len(bad)} tensor(s) of the "
+                               f"model/optimizer state{first}; not saved, {where}",
                                hint=f"resume the kept checkpoint with a lower learning rate "
                                     f"(--resume auto --lr {self.cfg.lr / 10:g}) or a longer warm-up")
         if not (self.is_main and self.out_dir is not None):
@@ -557,7 +557,7 @@ class Trainer:
                 left = sampler.batches_left(epoch_samples) + max(self.cfg.epochs - epoch - 1, 0) * self.steps_per_epoch
                 self.total_steps = step + left if epoch < self.cfg.epochs else step
                 planned = self.total_steps if self.cfg.time_budget_s is None else min(planned, self.total_steps)
-            self.planned_steps = max(planned, step + 1)
+            self.planned_steps = planned
             self.scheduler = build_scheduler(self.optimizer, self.cfg, self.planned_steps, self.steps_per_epoch)
             self.early_losses = [float(x) for x in ckpt.get("early_losses", [])]
         except AutovitError:
