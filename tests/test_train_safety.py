@@ -36,17 +36,38 @@ def _last(run: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------ divergence
-def test_finite_blowup_at_lr_10_stops_and_keeps_the_good_checkpoint(data, tmp_path: Path) -> None:
+def test_finite_blowup_at_lr_10_stops_and_drops_the_checkpoint_that_caused_it(data, tmp_path: Path) -> None:
     run = tmp_path / "run"
     trainer = Trainer(tiny_config(max_steps=30, lr=10.0, ckpt_every_steps=1), _subnet(), data, out_dir=run)
     with pytest.raises(AutovitError, match=r"blew up at step 2: loss .* the median 2\.\d+ of the first 1 steps") as err:
         trainer.fit()
-    assert "step 1" in str(err.value) and "--resume auto --lr 1" in err.value.hint
-    ckpt = _last(run)
-    assert ckpt["step"] == 1 and not nonfinite_tensors(ckpt["model"])
-    # switched off, the same run trains on (loss 1e5 at step 2) and ends "successfully"
+    # step 1's update (lr 10) made the weights that blew up at step 2: its checkpoint is set aside
+    assert "checkpoint of step 1 held these weights and was moved to last_diverged.pt" in err.value.message
+    assert err.value.hint.startswith("restart with a lower --lr (1)")
+    assert not (run / "checkpoints" / "last.pt").exists()
+    assert read_checkpoint(run / "checkpoints" / "last_diverged.pt")["step"] == 1
+    # switched off, the same run trains on (loss 1e4+ at step 2) and ends "successfully"
     off = Trainer(tiny_config(max_steps=3, lr=10.0, blowup_factor=0), _subnet(), data).fit()
     assert off[1].loss > 1e4 and len(off) == 3
+
+
+def test_blowup_puts_the_previous_checkpoint_back(data, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cfg = tiny_config(max_steps=10, lr=1e-3, ckpt_every_steps=2)
+    trainer = Trainer(cfg, _subnet(), data, out_dir=run)
+
+    def lr_spike_after_3(t: Trainer, log) -> None:
+        if log.step == 3:  # step 4's update runs at lr 10 (the schedule resets it after)
+            for group in t.optimizer.param_groups:
+                group["lr"] = 10.0
+
+    trainer.callbacks.append(lr_spike_after_3)
+    with pytest.raises(AutovitError, match=r"blew up at step 5: .* last good checkpoint is .*last\.pt \(step 2\)"):
+        trainer.fit()
+    assert _last(run)["step"] == 2 and read_checkpoint(run / "checkpoints" / "last_diverged.pt")["step"] == 4
+    resumed = Trainer(cfg, _subnet(), data, out_dir=run)
+    resumed.resume(run)
+    assert resumed.step == 2 and len(resumed.fit()) == 8
 
 
 def test_nonfinite_state_is_never_checkpointed(data, tmp_path: Path) -> None:

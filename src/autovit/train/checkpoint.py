@@ -9,6 +9,8 @@ It is read with `torch.load(weights_only=True)`: no pickled code.
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -92,6 +94,18 @@ def restore_model(model: nn.Module, payload: Mapping[str, Any]) -> None:
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
     """Writes `state` (+ format tag) atomically: a crash leaves the previous file intact."""
     return atomic_torch_save(path, {"format": FORMAT, "version": VERSION, **state})
+
+
+def keep_previous(last: Path, previous: Path) -> None:
+    """Makes `previous` a copy of `last` (a hard link where the filesystem allows), atomically:
+    `last` stays in place, so a crash at any point leaves a resumable last.pt."""
+    tmp = previous.with_name(f".{previous.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(last, tmp)
+    except OSError:
+        shutil.copyfile(last, tmp)
+    os.replace(tmp, previous)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

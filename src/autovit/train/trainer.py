@@ -38,6 +38,7 @@ from autovit.train import distributed as ddp
 from autovit.train.checkpoint import (
     is_supernet,
     model_payload,
+    keep_previous,
     nonfinite_tensors,
     read_checkpoint,
     restore_model,
@@ -277,24 +278,46 @@ class Trainer:
         when it is not finite or has blown up, before the optimizer update."""
         loss = ddp.mean_float(loss, self.dist.world_size, self.device)
         step = self.step + 1
-        where = (f"the last checkpoint is {self.out_dir / 'checkpoints' / 'last.pt'} (step {self.checkpoint_step})"
-                 if self.out_dir is not None and self.checkpoint_step is not None else "no checkpoint was written")
-        resume = (f"resume it with a lower learning rate (--resume auto --lr {self.cfg.lr / 10:g}) or a longer "
-                  "warm-up" if self.checkpoint_step is not None else f"restart with a lower --lr ({self.cfg.lr / 10:g})")
-        if not math.isfinite(loss):
-            raise AutovitError(f"training diverged at step {step}: the loss became {loss}; {where}",
-                               hint=f"{resume}; keep gradient clipping on")
+        problem = None
         factor = self.cfg.blowup_factor
-        if factor and self.early_losses:
+        if not math.isfinite(loss):
+            problem = f"training diverged at step {step}: the loss became {loss}"
+        elif factor and self.early_losses:
             reference = statistics.median(self.early_losses)
             if reference > 0 and loss > factor * reference:
-                raise AutovitError(f"training blew up at step {step}: loss {loss:.4g} is {loss / reference:.0f}x the "
-                                   f"median {reference:.4g} of the first {len(self.early_losses)} steps "
-                                   f"(blowup_factor {factor:g}); {where}",
-                                   hint=f"{resume}; or set blowup_factor=0 to train on regardless")
+                problem = (f"training blew up at step {step}: loss {loss:.4g} is {loss / reference:.0f}x the median "
+                           f"{reference:.4g} of the first {len(self.early_losses)} steps (blowup_factor {factor:g})")
+        if problem is not None:
+            # this loss came from the weights of the step before: a checkpoint of that step is bad too
+            where = self._drop_checkpoint_of(self.step)
+            resume = (f"resume it with a lower learning rate (--resume auto --lr {self.cfg.lr / 10:g}) or a longer "
+                      "warm-up" if self.checkpoint_step is not None
+                      else f"restart with a lower --lr ({self.cfg.lr / 10:g}) or a longer warm-up")
+            off = "; or set blowup_factor=0 to train on regardless" if math.isfinite(loss) else ""
+            raise AutovitError(f"{problem}; {where}", hint=resume + off)
         if len(self.early_losses) < _EARLY_STEPS:
             self.early_losses.append(loss)
         return loss
+
+    def _drop_checkpoint_of(self, step: int) -> str:
+        """After a divergence whose loss came from the weights of `step`: if the last checkpoint
+        holds them, put the one before back as last.pt (last_diverged.pt keeps the bad one).
+        Returns where the last good checkpoint is, for the error message."""
+        if self.out_dir is None or self.checkpoint_step is None:
+            return "no checkpoint was written"
+        if not self.is_main:
+            return "rank 0 names the last good checkpoint"
+        last, previous = self.out_dir / "checkpoints" / "last.pt", self.out_dir / "checkpoints" / "previous.pt"
+        if self.checkpoint_step == step:
+            if last.is_file():
+                os.replace(last, last.with_name("last_diverged.pt"))
+            self.checkpoint_step = None
+            if previous.is_file():
+                self.checkpoint_step = int(read_checkpoint(previous)["step"])
+                os.replace(previous, last)
+        if self.checkpoint_step is None:
+            return f"the checkpoint of step {step} held these weights and was moved to last_diverged.pt"
+        return f"the last good checkpoint is {last} (step {self.checkpoint_step})"
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> list[StepLog]:
@@ -476,8 +499,8 @@ class Trainer:
                 "config": self.cfg.to_dict(), "space": self.space.to_dict() if self.space is not None else None}
 
     def save_checkpoint(self) -> Path | None:
-        """Writes checkpoints/last.pt (rank 0). A state with NaN/inf tensors is never written over
-        the last good checkpoint: the run stops with an error that names both steps."""
+        """Writes checkpoints/last.pt (rank 0); the one it replaces becomes previous.pt. A state
+        with NaN/inf tensors is never written: the run stops with an error naming both steps."""
         bad = nonfinite_tensors({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()})
         if ddp.mean_float(float(len(bad)), self.dist.world_size, self.device) > 0:
             where = (f"{self.out_dir / 'checkpoints' / 'last.pt'} (step {self.checkpoint_step}) is kept"
@@ -491,7 +514,10 @@ class Trainer:
             ddp.barrier(self.dist.world_size)
             self.checkpoint_step = self.step
             return None
-        path = save_checkpoint(self.out_dir / "checkpoints" / "last.pt", self.state())
+        last = self.out_dir / "checkpoints" / "last.pt"
+        if last.is_file():  # the one before stays, in case these weights turn out to have diverged
+            keep_previous(last, last.with_name("previous.pt"))
+        path = save_checkpoint(last, self.state())
         ddp.barrier(self.dist.world_size)
         self.checkpoint_step = self.step
         return path
