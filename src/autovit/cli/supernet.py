@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import typer
 
-from autovit.cli._common import console, make_table, print_json
+from autovit.cli._common import console, err_console, make_table, print_json
 
 supernet_app = typer.Typer(help="Weight-sharing supernets: inspect, train, evaluate subnets.", no_args_is_help=True)
 
@@ -62,7 +62,8 @@ def run_training(cfg: Any, make_model: Any, out: Path, resume: Optional[str], as
     try:
         data = build_datasets(cfg)
         seed_everything(cfg.seed)  # identical initial weights everywhere (rank 0's are broadcast anyway)
-        trainer = Trainer(cfg, make_model(data), data, out_dir=out, console=console if dist.is_main else None)
+        log_to = err_console if as_json else console  # --json: stdout holds only the JSON
+        trainer = Trainer(cfg, make_model(data), data, out_dir=out, console=log_to if dist.is_main else None)
         if resume:
             trainer.resume(out if resume == "auto" else resume)
         trainer.fit()

@@ -170,9 +170,9 @@ class Trainer:
         self._rate = 0.0
         self._calib: list[Any] | None = None
         self._log(f"threads: {self.threads} per process ({threads_from}; set `threads` to change)")
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-        if self.threads > 1 and load > os.cpu_count():
-            self._log(f"[yellow]warning[/]: the machine is busy (load {load:.1f} on {os.cpu_count()} CPUs); "
+        load, cpus = (os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0), os.cpu_count() or 1
+        if self.threads > 1 and load > cpus:
+            self._log(f"[yellow]warning[/]: the machine is busy (load {load:.1f} on {cpus} CPUs); "
                       "fewer threads (e.g. --set threads=1) may train much faster")
 
     # ------------------------------------------------------------------ setup helpers
