@@ -81,7 +81,8 @@ def test_nonfinite_state_is_never_checkpointed(data, tmp_path: Path) -> None:
                 next(t.model.parameters()).view(-1)[0] = float("nan")
 
     trainer.callbacks.append(poison_at_3)
-    with pytest.raises(AutovitError, match=r"diverged by step 3: NaN or inf in 1 tensor\(s\) .*stem.*/last\.pt \(step 2\) is kept"):
+    kept = r"diverged by step 3: NaN or inf in 1 tensor\(s\) .*stem.*/last\.pt \(step 2\) is kept"
+    with pytest.raises(AutovitError, match=kept):
         trainer.fit()
     assert _last(run)["step"] == 2 and not nonfinite_tensors(_last(run)["model"])
     resumed = Trainer(cfg, _subnet(), data, out_dir=run)
@@ -100,7 +101,8 @@ def test_nan_loss_stops_before_the_update(data) -> None:
 
 
 def test_nonfinite_tensors_names_them() -> None:
-    state = {"a": torch.zeros(2), "b": [torch.tensor([1.0, math.inf]), torch.tensor([3])], "c": {"d": torch.tensor(math.nan)}}
+    state = {"a": torch.zeros(2), "b": [torch.tensor([1.0, math.inf]), torch.tensor([3])],
+             "c": {"d": torch.tensor(math.nan)}}
     assert nonfinite_tensors(state) == ["b[0]", "c.d"]
 
 

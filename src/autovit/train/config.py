@@ -60,7 +60,7 @@ class TrainConfig:
     min_lr: float = 1e-5
     warmup_lr: float = 1e-6
     clip_grad: float | None = 5.0
-    blowup_factor: float | None = 100.0     # stop when a step's loss exceeds this x the first steps' median; 0/None: off
+    blowup_factor: float | None = 100.0     # stop if a loss > this x the first steps' median (0: off)
     drop_rate: float = 0.0
     # supernet ------------------------------------------------------------------------
     sampling: str = "uniform"               # uniform (Eq. 4-5) | sandwich (largest + smallest + k random)
@@ -77,7 +77,7 @@ class TrainConfig:
     # runtime ----------------------------------------------------------------------------------
     seed: int = 0
     device: str = "auto"                    # auto | cpu | cuda
-    threads: int | None = None              # torch intra-op threads per process; None: OMP_NUM_THREADS, else CPUs / local processes
+    threads: int | None = None              # torch threads per process (None: OMP_NUM_THREADS or CPUs/procs)
     amp: bool = True                        # only takes effect on CUDA
     channels_last: bool = True              # only takes effect on CUDA
     ckpt_every_steps: int = 500
