@@ -218,3 +218,18 @@ def test_threads_are_set_deliberately(data, monkeypatch: pytest.MonkeyPatch) -> 
         assert Trainer(tiny_config(threads=2), _subnet(), data).threads == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+
+
+def test_cli_blowup_exits_2_with_one_message(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from train_toys import TRAIN_SPACE
+
+    from autovit.cli import main
+
+    space = tmp_path / "space.yaml"
+    space.write_text(TRAIN_SPACE)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["supernet", "train", "--space", str(space), "--preset", "tiny", "--lr", "10", "--max-steps", "20",
+              "--out", str(tmp_path / "run"), "--set", "ckpt_every_steps=1"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert "training blew up at step" in err and "--lr" in err
