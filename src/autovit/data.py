@@ -275,8 +275,8 @@ def sample_seed(*parts: int) -> int:
 class ResumableSampler(Sampler):
     """Epoch-seeded shuffling, sharded over processes like DistributedSampler, resumable mid-epoch.
 
-    Yields `(index, augmentation_seed)` keys for `Transformed`. Batch `i` of rank `r` takes
-    positions `start + (i * batch_size + j) * world_size + r` of the epoch's permutation, so after
+    Yields `(index, augmentation_seed)` keys for `Transformed`. Image `j` of batch `i` of rank `r`
+    is position `start + (i * batch_size + j) * world_size + r` of the epoch's permutation, so after
     `k` steps the processes together consumed exactly its first `k * batch_size * world_size`
     images, whatever the number of processes. `set_epoch(epoch, start_sample=c)` re-enters the
     epoch after its first `c` images (`start_batch` is the same in steps of this sampler), which
