@@ -57,7 +57,7 @@ def train_config(args: argparse.Namespace):
     return preset("cifar-cpu").replace(data_dir=args.data_dir, resolution=args.resolution, batch_size=args.batch_size,
                                        max_steps=args.steps, val_size=5000, ckpt_every_steps=0,
                                        eval_every_epoch=False, progress=False, tensorboard=False,
-                                       log_every_steps=10, seed=args.seed)
+                                       log_every_steps=10, seed=args.seed, threads=args.threads)
 
 
 def build_model(name: str, arch, num_classes: int) -> torch.nn.Module:

@@ -103,7 +103,8 @@ def main() -> int:
     cfg = preset("cifar-cpu").replace(data_dir=args.data_dir, resolution=args.resolution, batch_size=args.batch_size,
                                       max_steps=args.steps, val_size=5000,
                                       calib_images=args.calib_images, ckpt_every_steps=200, eval_every_epoch=False,
-                                      progress=False, tensorboard=True, log_every_steps=10, seed=args.seed)
+                                      progress=False, tensorboard=True, log_every_steps=10, seed=args.seed,
+                                      threads=args.threads)
     data = build_datasets(cfg)
     log(f"data: {len(data.train)} train / {len(data.val)} val images at {args.resolution}px")
     space = SearchSpace.builtin(args.space)

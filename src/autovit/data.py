@@ -269,10 +269,40 @@ def train_transform(cfg: Any) -> Callable:
     from timm.data import create_transform
 
     mean, std = normalisation(cfg)
-    return create_transform(cfg.resolution, is_training=True, scale=tuple(cfg.crop_scale), hflip=cfg.hflip,
-                            color_jitter=cfg.color_jitter, auto_augment=cfg.rand_augment or None,
-                            interpolation="bicubic", re_prob=cfg.random_erasing, re_mode="pixel",
-                            mean=mean, std=std)
+    transform = create_transform(cfg.resolution, is_training=True, scale=tuple(cfg.crop_scale), hflip=cfg.hflip,
+                                 color_jitter=cfg.color_jitter, auto_augment=cfg.rand_augment or None,
+                                 interpolation="bicubic", re_prob=cfg.random_erasing, re_mode="pixel",
+                                 mean=mean, std=std)
+    return guard_posterize(transform)
+
+
+def _posterize_any_bits(img: Image.Image, bits_to_keep: int, **_: Any) -> Image.Image:
+    """timm's posterize, also for 0 bits: every value 0, as Pillow computed it before it began
+    rejecting bits outside 1-8 (Pillow 13 raises)."""
+    from PIL import ImageOps
+
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep < 1:
+        return img.point([0] * 256 * len(img.getbands()))
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def guard_posterize(transform: Any) -> Any:
+    """Makes the posterize ops of timm's RandAugment/AutoAugment/AugMix inside `transform` accept 0 bits.
+
+    timm maps RandAugment magnitude 10 to 0 bits for `PosterizeIncreasing` (`...-inc1`; with
+    `mstd0.5` around m9, about 2% of the draws reach 10) and magnitudes below 2.5 to 0 bits for
+    `Posterize`; Pillow 13 raises on 0 bits, which killed `rand-m9-mstd0.5-inc1` runs within a few
+    dozen steps. Returns `transform`, changed in place."""
+    for t in getattr(transform, "transforms", [transform]):
+        ops = list(getattr(t, "ops", []))
+        for sub in getattr(t, "policy", []):
+            ops.extend(sub)
+        for op in ops:
+            if getattr(op, "name", "").startswith("Posterize"):
+                op.aug_fn = _posterize_any_bits
+    return transform
 
 
 def eval_transform(cfg: Any) -> Callable:
@@ -293,26 +323,39 @@ def sample_seed(*parts: int) -> int:
 class ResumableSampler(Sampler):
     """Epoch-seeded shuffling, sharded over processes like DistributedSampler, resumable mid-epoch.
 
-    Yields `(index, augmentation_seed)` keys for `Transformed`. `set_epoch(epoch, start_batch)`
-    skips the batches already consumed before a checkpoint. Every shard gets the same number of
-    whole batches (the tail of the permutation is dropped).
+    Yields `(index, augmentation_seed)` keys for `Transformed`. Image `j` of batch `i` of rank `r`
+    is position `start + (i * batch_size + j) * world_size + r` of the epoch's permutation, so after
+    `k` steps the processes together consumed exactly its first `k * batch_size * world_size`
+    images, whatever the number of processes. `set_epoch(epoch, start_sample=c)` re-enters the
+    epoch after its first `c` images (`start_batch` is the same in steps of this sampler), which
+    lets a run resume on another number of processes without skipping or repeating an image.
+    Every shard gets the same number of whole batches (the tail of the permutation is dropped).
     """
 
     def __init__(self, n: int, batch_size: int, seed: int = 0, shuffle: bool = True, rank: int = 0,
                  world_size: int = 1) -> None:
         self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
         self.rank, self.world_size = rank, world_size
-        self.epoch, self.start_batch = 0, 0
+        self.epoch, self.start_sample = 0, 0
         if self.batches_per_epoch < 1:
             raise AutovitError(f"{n} training images are fewer than one batch of {batch_size} x {world_size} "
                                "processes", hint="lower --batch-size or use more data")
 
     @property
-    def batches_per_epoch(self) -> int:
-        return self.n // (self.batch_size * self.world_size)
+    def global_batch(self) -> int:
+        return self.batch_size * self.world_size
 
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.n // self.global_batch
+
+    def batches_left(self, start_sample: int) -> int:
+        """Whole global batches left in an epoch after its first `start_sample` images."""
+        return max(self.n - start_sample, 0) // self.global_batch
+
+    def set_epoch(self, epoch: int, start_batch: int = 0, start_sample: int | None = None) -> None:
+        self.epoch = epoch
+        self.start_sample = start_batch * self.global_batch if start_sample is None else start_sample
 
     def _order(self) -> np.ndarray:
         if not self.shuffle:
@@ -320,14 +363,13 @@ class ResumableSampler(Sampler):
         return np.random.default_rng(sample_seed(self.seed, self.epoch, 0x5EED)).permutation(self.n)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        per_rank = self.batches_per_epoch * self.batch_size
-        order = self._order()[: per_rank * self.world_size]
-        mine = order[self.rank::self.world_size]
-        for pos in range(self.start_batch * self.batch_size, per_rank):
-            yield int(mine[pos]), sample_seed(self.seed, self.epoch, int(mine[pos]))
+        order = self._order()
+        for j in range(len(self)):
+            index = int(order[self.start_sample + j * self.world_size + self.rank])
+            yield index, sample_seed(self.seed, self.epoch, index)
 
     def __len__(self) -> int:
-        return (self.batches_per_epoch - self.start_batch) * self.batch_size
+        return self.batches_left(self.start_sample) * self.batch_size
 
 
 @dataclass

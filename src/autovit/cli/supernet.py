@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import typer
 
-from autovit.cli._common import console, make_table, print_json
+from autovit.cli._common import console, err_console, make_table, print_json
 from autovit.run_folder import holding_run_folder
 
 supernet_app = typer.Typer(help="Weight-sharing supernets: inspect, train, evaluate subnets.", no_args_is_help=True)
@@ -52,8 +52,12 @@ def config_flags(params: dict[str, Any]) -> dict[str, Any]:
     return {_FLAG_FIELDS.get(k, k): v for k, v in params.items() if _FLAG_FIELDS.get(k, k) in names}
 
 
+def _names(csv: Optional[str]) -> tuple[str, ...]:
+    return tuple(n.strip() for n in csv.split(",") if n.strip()) if csv else ()
+
+
 def run_training(cfg: Any, make_model: Any, out: Path, resume: Optional[str], as_json: bool,
-                 report_val: bool = False) -> None:
+                 report_val: bool = False, allow_changed: tuple[str, ...] = ()) -> None:
     """Joins the torchrun group (if any), builds data and model, trains, prints a summary on rank 0."""
     from autovit.data import build_datasets
     from autovit.train import distributed as ddp
@@ -63,9 +67,10 @@ def run_training(cfg: Any, make_model: Any, out: Path, resume: Optional[str], as
     try:
         data = build_datasets(cfg)
         seed_everything(cfg.seed)  # identical initial weights everywhere (rank 0's are broadcast anyway)
-        trainer = Trainer(cfg, make_model(data), data, out_dir=out, console=console if dist.is_main else None)
+        log_to = err_console if as_json else console  # --json: stdout holds only the JSON
+        trainer = Trainer(cfg, make_model(data), data, out_dir=out, console=log_to if dist.is_main else None)
         if resume:
-            trainer.resume(out if resume == "auto" else resume)
+            trainer.resume(out if resume == "auto" else resume, allow_changed=allow_changed)
         trainer.fit()
         if not dist.is_main:
             return
@@ -103,6 +108,8 @@ _TEACHER_CKPT = typer.Option(None, "--teacher-ckpt", help="Teacher weights, auto
 _TEACHER_ARCH = typer.Option(None, "--teacher-arch", help="Arch JSON when --teacher-ckpt is a supernet.")
 _RESUME = typer.Option(False, "--resume", help="Continue the run in --out (OUT/checkpoints/last.pt).")
 _RESUME_FROM = typer.Option(None, "--resume-from", help="Continue from this checkpoint (.pt or run folder) instead.")
+_ALLOW_CHANGED = typer.Option(None, "--allow-changed", help="With --resume: settings you change on purpose "
+                                                            "(e.g. lr after a divergence), comma-separated.")
 _SET = typer.Option(None, "--set", help="Any TrainConfig field: --set mixup=0 --set clip_grad=1.0 (repeatable).")
 _JSON = typer.Option(False, "--json", help="Print a JSON summary.")
 
@@ -154,7 +161,7 @@ def train_supernet(
                                                                    "checkpoint, its weights sliced to --space."),
     kd: Optional[str] = _KD, teacher: Optional[str] = _TEACHER, teacher_ckpt: Optional[str] = _TEACHER_CKPT,
     teacher_arch: Optional[str] = _TEACHER_ARCH, resume: bool = _RESUME, resume_from: Optional[str] = _RESUME_FROM,
-    sets: Optional[list[str]] = _SET, as_json: bool = _JSON,
+    allow_changed: Optional[str] = _ALLOW_CHANGED, sets: Optional[list[str]] = _SET, as_json: bool = _JSON,
 ) -> None:
     """Train a weight-sharing supernet (one sampled subnet per step, or the sandwich rule)."""
     from autovit.io_utils import ensure_writable_dir
@@ -165,7 +172,8 @@ def train_supernet(
     cfg = build_config(config, preset_name, config_flags(locals()), sets)
     sp = SearchSpace.load(space)
     run_training(cfg, lambda data: Supernet(sp, num_classes=data.num_classes, in_chans=data.in_chans,
-                                            drop_rate=cfg.drop_rate), out, resume_from or ("auto" if resume else None), as_json)
+                                            drop_rate=cfg.drop_rate), out, resume_from or ("auto" if resume else None), as_json,
+                 allow_changed=_names(allow_changed))
 
 
 @supernet_app.command("eval")
@@ -231,7 +239,7 @@ def train_standalone(
                                                                    "checkpoint (--arch is extracted) or a subnet folder."),
     kd: Optional[str] = _KD, teacher: Optional[str] = _TEACHER, teacher_ckpt: Optional[str] = _TEACHER_CKPT,
     teacher_arch: Optional[str] = _TEACHER_ARCH, resume: bool = _RESUME, resume_from: Optional[str] = _RESUME_FROM,
-    sets: Optional[list[str]] = _SET, as_json: bool = _JSON,
+    allow_changed: Optional[str] = _ALLOW_CHANGED, sets: Optional[list[str]] = _SET, as_json: bool = _JSON,
 ) -> None:
     """Train (or fine-tune) one subnet alone with the supernet recipe; writes OUT/subnet/."""
     from autovit.io_utils import ensure_writable_dir
@@ -244,7 +252,7 @@ def train_standalone(
     a = SearchSpace.load(space).parse_arch(Path(arch)) if space else resolve_arch(arch)
     run_training(cfg, lambda data: AutoViT(a, num_classes=data.num_classes, in_chans=data.in_chans,
                                            drop_rate=cfg.drop_rate), out, resume_from or ("auto" if resume else None), as_json,
-                 report_val=True)
+                 report_val=True, allow_changed=_names(allow_changed))
 
 
 def register(app: typer.Typer) -> None:

@@ -1,18 +1,19 @@
 """Training checkpoints: written atomically, loaded all-or-nothing, resumable exactly.
 
 A checkpoint holds the model (a `supernet_state()` for supernets; arch + state dict for a static
-subnet), optimizer, LR scheduler, AMP scaler, RNG states (Python, NumPy, torch, CUDA), the step
-and epoch position (the sampler resumes mid-epoch from it), the training config and the space.
+subnet), optimizer, LR scheduler, AMP scaler, the step and the data position (epoch and images of
+its permutation consumed: the sampler resumes mid-epoch from it, on any number of processes), the
+training config and the space. No RNG state: each step's RNGs derive from (seed, rank, step).
 It is read with `torch.load(weights_only=True)`: no pickled code.
 """
 
 from __future__ import annotations
 
-import random
+import os
+import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -25,25 +26,16 @@ SUBNET_FORMAT = "autovit-subnet-state"
 VERSION = 1
 
 
-# ------------------------------------------------------------------------------ RNG states
-def rng_state() -> dict[str, Any]:
-    kind, key, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-             "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "cached": float(cached)}}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+# ------------------------------------------------------------------------------ sanity
+def nonfinite_tensors(state: Any, prefix: str = "") -> list[str]:
+    """Names of the floating-point tensors in a nested dict/list state that hold NaN or inf."""
+    if isinstance(state, torch.Tensor):
+        return [prefix] if state.is_floating_point() and not bool(torch.isfinite(state).all()) else []
+    if isinstance(state, Mapping):
+        return [name for k, v in state.items() for name in nonfinite_tensors(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(state, (list, tuple)):
+        return [name for i, v in enumerate(state) for name in nonfinite_tensors(v, f"{prefix}[{i}]")]
+    return []
 
 
 # ------------------------------------------------------------------------------ model payloads
@@ -102,6 +94,18 @@ def restore_model(model: nn.Module, payload: Mapping[str, Any]) -> None:
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
     """Writes `state` (+ format tag) atomically: a crash leaves the previous file intact."""
     return atomic_torch_save(path, {"format": FORMAT, "version": VERSION, **state})
+
+
+def keep_previous(last: Path, previous: Path) -> None:
+    """Makes `previous` a copy of `last` (a hard link where the filesystem allows), atomically:
+    `last` stays in place, so a crash at any point leaves a resumable last.pt."""
+    tmp = previous.with_name(f".{previous.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(last, tmp)
+    except OSError:
+        shutil.copyfile(last, tmp)
+    os.replace(tmp, previous)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import types
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -60,6 +60,7 @@ class TrainConfig:
     min_lr: float = 1e-5
     warmup_lr: float = 1e-6
     clip_grad: float | None = 5.0
+    blowup_factor: float | None = 100.0     # stop if a loss > this x the first steps' median (0: off)
     drop_rate: float = 0.0
     # supernet ------------------------------------------------------------------------
     sampling: str = "uniform"               # uniform (Eq. 4-5) | sandwich (largest + smallest + k random)
@@ -76,6 +77,7 @@ class TrainConfig:
     # runtime ----------------------------------------------------------------------------------
     seed: int = 0
     device: str = "auto"                    # auto | cpu | cuda
+    threads: int | None = None              # torch threads per process (None: OMP_NUM_THREADS or CPUs/procs)
     amp: bool = True                        # only takes effect on CUDA
     channels_last: bool = True              # only takes effect on CUDA
     ckpt_every_steps: int = 500
@@ -149,18 +151,27 @@ class TrainConfig:
                                f"(nothing would be trained)", hint="pass --epochs N or --max-steps N")
         if self.inplace_kd and self.sampling != "sandwich":
             raise AutovitError("inplace_kd needs sampling 'sandwich' (the largest subnet is the teacher)")
+        self._check_safety_options()
+
+    def _check_safety_options(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise AutovitError(f"threads must be >= 1, got {self.threads}", hint="or leave it unset (auto)")
+        if self.blowup_factor is not None and self.blowup_factor != 0 and self.blowup_factor <= 1:
+            raise AutovitError(f"blowup_factor must be > 1 (or 0 to switch the check off), got {self.blowup_factor}")
 
 
-# Fields a resumed training may change: where the data lives, how long to train (the LR schedule
-# is restored from the checkpoint), the device and what is logged. Every other field determines
-# the weights, so resuming with another value is refused.
+# Fields a resumed training may change: where the data lives, how long to train, the per-process
+# batch (the trainer re-enters the epoch by image offset), threads, the divergence check, the
+# device and what is logged. Every other field determines the weights, so resuming with another
+# value is refused unless the user names it in `allow` (e.g. a lower lr after a divergence).
 RESUMABLE_FIELDS = frozenset({"data_dir", "download", "num_workers", "epochs", "max_steps", "time_budget_s",
-                              "device", "channels_last", "ckpt_every_steps", "log_every_steps",
-                              "eval_every_epoch", "progress", "tensorboard"})
+                              "batch_size", "threads", "blowup_factor", "device", "channels_last",
+                              "ckpt_every_steps", "log_every_steps", "eval_every_epoch", "progress", "tensorboard"})
 
 
-def check_resume_settings(saved: Any, cfg: TrainConfig, source: str | Path) -> None:
-    """Refuses to resume a checkpoint trained with other weight-determining settings than `cfg`."""
+def check_resume_settings(saved: Any, cfg: TrainConfig, source: str | Path, allow: Sequence[str] = ()) -> None:
+    """Refuses to resume a checkpoint trained with other weight-determining settings than `cfg`,
+    except the fields named in `allow` (changed on purpose, e.g. `lr` after a divergence)."""
     if not isinstance(saved, Mapping):
         raise AutovitError(f"corrupt checkpoint {source}: no training config")
     try:
@@ -169,13 +180,18 @@ def check_resume_settings(saved: Any, cfg: TrainConfig, source: str | Path) -> N
     except AutovitError as err:
         raise AutovitError(f"corrupt checkpoint {source}: its training config is invalid ({err.message})") from None
     now = cfg.to_dict()
-    changed = [k for k in now if k not in RESUMABLE_FIELDS and before[k] != now[k]]
+    unknown = sorted(set(allow) - set(now))
+    if unknown:
+        raise AutovitError(f"--allow-changed names unknown settings: {', '.join(unknown)}",
+                           hint="name training settings as in config.yaml, e.g. --allow-changed lr,warmup_epochs")
+    changed = [k for k in now if k not in RESUMABLE_FIELDS and k not in allow and before[k] != now[k]]
     if changed:
         diff = ", ".join(f"{k} {before[k]!r} -> {now[k]!r}" for k in changed[:6])
         raise AutovitError(f"cannot resume {source}: it was trained with other settings ({diff})",
                            hint="resume with the checkpoint's settings (its config.yaml), or train from scratch "
-                                "into another --out; only data_dir, epochs, max_steps, time_budget_s, device and "
-                                "logging options may change on resume")
+                                "into another --out; only data_dir, epochs, max_steps, time_budget_s, batch_size, "
+                                "device and logging options may change on resume, unless named on purpose with "
+                                f"--allow-changed {','.join(changed)}")
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -235,7 +251,7 @@ def preset(name: str) -> TrainConfig:
     presets = {
         "tiny": dict(rand_augment=None, random_erasing=0.0, mixup=0.0, cutmix=0.0, resolution=16,
                      batch_size=16, ckpt_every_steps=0, eval_every_epoch=False, progress=False,
-                     tensorboard=False),
+                     tensorboard=False, threads=1),
         "cifar-cpu": dict(dataset="cifar10", resolution=32, crop_scale=(0.35, 1.0), rand_augment=None,
                           random_erasing=0.0, mixup=0.0, cutmix=0.0, label_smoothing=0.1, lr=2e-3,
                           weight_decay=0.05, warmup_steps=100, batch_size=64),

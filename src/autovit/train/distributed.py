@@ -91,6 +91,24 @@ def broadcast_parameters(model: nn.Module, world_size: int) -> None:
     broadcast_buffers(model, world_size)
 
 
+def broadcast_float(value: float, world_size: int, device: torch.device | str = "cpu") -> float:
+    """Rank 0's `value` on every rank (one decision, e.g. the time budget, for all)."""
+    if world_size <= 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return float(t.item())
+
+
+def mean_float(value: float, world_size: int, device: torch.device | str = "cpu") -> float:
+    """The mean of `value` over ranks (NaN/inf on any rank make it non-finite everywhere)."""
+    if world_size <= 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item()) / world_size
+
+
 def barrier(world_size: int) -> None:
     if world_size > 1:
         dist.barrier()

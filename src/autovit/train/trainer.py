@@ -5,13 +5,21 @@ Supernet steps: `uniform` samples one subnet per step; `sandwich` trains the lar
 smallest and `sandwich_random` random subnets on the same batch with accumulated gradients
 (optionally distilling the others from the largest, in place). Subnets are drawn from a
 `random.Random` seeded by (seed, step, k), so every process and every resumed run samples the
-same sequence without communication.
+same sequence without communication. The global RNGs that Mixup/CutMix and dropout draw from are
+re-seeded at every step from (seed, rank, step): each process draws its own masks and lambdas,
+and a resumed run (on any number of processes) draws what an uninterrupted one would.
+
+Decisions that must be the same on every process are made once and shared: the time budget is
+read from rank 0's clock, and the loss checks (non-finite, blow-up) use the mean over processes.
 """
 
 from __future__ import annotations
 
 import csv
+import math
+import os
 import random
+import statistics
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -30,11 +38,11 @@ from autovit.train import distributed as ddp
 from autovit.train.checkpoint import (
     is_supernet,
     model_payload,
+    keep_previous,
+    nonfinite_tensors,
     read_checkpoint,
     restore_model,
-    rng_state,
     save_checkpoint,
-    set_rng_state,
 )
 from autovit.train.config import TrainConfig, check_resume_settings
 from autovit.train.distill import DistillationLoss, load_teacher, soft_kd_term
@@ -42,6 +50,8 @@ from autovit.train.recipe import build_mixup, build_optimizer, build_scheduler, 
 
 # Steps after which a time-budgeted run re-fits its LR schedule to the measured step time.
 _REPLAN_AT = (30, 100, 300, 1000)
+# The blow-up check compares each step's loss with the median loss of the run's first steps.
+_EARLY_STEPS = 20
 
 
 def resolve_device(name: str) -> torch.device:
@@ -58,6 +68,30 @@ def seed_everything(seed: int, rank: int = 0) -> None:
     random.seed(s)
     np.random.seed(s % 2**32)
     torch.manual_seed(s)
+
+
+def seed_step(seed: int, rank: int, step: int, device: torch.device | None = None) -> None:
+    """Seeds the global RNGs (Python, NumPy, torch CPU and `device`'s CUDA generator) for one
+    training step: a pure function of (seed, rank, step), so nothing rank-specific is saved."""
+    s = sample_seed(seed, rank, step, 0x5713)
+    random.seed(s)
+    np.random.seed(s % 2**32)
+    torch.default_generator.manual_seed(s)  # not torch.manual_seed: that would also seed every GPU
+    if device is not None and device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(s)
+
+
+def resolve_threads(requested: int | None, local_world_size: int = 1) -> tuple[int, str]:
+    """(intra-op threads, why): `requested`, else OMP_NUM_THREADS, else this process's share of
+    the CPUs it may run on (available CPUs / processes on this machine)."""
+    if requested:
+        return requested, "threads option"
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env), "OMP_NUM_THREADS"
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cpus // max(local_world_size, 1)), f"{cpus} available CPUs / {local_world_size} process(es)"
 
 
 def step_archs(space: Any, seed: int, step: int, sampling: str, sandwich_random: int = 2) -> list[Arch]:
@@ -92,6 +126,9 @@ class Trainer:
         cfg.check()
         self.cfg, self.data, self.console = cfg, data, console
         self.dist = ddp.current()
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", self.dist.world_size))
+        self.threads, threads_from = resolve_threads(cfg.threads, local_world)
+        torch.set_num_threads(self.threads)
         seed_everything(cfg.seed, self.dist.rank)
         self.device = resolve_device(cfg.device)
         if self.device.type == "cuda" and self.dist.enabled:
@@ -122,12 +159,21 @@ class Trainer:
         self.amp = self.cuda and cfg.amp
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.step, self.elapsed_s = 0, 0.0
+        self.epoch, self.epoch_samples = 0, 0  # data position: images of this epoch's permutation consumed
+        self.clock: Callable[[], float] = time.perf_counter  # training time (a test may skew it per rank)
+        self.early_losses: list[float] = []  # the first steps' losses: the blow-up check's reference
+        self.checkpoint_step: int | None = None  # step of the last checkpoint written or resumed from
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.callbacks: list[Callable[["Trainer", StepLog], None]] = []
         self.history: list[StepLog] = []
         self._tb: Any = None
         self._rate = 0.0
         self._calib: list[Any] | None = None
+        self._log(f"threads: {self.threads} per process ({threads_from}; set `threads` to change)")
+        load, cpus = (os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0), os.cpu_count() or 1
+        if self.threads > 1 and load > cpus:
+            self._log(f"[yellow]warning[/]: the machine is busy (load {load:.1f} on {cpus} CPUs); "
+                      "fewer threads (e.g. --set threads=1) may train much faster")
 
     # ------------------------------------------------------------------ setup helpers
     @property
@@ -173,7 +219,8 @@ class Trainer:
         """Forward/backward every subnet of this step (default: `archs_for(step)`) on one batch,
         average gradients over processes, clip, update, advance the LR schedule."""
         cfg, model = self.cfg, self.model
-        t0 = time.perf_counter()
+        t0 = self.clock()
+        seed_step(cfg.seed, self.dist.rank, self.step, self.device)
         model.train()
         images = images.to(self.device, non_blocking=True)
         target = target.to(self.device, non_blocking=True)
@@ -200,13 +247,14 @@ class Trainer:
                 loss = self.kd(logits.float(), target, teacher_logits)
             else:
                 loss = self.loss_fn(logits.float(), target)
-            if not torch.isfinite(loss):
-                raise AutovitError(f"the loss became {loss.item()} at step {self.step}",
-                                   hint="lower --lr, raise warm-up or keep gradient clipping on")
+            if not torch.isfinite(loss):  # no backward: it would only spread NaN into the gradients
+                losses.append(loss.item())
+                break
             self.scaler.scale(loss).backward()
             if cfg.inplace_kd and i == 0:
                 largest_logits = logits.detach().float()
             losses.append(loss.item())
+        loss = self._check_loss(sum(losses) / len(losses))  # before the update: the weights stay good
         ddp.average_gradients(model, self.dist.world_size)
         if cfg.clip_grad:
             self.scaler.unscale_(self.optimizer)
@@ -216,13 +264,60 @@ class Trainer:
         ddp.broadcast_buffers(model, self.dist.world_size)
         self.step += 1
         self.scheduler.step_update(self.step)
-        dt = time.perf_counter() - t0
+        dt = self.clock() - t0
         self.elapsed_s += dt
+        if cfg.time_budget_s is not None:  # every rank plans and stops by rank 0's clock
+            self.elapsed_s = ddp.broadcast_float(self.elapsed_s, self.dist.world_size, self.device)
         rate = images.shape[0] * self.dist.world_size / max(dt, 1e-9)
         self._rate = rate if self._rate == 0 else 0.9 * self._rate + 0.1 * rate
-        return StepLog(self.step, (self.step - 1) // self.steps_per_epoch, sum(losses) / len(losses),
-                       current_lr(self.optimizer), self._rate, self.elapsed_s,
+        return StepLog(self.step, self.epoch, loss, current_lr(self.optimizer), self._rate, self.elapsed_s,
                        [a.key() for a in archs if a is not None])
+
+    def _check_loss(self, loss: float) -> float:
+        """The step's loss averaged over processes; stops the run (the same way on every rank)
+        when it is not finite or has blown up, before the optimizer update."""
+        loss = ddp.mean_float(loss, self.dist.world_size, self.device)
+        step = self.step + 1
+        problem = None
+        factor = self.cfg.blowup_factor
+        if not math.isfinite(loss):
+            problem = f"training diverged at step {step}: the loss became {loss}"
+        elif factor and self.early_losses:
+            reference = statistics.median(self.early_losses)
+            if reference > 0 and loss > factor * reference:
+                problem = (f"training blew up at step {step}: loss {loss:.4g} is {loss / reference:.0f}x the median "
+                           f"{reference:.4g} of the first {len(self.early_losses)} steps (blowup_factor {factor:g})")
+        if problem is not None:
+            # this loss came from the weights of the step before: a checkpoint of that step is bad too
+            where = self._drop_checkpoint_of(self.step)
+            resume = (f"resume it with a lower learning rate (--resume --lr {self.cfg.lr / 10:g} --allow-changed lr) or a longer "
+                      "warm-up" if self.checkpoint_step is not None
+                      else f"restart with a lower --lr ({self.cfg.lr / 10:g}) or a longer warm-up")
+            off = "; or set blowup_factor=0 to train on regardless" if math.isfinite(loss) else ""
+            raise AutovitError(f"{problem}; {where}", hint=resume + off)
+        if len(self.early_losses) < _EARLY_STEPS:
+            self.early_losses.append(loss)
+        return loss
+
+    def _drop_checkpoint_of(self, step: int) -> str:
+        """After a divergence whose loss came from the weights of `step`: if the last checkpoint
+        holds them, put the one before back as last.pt (last_diverged.pt keeps the bad one).
+        Returns where the last good checkpoint is, for the error message."""
+        if self.out_dir is None or self.checkpoint_step is None:
+            return "no checkpoint was written"
+        if not self.is_main:
+            return "rank 0 names the last good checkpoint"
+        last, previous = self.out_dir / "checkpoints" / "last.pt", self.out_dir / "checkpoints" / "previous.pt"
+        if self.checkpoint_step == step:
+            if last.is_file():
+                os.replace(last, last.with_name("last_diverged.pt"))
+            self.checkpoint_step = None
+            if previous.is_file():
+                self.checkpoint_step = int(read_checkpoint(previous)["step"])
+                os.replace(previous, last)
+        if self.checkpoint_step is None:
+            return f"the checkpoint of step {step} held these weights and was moved to last_diverged.pt"
+        return f"the last good checkpoint is {last} (step {self.checkpoint_step})"
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> list[StepLog]:
@@ -235,20 +330,28 @@ class Trainer:
         progress, task = self._progress()
         try:
             while self.step < self.total_steps and not self._out_of_time():
-                epoch, start_batch = divmod(self.step, self.steps_per_epoch)
-                self.loader.sampler.set_epoch(epoch, start_batch)
-                last = time.perf_counter()
+                self.loader.sampler.set_epoch(self.epoch, start_sample=self.epoch_samples)
+                if len(self.loader.sampler) == 0:  # less than a global batch left (resumed on more processes)
+                    self.epoch, self.epoch_samples = self.epoch + 1, 0
+                    self._end_epoch(self.epoch)
+                    continue
+                epoch_done = False
+                last = self.clock()
                 for images, target in self.loader:
-                    self.elapsed_s += time.perf_counter() - last  # data loading, logging, checkpoints
+                    self.elapsed_s += self.clock() - last  # data loading, logging, checkpoints
                     log = self.train_step(images, target)
-                    last = time.perf_counter()
+                    last = self.clock()
                     logs.append(log)
                     self.history.append(log)
+                    self.epoch_samples += self.loader.sampler.global_batch
+                    epoch_done = self.loader.sampler.batches_left(self.epoch_samples) == 0
+                    if epoch_done:  # before the checkpoint: it then resumes at the next epoch's start
+                        self.epoch, self.epoch_samples = self.epoch + 1, 0
                     self._after_step(log, progress, task)
-                    if self.step >= self.total_steps or self._out_of_time():
+                    if epoch_done or self.step >= self.total_steps or self._out_of_time():
                         break
-                if self.step % self.steps_per_epoch == 0:
-                    self._end_epoch(self.step // self.steps_per_epoch)
+                if epoch_done:
+                    self._end_epoch(self.epoch)
             self.save_checkpoint()
             self.save_final()
         finally:
@@ -385,19 +488,38 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
+        """Everything a resume needs. No RNG state: the step's RNGs derive from (seed, rank, step)."""
         return {"kind": "supernet" if self.supernet else "subnet", "model": model_payload(self.model),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "rng": rng_state(), "step": self.step,
+                "scaler": self.scaler.state_dict(), "step": self.step,
                 "planned_steps": self.planned_steps, "elapsed_s": self.elapsed_s,
+                "epoch": self.epoch, "epoch_samples": self.epoch_samples, "train_images": len(self.data.train),
                 "steps_per_epoch": self.steps_per_epoch, "world_size": self.dist.world_size,
+                "batch_size": self.cfg.batch_size, "early_losses": list(self.early_losses),
                 "config": self.cfg.to_dict(), "space": self.space.to_dict() if self.space is not None else None}
 
     def save_checkpoint(self) -> Path | None:
+        """Writes checkpoints/last.pt (rank 0); the one it replaces becomes previous.pt. A state
+        with NaN/inf tensors is never written: the run stops with an error naming both steps."""
+        bad = nonfinite_tensors({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()})
+        if ddp.mean_float(float(len(bad)), self.dist.world_size, self.device) > 0:
+            where = (f"{self.out_dir / 'checkpoints' / 'last.pt'} (step {self.checkpoint_step}) is kept"
+                     if self.out_dir is not None and self.checkpoint_step is not None else "no checkpoint was written")
+            first = f" (first: {bad[0]})" if bad else ""
+            raise AutovitError(f"training diverged by step {self.step}: NaN or inf in {len(bad)} tensor(s) of the "
+                               f"model/optimizer state{first}; not saved, {where}",
+                               hint=f"resume the kept checkpoint with a lower learning rate "
+                                    f"(--resume --lr {self.cfg.lr / 10:g} --allow-changed lr) or a longer warm-up")
         if not (self.is_main and self.out_dir is not None):
             ddp.barrier(self.dist.world_size)
+            self.checkpoint_step = self.step
             return None
-        path = save_checkpoint(self.out_dir / "checkpoints" / "last.pt", self.state())
+        last = self.out_dir / "checkpoints" / "last.pt"
+        if last.is_file():  # the one before stays, in case these weights turn out to have diverged
+            keep_previous(last, last.with_name("previous.pt"))
+        path = save_checkpoint(last, self.state())
         ddp.barrier(self.dist.world_size)
+        self.checkpoint_step = self.step
         return path
 
     def save_final(self) -> None:
@@ -417,8 +539,16 @@ class Trainer:
         save_json(self.out_dir / "summary.json", {"steps": self.step, "train_time_s": round(self.elapsed_s, 2),
                                                   "final_loss": self.history[-1].loss if self.history else None})
 
-    def resume(self, path: str | Path) -> None:
-        """Restores everything a checkpoint holds; checks it all before changing anything."""
+    def resume(self, path: str | Path, allow_changed: Sequence[str] = ()) -> None:
+        """Restores everything a checkpoint holds; checks it all before changing anything.
+
+        Settings that determine the weights must match the checkpoint's, except those named in
+        `allow_changed` (`check_resume_settings`).
+
+        Another number of processes (or --batch-size) is accepted: the weights, optimizer and step
+        carry over, the interrupted epoch continues at the first image no process had consumed
+        yet, and an epoch-based run re-plans its LR schedule over the steps left at the new
+        global batch. An allowed change of --lr takes effect (the schedule is rebuilt from the config)."""
         ckpt = read_checkpoint(path)
         if ckpt.get("format") != "autovit-train":
             raise AutovitError(f"{path} holds weights only, not a training state",
@@ -427,30 +557,56 @@ class Trainer:
         kind = "supernet" if self.supernet else "subnet"
         if ckpt.get("kind") != kind:
             raise AutovitError(f"the checkpoint is a {ckpt.get('kind')} training run, this is a {kind} run")
-        check_resume_settings(ckpt.get("config"), self.cfg, path)
-        if ckpt.get("steps_per_epoch") != self.steps_per_epoch or ckpt.get("world_size") != self.dist.world_size:
-            raise AutovitError("the checkpoint was written with another data size, batch size or process count "
-                               f"({ckpt.get('steps_per_epoch')} steps/epoch on {ckpt.get('world_size')} processes, "
-                               f"now {self.steps_per_epoch} on {self.dist.world_size})",
-                               hint="resume with the same dataset, --batch-size and number of processes")
+        check_resume_settings(ckpt.get("config"), self.cfg, path, allow=allow_changed)
+        sampler = self.loader.sampler
+        old_world, old_spe = ckpt.get("world_size"), ckpt.get("steps_per_epoch")
+        if "train_images" in ckpt:
+            if ckpt["train_images"] != len(self.data.train):
+                raise AutovitError(f"the checkpoint was trained on {ckpt['train_images']} images, this dataset has "
+                                   f"{len(self.data.train)}", hint="resume with the same dataset and val_size")
+            epoch, epoch_samples = int(ckpt["epoch"]), int(ckpt["epoch_samples"])
+        elif old_spe == self.steps_per_epoch and old_world == self.dist.world_size:  # older: no data position
+            epoch, start_batch = divmod(int(ckpt["step"]), self.steps_per_epoch)
+            epoch_samples = start_batch * sampler.global_batch
+        else:
+            raise AutovitError("this older checkpoint can only resume with its own process count and batch size "
+                               f"({old_spe} steps/epoch on {old_world} processes, now {self.steps_per_epoch} on "
+                               f"{self.dist.world_size})",
+                               hint="resume it once with its own batch size and number of processes")
         backup = {k: v.clone() for k, v in self.model.state_dict().items()}
         try:
             restore_model(self.model, ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
+            for group in self.optimizer.param_groups:  # the schedule starts from this run's --lr
+                group.pop("initial_lr", None)
+                group["lr"] = self.cfg.lr
             self.scaler.load_state_dict(ckpt["scaler"])
-            self.planned_steps = int(ckpt.get("planned_steps", self.total_steps))
+            step = int(ckpt["step"])
+            planned = int(ckpt.get("planned_steps", self.total_steps))
+            old_batch = ckpt.get("batch_size", ckpt.get("config", {}).get("batch_size"))
+            regrouped = old_world != self.dist.world_size or old_batch != self.cfg.batch_size
+            if regrouped and self.cfg.max_steps is None:
+                left = sampler.batches_left(epoch_samples) + max(self.cfg.epochs - epoch - 1, 0) * self.steps_per_epoch
+                self.total_steps = step + left if epoch < self.cfg.epochs else step
+                planned = self.total_steps if self.cfg.time_budget_s is None else min(planned, self.total_steps)
+            self.planned_steps = planned
             self.scheduler = build_scheduler(self.optimizer, self.cfg, self.planned_steps, self.steps_per_epoch)
-            self.scheduler.load_state_dict(ckpt["scheduler"])
-            set_rng_state(ckpt["rng"])
+            self.early_losses = [float(x) for x in ckpt.get("early_losses", [])]
         except AutovitError:
             self.model.load_state_dict(backup)
             raise
         except (KeyError, ValueError, RuntimeError, TypeError) as err:
             self.model.load_state_dict(backup)
             raise AutovitError(f"corrupt checkpoint {path}: {type(err).__name__}: {str(err)[:200]}") from None
-        self.step = int(ckpt["step"])
+        self.step, self.epoch, self.epoch_samples = step, epoch, epoch_samples
+        self.checkpoint_step = step
         self.elapsed_s = float(ckpt.get("elapsed_s", 0.0))
         self.scheduler.step_update(self.step)
         self._truncate_logs()
-        self._log(f"resumed from {path} at step {self.step}")
-
+        self._log(f"resumed from {path} at step {self.step} (epoch {epoch}, image {epoch_samples} of its order)")
+        if regrouped:
+            self._log(f"global batch {old_batch} x {old_world} -> {self.cfg.batch_size} x {self.dist.world_size} "
+                      f"processes: {self.steps_per_epoch} steps/epoch, LR schedule over {self.planned_steps} steps")
+        old_lr = ckpt.get("config", {}).get("lr")
+        if old_lr is not None and old_lr != self.cfg.lr:
+            self._log(f"learning rate {old_lr:g} -> {self.cfg.lr:g} from step {self.step}")
