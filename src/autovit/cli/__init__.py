@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from autovit.cli._common import err_console
+from autovit.cli._common import err_console, print_problem
 from autovit.cli.aliases import AliasGroup
 from autovit.errors import AutovitError
 
@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except AutovitError as err:
-        err_console.print(f"[bold red]error:[/] {err.message}")
+        print_problem("error", err.message)
         if err.hint:
-            err_console.print(f"[yellow]hint:[/] {err.hint}")
+            print_problem("hint", err.hint)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

@@ -12,6 +12,17 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+_LABELS = {"error": "bold red", "hint": "yellow", "warning": "yellow", "note": "yellow"}
+
+
+def print_problem(label: str, message: str) -> None:
+    """One `label: message` line on stderr: the message is printed as is (no rich markup, no
+    highlighting) and never hard-wrapped, so a path in it stays whole."""
+    from rich.markup import escape
+
+    err_console.print(f"[{_LABELS[label]}]{label}:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
 def print_json(obj: Any) -> None:
     """Machine-readable output for `--json` (plain stdout, no rich markup)."""
     print(json.dumps(obj, indent=2, default=str))

@@ -80,9 +80,6 @@ class AliasGroup(TyperGroup):
     """The top-level command group: rewrites old option spellings before click parses them."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        from autovit.cli._common import err_console
+        from autovit.cli._common import print_problem
 
-        def note(message: str) -> None:
-            err_console.print(f"[yellow]note:[/] {message}", highlight=False)
-
-        return super().parse_args(ctx, rewrite_args(args, note))
+        return super().parse_args(ctx, rewrite_args(args, lambda message: print_problem("note", message)))

@@ -11,7 +11,7 @@ from typing import Any, Iterator, Optional
 
 import typer
 
-from autovit.cli._common import console, err_console, make_table, print_json
+from autovit.cli._common import console, err_console, make_table, print_json, print_problem
 
 latency_app = typer.Typer(help="Latency lookup tables, the Eq. 6 latency model and its validation.",
                           no_args_is_help=True)
@@ -126,7 +126,7 @@ def reference_spreads(table: Any) -> dict[str, Optional[float]]:
 
 
 def _print_warning(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
+    print_problem("warning", message)
 
 
 def _load_model(lut: Path) -> Any:
@@ -161,9 +161,9 @@ def _parse_archs(model: Any, archs: list[str], force: bool) -> list[Any]:
             if not force:
                 raise LatencyTableError(msg, hint="use the table of the arch's space, or --force-arch to predict anyway "
                                                   "(blocks missing from the table are still refused)")
-            err_console.print(f"[yellow]warning:[/] {msg}")
+            _print_warning(msg)
         if arch.resolution != model.table.resolution and force:
-            err_console.print(f"[yellow]warning:[/] predicting {text} at the table's {model.table.resolution}px")
+            _print_warning(f"predicting {text} at the table's {model.table.resolution}px")
             arch = arch.replace(resolution=model.table.resolution)
         out.append(arch)
     if not out:
@@ -348,7 +348,7 @@ def import_cmd(
         warnings.simplefilter("always")
         model = import_measurements(manifest, csv, device=device, runtime=runtime, threads=threads)
     for w in caught:
-        err_console.print(f"[yellow]warning:[/] {w.message}")
+        _print_warning(str(w.message))
     model.save(out)
     meta = model.table.meta
     summary = {"out": str(out), "modules": len(model.table.entries), "modules_measured": meta["modules_measured"],
