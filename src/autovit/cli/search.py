@@ -19,7 +19,8 @@ def _progress_bar(disable: bool) -> Progress:
 def search(
     supernet: Path = typer.Option(..., "--supernet", help="Supernet checkpoint (.pt or the training run folder)."),
     lut: Optional[Path] = typer.Option(None, "--lut", help="Latency table JSON (`autovit latency profile`)."),
-    latency_budget: Optional[str] = typer.Option(None, "--latency-budget", help="L_max, e.g. 12ms or 0.012s."),
+    latency_budget: Optional[str] = typer.Option(None, "--latency-budget", help="L_max: a time (12ms, 0.012s) or a "
+                                                 "model timed here as a ratio (mobilevit_xxs, 0.8x:mobilevit_xxs)."),
     params_budget: Optional[str] = typer.Option(None, "--params-budget", help="Max params, e.g. 2M or 2e6."),
     macs_budget: Optional[str] = typer.Option(None, "--macs-budget", help="Max MACs, e.g. 300M."),
     budgets: Optional[str] = typer.Option(None, "--budgets", help="Sweep: best arch per budget, e.g. 8ms,10ms,12ms."),
@@ -48,7 +49,11 @@ def search(
     seed: int = typer.Option(0, "--seed", help="Fixes the whole search."),
     out: Path = typer.Option(Path("runs/search"), "--out", "-o", help="Run folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out where it stopped."),
-    measure: bool = typer.Option(True, "--measure/--no-measure", help="Measure the winner's real latency here."),
+    measure: bool = typer.Option(True, "--measure/--no-measure", help="Time the budget and the winner here "
+                                                                       "(--no-measure: trust the table's ms)."),
+    verify_candidates: int = typer.Option(6, "--verify-candidates", help="Front candidates timed after the search; "
+                                                                         "the most accurate that measures within "
+                                                                         "the latency budget is returned."),
     compare: bool = typer.Option(False, "--compare/--no-compare", help="Also run random-search and "
                                                                         "FLOPs-constrained baselines."),
     impact: bool = typer.Option(True, "--impact/--no-impact", help="Eq. 7 latency impact of the winner's modules."),
@@ -66,8 +71,11 @@ def search(
     from autovit.search.runner import (init_distributed, load_latency_model, load_supernet_checkpoint,
                                        validation_evaluator)
 
+    from autovit.search.budget import LatencyBudget
+
+    budget_spec = LatencyBudget.parse(latency_budget) if latency_budget else None
     config_values: dict[str, Any] = dict(
-        latency_budget_ms=parse_latency(latency_budget) if latency_budget else None,
+        latency_budget_ms=budget_spec.ms if budget_spec else None,
         params_budget=parse_count(params_budget) if params_budget else None,
         macs_budget=parse_count(macs_budget, "MACs budget") if macs_budget else None,
         budgets_ms=parse_latency_list(budgets) if budgets else (), objective=objective, cost_lambda=cost_lambda,
@@ -85,6 +93,18 @@ def search(
     loaded = load_supernet_checkpoint(supernet, space)
     config = SearchConfig(**config_values, num_classes=loaded.num_classes)
     latency_model = load_latency_model(lut, loaded.space, force_table) if lut else None
+    timer = None
+    if measure and not force_table and latency_model is not None:
+        from autovit.search.budget import OnnxTimer
+
+        timer = OnnxTimer(latency_model.table.resolution, int(latency_model.fingerprint.get("threads", 1)),
+                          num_classes=loaded.num_classes)
+    resolved = None
+    if budget_spec is not None:
+        from autovit.search.budget import prepare_budget
+
+        resolved = prepare_budget(budget_spec, latency_model, loaded.space, out, resume, timer)
+        config = config.replace(latency_budget_ms=resolved.ms_table)
     quiet = as_json or rank != 0
     with _progress_bar(quiet) as bar:
         tasks: dict[str, Any] = {}
@@ -103,12 +123,26 @@ def search(
         comparison_runs = _baselines(result, evaluator, latency_model, loaded.space) if compare else {}
     if rank != 0:
         return
+    verification = None
+    if resolved is not None and timer is not None and result.best is not None:
+        from autovit.search.budget import verify_search
+
+        verification = verify_search(result, latency_model, resolved, timer, verify_candidates, out)
     summary = _finish(result, engine, evaluator, latency_model, loaded, out, measure, comparison_runs, impact,
-                      base or [], data_info, supernet, lut)
+                      base or [], data_info, supernet, lut, verification)
+    if verification is not None:
+        from autovit.search.budget import finish_verification
+
+        summary["latency_budget"] = finish_verification(out, resolved, verification)
     if as_json:
         print_json(summary)
-        return
-    _print_summary(result, summary, out)
+    else:
+        _print_summary(result, summary, out)
+    if verification is not None and verification.chosen is None:
+        raise AutovitError(f"no candidate of the search measures within the latency budget {resolved.budget} on "
+                           f"this machine (see {out / 'report.md'})",
+                           hint="raise the budget, pass --verify-candidates N to time more of the front, or "
+                                "re-profile the latency table on a quiet machine (`autovit latency profile`)")
 
 
 def _baselines(result: Any, evaluator: Any, latency_model: Any, space: Any) -> dict[str, Any]:
@@ -124,7 +158,7 @@ def _baselines(result: Any, evaluator: Any, latency_model: Any, space: Any) -> d
 
 def _finish(result: Any, engine: Any, evaluator: Any, latency_model: Any, loaded: Any, out: Path, measure: bool,
             comparison_runs: dict[str, Any], impact: bool, base: list, data_info: dict, supernet: Path,
-            lut: Path | None) -> dict[str, Any]:
+            lut: Path | None, verification: Any = None) -> dict[str, Any]:
     """Impact table, measured latency and every output file of a finished search (rank 0)."""
     from autovit.latency.impact import latency_impact
     from autovit.search.outputs import write_outputs
@@ -138,9 +172,11 @@ def _finish(result: Any, engine: Any, evaluator: Any, latency_model: Any, loaded
     rows = latency_impact(result.best.arch, space, evaluator, engine.latency_of) if impact else None
     extra = {name: r.best.arch for name, r in comparison_runs.items() if r.best is not None}
     measured: dict[str, float] = {}
-    if measure:
+    if measure and (verification is None or extra or result.best_per_budget):
         table_classes = getattr(getattr(latency_model, "table", None), "num_classes", 1000)
         measured = measured_latencies(result, extra, num_classes=table_classes)
+    if verification is not None:  # the winner's time from the verification rounds
+        measured.update({r.key: r.measured_ms for r in verification.rows})
     comparison = [{"name": "latency-aware search (ours)", "accuracy": result.best.accuracy,
                    "latency_ms": finite(result.best.latency_ms), "measured_ms": measured.get(result.best.key),
                    "params": result.best.params, "macs": result.best.macs, "evaluations": result.evaluations}]
