@@ -189,3 +189,21 @@ def test_front_candidates_keep_the_most_accurate_and_reach_the_fastest() -> None
     assert [c.key for c in picked] == ["f0", "f1", "f2", "f3", "f6", "f9"]
     short = front_candidates(front[0], front[:2], 2.0, 6, history=[cand("h", 80.0, 1.0), cand("big", 95.0, 3.0)])
     assert [c.key for c in short] == ["f0", "f1", "h"]
+
+
+def test_verification_round_trips_and_validation_groups() -> None:
+    budget = resolve_budget(LatencyBudget.parse("mobilevit_xxs"), 1.0, FakeTimer())
+    v = verify_candidates(_cands(3), RatioModel([1.7] * 3), budget, FakeTimer(arch_ratio=lambda i, a: [2.0, 1.5, 1.0][i]))
+    from autovit.search.budget import Verification, validation_groups
+
+    back = Verification.from_dict(json.loads(json.dumps(v.to_dict())))
+    assert back.markdown() == v.markdown() and back.chosen == 1
+    from autovit.latency.predictor import LatencyModel
+    from autovit.latency.lut import synthetic_table
+
+    space = tiny_space()
+    model = LatencyModel(synthetic_table(space, seed=0, resolution=64))
+    groups = validation_groups(model, space, True, "0.5x:mobilevit_xxs", FakeTimer(), near=3)
+    assert space.smallest() in groups["extremes"] and space.largest() in groups["extremes"]
+    near = model.predict_ratio(groups["near_budget"])
+    assert len(near) == 3 and np.all(near <= 0.9) and np.all(near >= 0.5 * near.max())

@@ -179,6 +179,11 @@ def validate(
     out: Optional[Path] = typer.Option(None, help="Write the full report JSON here."),
     cpu: Optional[int] = typer.Option(None, help="CPU to pin to (default: the last one)."),
     force: bool = typer.Option(False, "--force", help="Validate a table from another device/runtime (warning)."),
+    extremes: bool = typer.Option(True, "--extremes/--no-extremes", help="Also time the space's corner subnets "
+                                                                         "(scored separately)."),
+    latency_budget: Optional[str] = typer.Option(None, "--latency-budget", help="Also time subnets predicted just "
+                                                                               "under this budget (scored "
+                                                                               "separately), e.g. mobilevit_xxs."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Measure held-out subnets here and score the model, the ablations and the noise floor."""
@@ -192,15 +197,18 @@ def validate(
     model.table.check_compatible(fingerprint=config.fingerprint(model.table.resolution), force=force)
     space = SearchSpace.load(model.space_name)
     _pin(cpu)
+    from autovit.search.budget import validation_groups
+
+    groups = validation_groups(model, space, extremes, latency_budget)
     with _progress(not as_json) as progress:
-        report = run_validation(model, space, samples, seed, config, progress)
+        report = run_validation(model, space, samples, seed, config, progress, groups)
     if out:
         save_json(out, report)
     if plot:
         plot_validation(report, plot)
     summary = {k: report[k] for k in ("space", "samples", "metrics", "retest_noise", "error_over_noise",
                                       "reference_ms_now", "reference_ms_table")}
-    summary["ablations"] = report["ablations"]
+    summary["ablations"], summary["groups"] = report["ablations"], report["groups"]
     if as_json:
         print_json(summary)
         return
@@ -212,6 +220,7 @@ def validate(
 
     rows = [row("latency model", report["metrics"]), row("re-test noise", report["retest_noise"])]
     rows += [row(k.replace("_", " "), v) for k, v in report["ablations"].items() if k != "latency_model"]
+    rows += [row(f"{k.replace('_', ' ')} ({v['n']} subnets)", v) for k, v in report["groups"].items()]
     console.print(make_table(f"{samples} held-out subnets of '{space.name}'", cols, rows))
     console.print(f"error / noise floor: {report['error_over_noise']:.2f}" + (f"; plot: {plot}" if plot else ""))
 

@@ -92,6 +92,10 @@ def write_report(pipe: "Pipeline", summaries: Mapping[str, Any]) -> Path:
     lines.append("")
 
     lines += ["## Search", ""]
+    if budget.get("verification"):
+        from autovit.search.budget import Verification
+
+        lines += [Verification.from_dict(budget["verification"]).markdown().replace("## ", "### ", 1), ""]
     for name, title in (("search.png", "Accuracy vs predicted latency (Pareto front, baselines)"),
                         ("coarse_cloud.png", "Coarse stage: sampled archs and the budget")):
         if (root / "search" / name).is_file():
@@ -104,6 +108,10 @@ def write_report(pipe: "Pipeline", summaries: Mapping[str, Any]) -> Path:
     if validation:
         m = validation.get("metrics", validation).get("model", validation.get("metrics", {}))
         lines += [f"Validated on held-out random subnets: `{json.dumps(m, default=str)[:600]}`", ""]
+        for name, g in (validation.get("groups") or {}).items():
+            lines.append(f"- {name.replace('_', ' ')} subnets ({g['n']}): MAPE {g['mape']:.1f}%, max error "
+                         f"{g['max_error']:.1f}%, bias {g['bias']:+.1f}% (predicted vs measured ratio)")
+        lines.append("")
         lines += [f"![latency validation]({_rel(root / 'latency_validation' / 'validation.png', root)})", ""]
     else:
         lines += ["(validation skipped in this config)", ""]

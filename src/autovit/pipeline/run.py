@@ -103,7 +103,8 @@ class Pipeline:
             Stage("latency", {"space": space, **lat, "seed": cfg.seed}, self._latency, ("table.json",)),
         ]
         if cfg.latency.validate_samples and not cfg.latency.force_table:
-            out.append(Stage("latency_validation", {"table": lat, "space": space, "n": cfg.latency.validate_samples},
+            out.append(Stage("latency_validation", {"table": lat, "space": space, "n": cfg.latency.validate_samples,
+                                                    "budget": cfg.search.latency_budget},
                              self._validate, ("validation.json", "validation.png")))
         train = dict(cfg.supernet.train)
         out += [
@@ -164,7 +165,8 @@ class Pipeline:
 
     def _validate(self, d: Path) -> dict[str, Any]:
         invoke(["latency", "validate", "--lut", self.table, "--samples", self.cfg.latency.validate_samples,
-                "--rounds", self.cfg.latency.rounds, "--plot", d / "validation.png", "--out", d / "validation.json"])
+                "--rounds", self.cfg.latency.rounds, "--plot", d / "validation.png", "--out", d / "validation.json",
+                *(["--latency-budget", self.cfg.search.latency_budget] if self.budget else [])])
         return {"validation": str(d / "validation.json")}
 
     def _supernet(self, d: Path) -> dict[str, Any]:

@@ -237,6 +237,14 @@ class Verification:
                 "chosen": None if self.winner is None else self.winner.key, "met": self.chosen is not None,
                 "candidates": [{**asdict(r), "error_pct": r.error_pct} for r in self.rows], "notes": self.notes}
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Verification":
+        names = VerifiedCandidate.__dataclass_fields__
+        rows = [VerifiedCandidate(**{k: v for k, v in r.items() if k in names}) for r in d["candidates"]]
+        chosen = next((i for i, r in enumerate(rows) if r.key == d.get("chosen")), None)
+        return cls(rows, chosen, float(d["budget_ratio_now"]), float(d["reference_ms_now"]),
+                   float(d["reference_spread"]), float(d["tolerance"]), d.get("budget", ""), list(d.get("notes", [])))
+
     def markdown(self) -> str:
         """The report section: predicted vs measured for each candidate and the verdict."""
         lines = ["## Latency budget verification (measured on this machine)", ""]
@@ -422,6 +430,26 @@ def finish_verification(out: Any, resolved: ResolvedBudget, verification: Verifi
         text = report.read_text().rstrip() + "\n\n"
         atomic_write_text(report, text + f"Latency budget: {resolved.describe()}.\n\n" + verification.markdown())
     return body
+
+
+# ---------------------------------------------------------------------------- latency validation
+def validation_groups(latency_model: Any, space: Any, extremes: bool = True, budget: "LatencyBudget | str | None" = None,
+                      timer: Timer | None = None, near: int = 4) -> dict[str, list[Arch]]:
+    """Subnets the latency validation times beside the random ones, since search winners live
+    there: the space's corners and (given a budget) subnets predicted just under it."""
+    from autovit.latency.validate import extreme_subnets, near_budget_subnets
+
+    groups: dict[str, list[Arch]] = {}
+    if extremes:
+        groups["extremes"] = extreme_subnets(space)
+    if budget is not None:
+        spec = LatencyBudget.parse(budget)
+        if timer is None:
+            fp = latency_model.fingerprint or {}
+            timer = OnnxTimer(latency_model.table.resolution, int(fp.get("threads", 1)))
+        resolved = resolve_budget(spec, latency_model.reference_ms, timer)
+        groups["near_budget"] = near_budget_subnets(latency_model, space, resolved.ratio, near)
+    return groups
 
 
 # ---------------------------------------------------------------------------- Python API
