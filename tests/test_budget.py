@@ -193,7 +193,8 @@ def test_front_candidates_keep_the_most_accurate_and_reach_the_fastest() -> None
 
 def test_verification_round_trips_and_validation_groups() -> None:
     budget = resolve_budget(LatencyBudget.parse("mobilevit_xxs"), 1.0, FakeTimer())
-    v = verify_candidates(_cands(3), RatioModel([1.7] * 3), budget, FakeTimer(arch_ratio=lambda i, a: [2.0, 1.5, 1.0][i]))
+    timer = FakeTimer(arch_ratio=lambda i, a: [2.0, 1.5, 1.0][i])
+    v = verify_candidates(_cands(3), RatioModel([1.7] * 3), budget, timer)
     from autovit.search.budget import Verification, validation_groups
 
     back = Verification.from_dict(json.loads(json.dumps(v.to_dict())))

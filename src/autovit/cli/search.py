@@ -221,8 +221,17 @@ def _print_summary(result: Any, summary: dict[str, Any], out: Path) -> None:
     t = result.timing
     title = (f"{result.evaluations} candidates evaluated; coarse {t.get('coarse_s', 0):.1f} s, "
              f"fine {t.get('fine_s', 0):.1f} s")
-    console.print(make_table(title, ["", "top-1 %", "predicted ms", "measured ms", "params M", "MMACs"], rows))
+    console.print(make_table(title, ["", "top-1 %", "predicted ms (table)", "measured ms (now)", "params M", "MMACs"],
+                             rows))
     console.print(f"[dim]{b.key}[/]")
+    budget = summary.get("latency_budget")
+    if budget:
+        ver = budget["verification"]
+        fraction = next((c["budget_fraction"] for c in ver["candidates"] if c["key"] == ver["chosen"]), None)
+        verdict = ("[bold red]NO candidate measures within budget[/]" if fraction is None else
+                   f"the returned one measures {fraction:.3f}x the budget")
+        console.print(f"latency budget {budget['resolved']['description']}: {len(ver['candidates'])} front "
+                      f"candidates timed, {verdict}")
     console.print(f"outputs in [bold]{out}[/] (best.json, pareto.json/csv, history.csv, search.png, report.md)")
 
 

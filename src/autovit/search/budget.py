@@ -182,7 +182,8 @@ def check_feasible(resolved: ResolvedBudget, latency_model: Any, space: Any) -> 
         return fastest
     b = resolved.budget
     ref_now = resolved.reference_ms_now or resolved.reference_ms_table
-    reach = f"{fastest:.3f}x the reference network ({fastest * ref_now:.3f} ms {'now' if resolved.timed else 'at table time'})"
+    when = "now" if resolved.timed else "at table time"
+    reach = f"{fastest:.3f}x the reference network ({fastest * ref_now:.3f} ms {when})"
     if b.relative:
         need = math.ceil(fastest / resolved.model_ratio * 100) / 100
         raise_to = f"'{need:g}x:{b.model}' or more"
@@ -314,7 +315,7 @@ def verify_candidates(candidates: Sequence[Any], latency_model: Any, resolved: R
     loose = [i for i, r in enumerate(rows) if r.within]
     pick = strict or loose
     chosen = max(pick, key=lambda i: (rows[i].accuracy, -i)) if pick else None
-    notes = [f"all figures from the same {'interleaved rounds'}: the reference network ran "
+    notes = ["all figures from the same interleaved rounds: the reference network ran "
              f"{times.reference_ms:.3f} ms (spread {times.reference_spread:.1%}); "
              + (f"{b.model} measured {times.ratio['budget']:.3f}x the reference" if b.relative else
                 f"the {b.ms:g} ms budget is {budget_ratio:.3f}x the reference now")]
@@ -433,8 +434,9 @@ def finish_verification(out: Any, resolved: ResolvedBudget, verification: Verifi
 
 
 # ---------------------------------------------------------------------------- latency validation
-def validation_groups(latency_model: Any, space: Any, extremes: bool = True, budget: "LatencyBudget | str | None" = None,
-                      timer: Timer | None = None, near: int = 4) -> dict[str, list[Arch]]:
+def validation_groups(latency_model: Any, space: Any, extremes: bool = True,
+                      budget: "LatencyBudget | str | None" = None, timer: Timer | None = None,
+                      near: int = 4) -> dict[str, list[Arch]]:
     """Subnets the latency validation times beside the random ones, since search winners live
     there: the space's corners and (given a budget) subnets predicted just under it."""
     from autovit.latency.validate import extreme_subnets, near_budget_subnets
@@ -516,5 +518,5 @@ def contract_line(contract: Mapping[str, Any] | None) -> str:
     verdict = ("met" if contract["met"] else "met within the measured noise" if contract["met_within_noise"]
                else "**NOT MET**")
     return (f"Latency budget contract: {verdict} -- the searched model measured {contract['fraction']:.3f}"
-            f"x its budget ({contract['budget']}) in the final benchmark (interleaved rounds, noise +-{contract['noise']:.1%}, "
-            f"{contract['rounds']} rounds).")
+            f"x its budget ({contract['budget']}) in the final benchmark (interleaved rounds, "
+            f"noise +-{contract['noise']:.1%}, {contract['rounds']} rounds).")
