@@ -93,17 +93,19 @@ def search(
     loaded = load_supernet_checkpoint(supernet, space)
     config = SearchConfig(**config_values, num_classes=loaded.num_classes)
     latency_model = load_latency_model(lut, loaded.space, force_table) if lut else None
-    timer = None
+    timer = budget_timer = None
     if measure and not force_table and latency_model is not None:
         from autovit.search.budget import OnnxTimer
 
-        timer = OnnxTimer(latency_model.table.resolution, int(latency_model.fingerprint.get("threads", 1)),
-                          num_classes=loaded.num_classes)
+        # the budget in the table's units (its head size); the candidates as they ship
+        res, threads = latency_model.table.resolution, int(latency_model.fingerprint.get("threads", 1))
+        budget_timer = OnnxTimer(res, threads, num_classes=latency_model.table.num_classes)
+        timer = OnnxTimer(res, threads, num_classes=loaded.num_classes)
     resolved = None
     if budget_spec is not None:
         from autovit.search.budget import prepare_budget
 
-        resolved = prepare_budget(budget_spec, latency_model, loaded.space, out, resume, timer)
+        resolved = prepare_budget(budget_spec, latency_model, loaded.space, out, resume, budget_timer)
         config = config.replace(latency_budget_ms=resolved.ms_table)
     quiet = as_json or rank != 0
     with _progress_bar(quiet) as bar:

@@ -90,7 +90,8 @@ class RatioTimes:
     ratio: Mapping[str, float]
     ms: Mapping[str, float]
     reference_ms: float
-    reference_spread: float  # relative IQR of the reference timings (the machine's noise)
+    reference_spread: float  # relative IQR of the reference's per-round medians (the machine's noise)
+    ratio_spread: Mapping[str, float] = field(default_factory=dict)  # relative IQR of each per-round ratio
 
 
 # Times the named models interleaved with the table's reference network.
@@ -295,15 +296,18 @@ def verify_candidates(candidates: Sequence[Any], latency_model: Any, resolved: R
                       tolerance: float | None = None) -> Verification:
     """Times `candidates` (with `.arch`, `.key`, `.accuracy`; best first) interleaved with the
     reference and, for a relative budget, the budget model; picks the most accurate one that
-    measures within budget: strictly if any does, else within `tolerance` (default: the
-    reference's measured spread)."""
+    measures within budget: strictly if any does, else within `tolerance` (default: the measured
+    spread of the budget's figure: the budget model's per-round ratio, or the reference's time)."""
     specs: dict[str, ModelSpec] = {f"cand{i}": c.arch for i, c in enumerate(candidates)}
     b = resolved.budget
     if b.relative:
         specs["budget"] = b.model
     times = timer(specs)
     budget_ratio = b.factor * times.ratio["budget"] if b.relative else b.ms / times.reference_ms
-    tol = times.reference_spread if tolerance is None else tolerance
+    if tolerance is None:  # the noise of the budget's own figure
+        tol = times.ratio_spread.get("budget", times.reference_spread) if b.relative else times.reference_spread
+    else:
+        tol = tolerance
     predicted = latency_model.predict_ratio([c.arch for c in candidates])
     rows = []
     for i, c in enumerate(candidates):
@@ -358,13 +362,18 @@ class OnnxTimer:
                 times = measure_paired(runners, reference, self.rounds)
                 ratio = {n: float(np.median(times.ratios(n))) for n in runners}
                 ms = {n: float(np.median(times.ms[n])) for n in runners}
-                refs = np.asarray(times.reference_ms)
+                spread = {n: _relative_iqr(times.ratios(n)) for n in runners}
+                refs = np.concatenate([times.ref_ms[n] for n in runners])  # per-round medians
             else:
                 n, _ = calibrate_runs(reference)
                 refs = np.asarray([time_runner(reference, n) for _ in range(max(self.rounds, 5))])
-                ratio, ms = {}, {}
-        q1, q3 = np.percentile(refs, [25, 75])
-        return RatioTimes(ratio, ms, float(np.median(refs)), float((q3 - q1) / np.median(refs)))
+                ratio, ms, spread = {}, {}, {}
+        return RatioTimes(ratio, ms, float(np.median(refs)), _relative_iqr(refs), spread)
+
+
+def _relative_iqr(values: Any) -> float:
+    q1, q3 = np.percentile(values, [25, 75])
+    return float((q3 - q1) / np.median(values))
 
 
 # ---------------------------------------------------------------------------- a search run's budget
@@ -448,7 +457,8 @@ def validation_groups(latency_model: Any, space: Any, extremes: bool = True,
         spec = LatencyBudget.parse(budget)
         if timer is None:
             fp = latency_model.fingerprint or {}
-            timer = OnnxTimer(latency_model.table.resolution, int(fp.get("threads", 1)))
+            timer = OnnxTimer(latency_model.table.resolution, int(fp.get("threads", 1)),
+                              num_classes=latency_model.table.num_classes)
         resolved = resolve_budget(spec, latency_model.reference_ms, timer)
         groups["near_budget"] = near_budget_subnets(latency_model, space, resolved.ratio, near)
     return groups
