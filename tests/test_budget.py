@@ -22,15 +22,17 @@ QUIET_MS = {"reference": 1.0, "mobilevit_xxs": 1.8}
 class FakeTimer:
     """Times every model at `QUIET_MS x slowdown` (archs: `arch_ratio(index, arch)` x the reference)."""
 
-    def __init__(self, slowdown: float = 1.0, arch_ratio=None, spread: float = 0.02) -> None:
+    def __init__(self, slowdown: float = 1.0, arch_ratio=None, spread: float = 0.02, model_ms=None) -> None:
         self.slowdown, self.arch_ratio, self.spread, self.calls = slowdown, arch_ratio, spread, []
+        self.model_ms = {**QUIET_MS, **(model_ms or {})}
 
     def __call__(self, models) -> RatioTimes:
         self.calls.append(dict(models))
         ref = QUIET_MS["reference"] * self.slowdown
         ratio = {}
         for i, (name, spec) in enumerate(models.items()):
-            ratio[name] = self.arch_ratio(i, spec) if isinstance(spec, Arch) else QUIET_MS[spec] / QUIET_MS["reference"]
+            ratio[name] = (self.arch_ratio(i, spec) if isinstance(spec, Arch) else
+                           self.model_ms[spec] / self.model_ms["reference"])
         return RatioTimes(ratio, {n: r * ref for n, r in ratio.items()}, ref, self.spread)
 
 
@@ -208,3 +210,24 @@ def test_verification_round_trips_and_validation_groups() -> None:
     assert space.smallest() in groups["extremes"] and space.largest() in groups["extremes"]
     near = model.predict_ratio(groups["near_budget"])
     assert len(near) == 3 and np.all(near <= 0.9) and np.all(near >= 0.5 * near.max())
+
+
+def test_python_api_searches_within_a_model_budget_and_verifies() -> None:
+    from autovit.latency.lut import synthetic_table
+    from autovit.latency.predictor import LatencyModel
+    from autovit.search import SearchConfig
+    from autovit.search.budget import search_within_budget
+    from search_toys import params_accuracy
+
+    space = tiny_space()
+    model = LatencyModel(synthetic_table(space, seed=0, resolution=64))
+    fastest = float(model.predict_ratio([space.smallest()])[0])
+    # the budget model runs 3x the fastest subnet; the predicted winner measures slow, the rest fast
+    timer = FakeTimer(arch_ratio=lambda i, arch: 100.0 if i == 0 else fastest, model_ms={"mobilevit_xxs": 3 * fastest})
+    cfg = SearchConfig(population=6, generations=1, parents=2, coarse_samples=300, coarse_top_k=6, seed=0)
+    run = search_within_budget(space, params_accuracy, model, cfg, "mobilevit_xxs", timer=timer)
+    assert run.budget.ratio == pytest.approx(3 * fastest)
+    assert run.result.config.latency_budget_ms == pytest.approx(run.budget.ms_table)
+    assert run.verification.chosen not in (None, 0) and run.result.best.key == run.verification.winner.key
+    with pytest.raises(AutovitError, match="can meet the latency budget"):
+        search_within_budget(space, params_accuracy, model, cfg, "0.01x:mobilevit_xxs", timer=FakeTimer())
