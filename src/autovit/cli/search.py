@@ -64,7 +64,7 @@ def search(
 ) -> None:
     """Latency-aware coarse-to-fine search of a trained supernet (paper Algorithm 1)."""
     from autovit.errors import AutovitError
-    from autovit.search import SearchConfig, parse_count, parse_latency, parse_latency_list
+    from autovit.search import SearchConfig, parse_count, parse_latency_list
     from autovit.search.coarse import coarse_search
     from autovit.search.evolution import EvolutionarySearch
     from autovit.search.outputs import load_baselines
@@ -129,7 +129,7 @@ def search(
     if resolved is not None and timer is not None and result.best is not None:
         from autovit.search.budget import verify_search
 
-        verification = verify_search(result, latency_model, resolved, timer, verify_candidates, out)
+        verification = verify_search(result, latency_model, resolved, timer, verify_candidates)
     summary = _finish(result, engine, evaluator, latency_model, loaded, out, measure, comparison_runs, impact,
                       base or [], data_info, supernet, lut, verification)
     if verification is not None:

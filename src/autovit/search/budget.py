@@ -406,8 +406,8 @@ def prepare_budget(budget: LatencyBudget, latency_model: Any, space: Any, out: A
     return resolved
 
 
-def verify_search(result: Any, latency_model: Any, resolved: ResolvedBudget, timer: Timer, k: int,
-                  out: Any = None) -> Verification:
+def verify_search(result: Any, latency_model: Any, resolved: ResolvedBudget, timer: Timer,
+                  k: int = 6) -> Verification:
     """Verifies a finished search (`SearchResult`): times the winner and the next front candidates
     and makes the most accurate one that measures within budget `result.best`."""
     cands = front_candidates(result.best, result.pareto_latency, resolved.ms_table, k, result.history)
