@@ -176,10 +176,14 @@ def test_subnet_timing_and_validation_report(mocked, tmp_path) -> None:
     table.model = {"coef": model.coef, "fit": times.to_dict()}
     model = LatencyModel(table, model.coef)
     held = prof.sample_distinct(space, 10, 1001, archs)
-    truth_for = {f"net{i}": v for i, v in enumerate(LatencyModel(table).predict_ratio(held) * 1.1 + 0.02)}
+    corners = val.extreme_subnets(space)
+    truth_for = {f"net{i}": v for i, v in enumerate(LatencyModel(table).predict_ratio(held + corners) * 1.1 + 0.02)}
     mocked.setattr(val, "subnet_runners", lambda archs, *a, **k: [None] * len(archs))
     mocked.setattr(val, "reference_runner", lambda *a, **k: None)
-    report = val.run_validation(model, space, samples=10, seed=1, config=MeasureConfig(rounds=5))
+    report = val.run_validation(model, space, samples=10, seed=1, config=MeasureConfig(rounds=5),
+                                groups={"extremes": corners})
+    assert report["samples"] == 10 and len(report["measured_ratio"]) == 10  # headline: the random ones
+    assert report["groups"]["extremes"]["n"] == len(corners) >= 2 and report["groups"]["extremes"]["mape"] < 1e-6
     m = report["metrics"]
     assert m["mape"] < 1e-6 and m["within_5"] == 100 and m["kendall_tau"] == pytest.approx(1.0)
     assert report["retest_noise"]["mape"] == 0

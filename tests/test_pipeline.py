@@ -52,6 +52,9 @@ def test_pipeline_end_to_end_and_resume_after_crash(tmp_path: Path, monkeypatch:
     reference = run_pipeline(_config(tmp_path, "uninterrupted"), log=lambda m: None)
     run = reference.parent
     assert reference.name == "report.md" and "## The chosen model" in reference.read_text()
+    # the budget names its units; the final benchmark shows the searched model against it
+    assert "latency budget 1000 ms = " in reference.read_text() and "not timed here" in reference.read_text()
+    assert "Latency budget contract: met -- the searched model measured 0.0" in reference.read_text()
     for stage in ("latency", "supernet", "search", "export", "final_bench"):
         assert (run / stage / MARKER).is_file(), stage
     export = json.loads((run / "export" / "export.json").read_text())

@@ -217,6 +217,11 @@ def validate(
     force: bool = typer.Option(False, "--force-table", help="Validate a table from another device/runtime (warning)."),
     mlp_ablation: bool = typer.Option(False, "--mlp-ablation", help="Also train and score the HAT-style MLP "
                                                                     "predictor (minutes; off by default)."),
+    extremes: bool = typer.Option(True, "--extremes/--no-extremes", help="Also time the space's corner subnets "
+                                                                         "(scored separately)."),
+    latency_budget: Optional[str] = typer.Option(None, "--latency-budget", help="Also time subnets predicted just "
+                                                                               "under this budget (scored "
+                                                                               "separately), e.g. mobilevit_xxs."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Measure held-out subnets here and score the model, the ablations and the noise floor."""
@@ -239,13 +244,18 @@ def validate(
         _print_warning(f"using a mismatched latency table: {problem}")
     space = SearchSpace.load(model.space_name)
     _pin(cpu)
+    from autovit.search.budget import validation_groups
+
     # Checkpoint of the timings: next to --out, else next to the table (when that folder is writable).
     where = partial_path(out) if out else lut.with_name(lut.name + ".validate.partial.json")
-    log = validation_log(where, model, space, samples, seed, config) if out or os.access(lut.parent, os.W_OK) else None
+    groups = validation_groups(model, space, extremes, latency_budget)
+    log = (validation_log(where, model, space, samples, seed, config, groups)
+           if out or os.access(lut.parent, os.W_OK) else None)
     if log and log.reused:
         err_console.print(f"resuming: {log.reused} timings reused from {log.path}")
     with _progress(not as_json) as progress:
-        report = run_validation(model, space, samples, seed, config, progress, log, mlp_ablation=mlp_ablation)
+        report = run_validation(model, space, samples, seed, config, progress, groups, log,
+                                mlp_ablation=mlp_ablation)
     if out:
         save_json(out, report)
     if log:
@@ -254,7 +264,7 @@ def validate(
         plot_validation(report, plot)
     summary = {k: report[k] for k in ("space", "samples", "metrics", "retest_noise", "error_over_noise",
                                       "reference_ms_now", "reference_ms_table")}
-    summary["ablations"] = report["ablations"]
+    summary["ablations"], summary["groups"] = report["ablations"], report["groups"]
     if as_json:
         print_json(summary)
         return
@@ -266,6 +276,7 @@ def validate(
 
     rows = [row("latency model", report["metrics"]), row("re-test noise", report["retest_noise"])]
     rows += [row(k.replace("_", " "), v) for k, v in report["ablations"].items() if k != "latency_model"]
+    rows += [row(f"{k.replace('_', ' ')} ({v['n']} subnets)", v) for k, v in report["groups"].items()]
     console.print(make_table(f"{samples} held-out subnets of '{space.name}'", cols, rows))
     console.print(f"error / noise floor: {report['error_over_noise']:.2f}" + (f"; plot: {plot}" if plot else ""))
 

@@ -19,7 +19,8 @@ def _progress_bar(disable: bool) -> Progress:
 def search(
     supernet: Path = typer.Option(..., "--supernet", help="Supernet checkpoint (.pt or the training run folder)."),
     lut: Optional[Path] = typer.Option(None, "--lut", help="Latency table JSON (`autovit latency profile`)."),
-    latency_budget: Optional[str] = typer.Option(None, "--latency-budget", help="L_max, e.g. 12ms or 0.012s."),
+    latency_budget: Optional[str] = typer.Option(None, "--latency-budget", help="L_max: a time (12ms, 0.012s) or a "
+                                                 "model timed here as a ratio (mobilevit_xxs, 0.8x:mobilevit_xxs)."),
     params_budget: Optional[str] = typer.Option(None, "--params-budget", help="Max params, e.g. 2M or 2e6."),
     macs_budget: Optional[str] = typer.Option(None, "--macs-budget", help="Max MACs, e.g. 300M."),
     budgets: Optional[str] = typer.Option(None, "--budgets", help="Sweep: best arch per budget, e.g. 8ms,10ms,12ms."),
@@ -48,7 +49,11 @@ def search(
     seed: int = typer.Option(0, "--seed", help="Fixes the whole search."),
     out: Path = typer.Option(Path("runs/search"), "--out", "-o", help="Run folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out where it stopped."),
-    measure: bool = typer.Option(True, "--measure/--no-measure", help="Measure the winner's real latency here."),
+    measure: bool = typer.Option(True, "--measure/--no-measure", help="Time the budget and the winner here "
+                                                                       "(--no-measure: trust the table's ms)."),
+    verify_candidates: int = typer.Option(6, "--verify-candidates", help="Front candidates timed after the search; "
+                                                                         "the most accurate that measures within "
+                                                                         "the latency budget is returned."),
     compare: bool = typer.Option(False, "--compare/--no-compare", help="Also run random-search and "
                                                                         "FLOPs-constrained baselines."),
     impact: bool = typer.Option(True, "--impact/--no-impact", help="Eq. 7 latency impact of the winner's modules."),
@@ -60,15 +65,18 @@ def search(
     """Latency-aware coarse-to-fine search of a trained supernet (paper Algorithm 1)."""
     from autovit.errors import AutovitError
     from autovit.io_utils import ensure_writable_dir
-    from autovit.search import SearchConfig, parse_count, parse_latency, parse_latency_list
+    from autovit.search import SearchConfig, parse_count, parse_latency_list
     from autovit.search.coarse import coarse_search
     from autovit.search.evolution import EvolutionarySearch
     from autovit.search.outputs import load_baselines
     from autovit.search.runner import (init_distributed, load_latency_model, load_supernet_checkpoint,
                                        search_inputs, validation_evaluator)
 
+    from autovit.search.budget import LatencyBudget
+
+    budget_spec = LatencyBudget.parse(latency_budget) if latency_budget else None
     config_values: dict[str, Any] = dict(
-        latency_budget_ms=parse_latency(latency_budget) if latency_budget else None,
+        latency_budget_ms=budget_spec.ms if budget_spec else None,
         params_budget=parse_count(params_budget) if params_budget else None,
         macs_budget=parse_count(macs_budget, "MACs budget") if macs_budget else None,
         budgets_ms=parse_latency_list(budgets) if budgets else (), objective=objective, cost_lambda=cost_lambda,
@@ -87,6 +95,20 @@ def search(
     loaded = load_supernet_checkpoint(supernet, space)
     config = SearchConfig(**config_values, num_classes=loaded.num_classes)
     latency_model = load_latency_model(lut, loaded.space, force_table) if lut else None
+    timer = budget_timer = None
+    if measure and not force_table and latency_model is not None:
+        from autovit.search.budget import OnnxTimer
+
+        # the budget in the table's units (its head size); the candidates as they ship
+        res, threads = latency_model.table.resolution, int(latency_model.fingerprint.get("threads", 1))
+        budget_timer = OnnxTimer(res, threads, num_classes=latency_model.table.num_classes)
+        timer = OnnxTimer(res, threads, num_classes=loaded.num_classes)
+    resolved = None
+    if budget_spec is not None:
+        from autovit.search.budget import prepare_budget
+
+        resolved = prepare_budget(budget_spec, latency_model, loaded.space, out, resume, budget_timer)
+        config = config.replace(latency_budget_ms=resolved.ms_table)
     quiet = as_json or rank != 0
     with _progress_bar(quiet) as bar:
         tasks: dict[str, Any] = {}
@@ -108,12 +130,26 @@ def search(
         comparison_runs = _baselines(result, evaluator, latency_model, loaded.space) if compare else {}
     if rank != 0:
         return
+    verification = None
+    if resolved is not None and timer is not None and result.best is not None:
+        from autovit.search.budget import verify_search
+
+        verification = verify_search(result, latency_model, resolved, timer, verify_candidates)
     summary = _finish(result, engine, evaluator, latency_model, loaded, out, measure, comparison_runs, impact,
-                      base or [], data_info, supernet, lut)
+                      base or [], data_info, supernet, lut, verification)
+    if verification is not None:
+        from autovit.search.budget import finish_verification
+
+        summary["latency_budget"] = finish_verification(out, resolved, verification)
     if as_json:
         print_json(summary)
-        return
-    _print_summary(result, summary, out)
+    else:
+        _print_summary(result, summary, out)
+    if verification is not None and verification.chosen is None:
+        raise AutovitError(f"no candidate of the search measures within the latency budget {resolved.budget} on "
+                           f"this machine (see {out / 'report.md'})",
+                           hint="raise the budget, pass --verify-candidates N to time more of the front, or "
+                                "re-profile the latency table on a quiet machine (`autovit latency profile`)")
 
 
 def _baselines(result: Any, evaluator: Any, latency_model: Any, space: Any) -> dict[str, Any]:
@@ -129,7 +165,7 @@ def _baselines(result: Any, evaluator: Any, latency_model: Any, space: Any) -> d
 
 def _finish(result: Any, engine: Any, evaluator: Any, latency_model: Any, loaded: Any, out: Path, measure: bool,
             comparison_runs: dict[str, Any], impact: bool, base: list, data_info: dict, supernet: Path,
-            lut: Path | None) -> dict[str, Any]:
+            lut: Path | None, verification: Any = None) -> dict[str, Any]:
     """Impact table, measured latency and every output file of a finished search (rank 0)."""
     from autovit.latency.impact import latency_impact
     from autovit.search.outputs import write_outputs
@@ -143,9 +179,11 @@ def _finish(result: Any, engine: Any, evaluator: Any, latency_model: Any, loaded
     rows = latency_impact(result.best.arch, space, evaluator, engine.latency_of) if impact else None
     extra = {name: r.best.arch for name, r in comparison_runs.items() if r.best is not None}
     measured: dict[str, float] = {}
-    if measure:
+    if measure and (verification is None or extra or result.best_per_budget):
         table_classes = getattr(getattr(latency_model, "table", None), "num_classes", 1000)
         measured = measured_latencies(result, extra, num_classes=table_classes)
+    if verification is not None:  # the winner's time from the verification rounds
+        measured.update({r.key: r.measured_ms for r in verification.rows})
     comparison = [{"name": "latency-aware search (ours)", "accuracy": result.best.accuracy,
                    "latency_ms": finite(result.best.latency_ms), "measured_ms": measured.get(result.best.key),
                    "params": result.best.params, "macs": result.best.macs, "evaluations": result.evaluations}]
@@ -190,8 +228,17 @@ def _print_summary(result: Any, summary: dict[str, Any], out: Path) -> None:
     t = result.timing
     title = (f"{result.evaluations} candidates evaluated; coarse {t.get('coarse_s', 0):.1f} s, "
              f"fine {t.get('fine_s', 0):.1f} s")
-    console.print(make_table(title, ["", "top-1 %", "predicted ms", "measured ms", "params M", "MMACs"], rows))
+    console.print(make_table(title, ["", "top-1 %", "predicted ms (table)", "measured ms (now)", "params M", "MMACs"],
+                             rows))
     console.print(f"[dim]{b.key}[/]")
+    budget = summary.get("latency_budget")
+    if budget:
+        ver = budget["verification"]
+        fraction = next((c["budget_fraction"] for c in ver["candidates"] if c["key"] == ver["chosen"]), None)
+        verdict = ("[bold red]NO candidate measures within budget[/]" if fraction is None else
+                   f"the returned one measures {fraction:.3f}x the budget")
+        console.print(f"latency budget {budget['resolved']['description']}: {len(ver['candidates'])} front "
+                      f"candidates timed, {verdict}")
     console.print(f"outputs in [bold]{out}[/] (best.json, pareto.json/csv, history.csv, search.png, report.md)")
 
 

@@ -12,7 +12,7 @@ subnets.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -108,9 +108,12 @@ def prediction_rows(model: LatencyModel, space: SearchSpace, archs: Sequence[Arc
 
 def run_validation(model: LatencyModel, space: SearchSpace, samples: int = 50, seed: int = 1,
                    config: MeasureConfig = MeasureConfig(), progress: Progress | None = None,
-                   log: MeasureLog | None = None, mlp_ablation: bool = False) -> dict[str, Any]:
+                   groups: Mapping[str, Sequence[Arch]] | None = None, log: MeasureLog | None = None,
+                   mlp_ablation: bool = False) -> dict[str, Any]:
     """Measures `samples` random held-out subnets twice and scores the model and the ablations
-    (with `mlp_ablation`, also the HAT-style MLP, which takes minutes to train).
+    (with `mlp_ablation`, also the HAT-style MLP, which takes minutes to train); `groups` (e.g.
+    `extreme_subnets`, `near_budget_subnets`) are measured in the same passes and scored
+    separately (`report['groups']`), the headline metrics staying those of the random ones.
 
     With a `log` (see `validation_log`), the timings are checkpointed and reused by a rerun."""
     try:
@@ -120,11 +123,16 @@ def run_validation(model: LatencyModel, space: SearchSpace, samples: int = 50, s
     archs = sample_distinct(space, samples, seed + 1000, exclude)
     res = model.table.resolution
     archs = [a.replace(resolution=res) for a in archs]
-    runners = subnet_runners(archs, config, model.table.num_classes, progress)
+    extra = [(name, a.replace(resolution=res)) for name, group in (groups or {}).items() for a in group]
+    runners = subnet_runners(archs + [a for _, a in extra], config, model.table.num_classes, progress)
     ref = reference_runner(config, res)
-    first = time_subnets(archs, runners, ref, config, progress, log, "first_pass")
-    second = time_subnets(archs, runners, ref, config, progress, log, "second_pass")
-    truth = (first.ratio + second.ratio) / 2
+    first = time_subnets(archs + [a for _, a in extra], runners, ref, config, progress, log, "first_pass")
+    second = time_subnets(archs + [a for _, a in extra], runners, ref, config, progress, log, "second_pass")
+    all_truth = (first.ratio + second.ratio) / 2
+    group_report = _group_metrics(model, extra, all_truth[len(archs):])
+    n = len(archs)
+    first, second = _head(first, n), _head(second, n)
+    truth = all_truth[:n]
     rows = prediction_rows(model, space, archs, truth, mlp=mlp_ablation, progress=progress)
     noise = error_metrics(second.ratio, first.ratio)
     ref_ms = (first.reference_ms + second.reference_ms) / 2
@@ -138,14 +146,14 @@ def run_validation(model: LatencyModel, space: SearchSpace, samples: int = 50, s
         "first_pass_ratio": first.ratio.tolist(), "second_pass_ratio": second.ratio.tolist(),
         "predicted_ratio": model.predict_ratio(archs).tolist(),
         "predicted_raw_ratio": LatencyModel(model.table, RAW_SUM).predict_ratio(archs).tolist(),
-        "archs": [a.key() for a in archs],
+        "archs": [a.key() for a in archs], "groups": group_report,
     }
 
 
 def validation_log(path: str | Path, model: LatencyModel, space: SearchSpace, samples: int, seed: int,
-                   config: MeasureConfig) -> MeasureLog:
-    """The checkpoint of `run_validation` at `path`, keyed by the table, the held-out sample and the
-    measurement settings (a changed table or seed starts over)."""
+                   config: MeasureConfig, groups: Mapping[str, Sequence[Arch]] | None = None) -> MeasureLog:
+    """The checkpoint of `run_validation` at `path`, keyed by the table, the held-out sample, the
+    extra subnet groups and the measurement settings (a changed table or seed starts over)."""
     import hashlib
     import json
     from dataclasses import asdict
@@ -153,9 +161,71 @@ def validation_log(path: str | Path, model: LatencyModel, space: SearchSpace, sa
     table = hashlib.sha1(json.dumps(model.table.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
     res = model.table.resolution
     settings = {"what": "latency validate", "table": table, "space": space.to_dict(), "samples": samples,
-                "seed": seed, "config": {k: v for k, v in asdict(config).items() if k != "cache_dir"},
+                "seed": seed,
+                "groups": {name: [a.key() for a in group] for name, group in (groups or {}).items()}, "config": {k: v for k, v in asdict(config).items() if k != "cache_dir"},
                 "fingerprint": config.fingerprint(res)}
     return MeasureLog(path, settings)
+
+
+def _head(times: Any, n: int) -> Any:
+    """The first `n` subnets of a `SubnetTimes`."""
+    from dataclasses import replace
+
+    return replace(times, archs=times.archs[:n], ratio=times.ratio[:n], ms=times.ms[:n], iqr_ms=times.iqr_ms[:n])
+
+
+def _group_metrics(model: LatencyModel, extra: Sequence[tuple[str, Arch]], truth: np.ndarray) -> dict[str, Any]:
+    """Error of the model on each named group of extra subnets (too few points for rank metrics)."""
+    out: dict[str, Any] = {}
+    pred = model.predict_ratio([a for _, a in extra]) if extra else np.zeros(0)
+    for name in dict.fromkeys(n for n, _ in extra):
+        idx = [i for i, (n, _) in enumerate(extra) if n == name]
+        rel = (pred[idx] - truth[idx]) / truth[idx]
+        out[name] = {"n": len(idx), "mape": float(np.mean(np.abs(rel)) * 100),
+                     "max_error": float(np.max(np.abs(rel)) * 100), "bias": float(np.mean(rel) * 100),
+                     "archs": [extra[i][1].key() for i in idx], "predicted_ratio": pred[idx].tolist(),
+                     "measured_ratio": truth[idx].tolist()}
+    return out
+
+
+def extreme_subnets(space: SearchSpace) -> list[Arch]:
+    """The corners of the space, where searches land: every combination of narrowest / widest
+    choices (widths, expansions, kernels, heads, MLP ratios), shallowest / deepest stages and
+    fewest / most transformer stages (smallest and largest included), those the space allows."""
+    import itertools
+
+    from autovit.arch import MBConvStage, TransformerStage
+
+    out: list[Arch] = []
+    for width, depth, stages in itertools.product((min, max), repeat=3):
+        arch = Arch(resolution=space.resolution[0], stem_width=width(space.stem_width),
+                    mbconv=tuple(MBConvStage(width(c.width), depth(c.depth), width(c.expansion), width(c.kernel))
+                                 for c in space.mbconv),
+                    transformer=tuple(TransformerStage(width(c.width), depth(c.depth), width(c.heads),
+                                                       width(c.mlp_ratio))
+                                      for c in space.transformer[:stages(space.num_transformer_stages)]),
+                    head_width=width(space.head_width), layout=space.layout)
+        try:
+            space.validate(arch)
+        except AutovitError:
+            continue
+        if arch not in out:
+            out.append(arch)
+    return out
+
+
+def near_budget_subnets(model: LatencyModel, space: SearchSpace, budget_ratio: float, n: int = 6,
+                        seed: int = 2, pool: int = 3000) -> list[Arch]:
+    """`n` distinct random subnets predicted just under `budget_ratio` (reference units): the
+    archs a search under that budget returns."""
+    import random
+
+    rng = random.Random(seed)
+    res = model.table.resolution
+    archs = list({a.key(): a for a in (space.sample(rng).replace(resolution=res) for _ in range(pool))}.values())
+    ratio = model.predict_ratio(archs)
+    under = [i for i in np.argsort(-ratio) if ratio[i] <= budget_ratio]
+    return [archs[i] for i in under[:n]]
 
 
 def plot_validation(report: dict[str, Any], path: str | Path, title: str | None = None) -> Path:

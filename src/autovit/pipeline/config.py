@@ -37,10 +37,16 @@ class SupernetSection:
 
 @dataclass(frozen=True)
 class SearchSection:
-    latency_budget: str = "mobilevit_xxs"   # '12ms', or a model whose measured latency here is the budget
+    latency_budget: str = "mobilevit_xxs"   # '12ms', 'mobilevit_xxs' or '0.8x:mobilevit_xxs' (docs/search.md)
     params_budget: str | None = None
     budgets: str | None = None              # sweep, e.g. '8ms,10ms,12ms'
     args: Mapping[str, Any] = field(default_factory=dict)  # more `autovit search` flags
+
+    def __post_init__(self) -> None:
+        from autovit.search.budget import LatencyBudget
+
+        if self.latency_budget:
+            LatencyBudget.parse(self.latency_budget)  # bad spellings fail when the config is read
 
 
 @dataclass(frozen=True)

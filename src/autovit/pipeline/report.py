@@ -84,11 +84,18 @@ def write_report(pipe: "Pipeline", summaries: Mapping[str, Any]) -> Path:
     export_report = _load(root / "export" / "model" / "export.json") or {}
     arch_file = root / "export" / "model" / "arch.json"
 
+    from autovit.search.budget import bench_contract, contract_line
+
+    budget = _load(root / "search" / "budget.json") or {}
+    resolved = budget.get("resolved")
     lines = [f"# autovit run: {pipe.cfg.name}", ""]
     lines += [f"Space `{pipe.space.name}` at {pipe.resolution}x{pipe.resolution}; latency budget "
-              f"{_fmt(summaries.get('search', {}).get('latency_budget_ms'))} ms "
-              f"(`{pipe.cfg.search.latency_budget}`). Stage wall times (s): "
+              + (resolved["description"] if resolved else f"`{pipe.cfg.search.latency_budget}`")
+              + ". Stage wall times (s): "
               + ", ".join(f"{k} {v.get('wall_s', '-')}" for k, v in summaries.items()) + ".", ""]
+    if resolved:
+        searched = next((r["name"] for r in bench.get("models", []) if str(r["name"]).endswith("arch.json")), "")
+        lines += [contract_line(bench_contract(bench, resolved, searched)), ""]
 
     lines += ["## The chosen model", ""]
     if arch_file.is_file():
@@ -99,7 +106,8 @@ def write_report(pipe: "Pipeline", summaries: Mapping[str, Any]) -> Path:
               f"test top-1 {_fmt(test.get('top1'))}% on {metrics.get('test_images', '-')} test images of "
               f"`{metrics.get('dataset', '-')}`.",
               f"- Search fitness (validation top-1): {_fmt(best.get('accuracy'))}%; latency predicted "
-              f"{_fmt(lat.get('predicted'))} ms, measured {_fmt(lat.get('measured'))} ms (search stage); "
+              f"{_fmt(lat.get('predicted'))} ms (at table time), measured {_fmt(lat.get('measured'))} ms "
+              "(search stage, ms now); "
               f"{_fmt((best.get('params') or 0) / 1e6, 3)}M params, {_fmt((best.get('macs') or 0) / 1e6, 1)}M MACs.",
               ""]
 
@@ -113,6 +121,10 @@ def write_report(pipe: "Pipeline", summaries: Mapping[str, Any]) -> Path:
     lines.append("")
 
     lines += ["## Search", ""]
+    if budget.get("verification"):
+        from autovit.search.budget import Verification
+
+        lines += [Verification.from_dict(budget["verification"]).markdown().replace("## ", "### ", 1), ""]
     for name, title in (("search.png", "Accuracy vs predicted latency (Pareto front, baselines)"),
                         ("coarse_cloud.png", "Coarse stage: sampled archs and the budget")):
         if (root / "search" / name).is_file():
@@ -125,6 +137,10 @@ def write_report(pipe: "Pipeline", summaries: Mapping[str, Any]) -> Path:
     if validation:
         lines += [f"Predicted vs measured latency of {validation.get('samples', '?')} held-out random subnets "
                   "(errors relative to the measured latency):", "", validation_markdown(validation), ""]
+        for name, g in (validation.get("groups") or {}).items():
+            lines.append(f"- {name.replace('_', ' ')} subnets ({g['n']}): MAPE {g['mape']:.1f}%, max error "
+                         f"{g['max_error']:.1f}%, bias {g['bias']:+.1f}% (predicted vs measured ratio)")
+        lines.append("")
         lines += [f"![latency validation]({_rel(root / 'latency_validation' / 'validation.png', root)})", ""]
     else:
         lines += ["(validation skipped in this config)", ""]

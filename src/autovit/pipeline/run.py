@@ -149,7 +149,8 @@ class Pipeline:
                  "bench_rounds": lat.bench_rounds}
         out = [Stage("latency", table, self._latency, ("table.json",))]
         if lat.validate_samples and not lat.force_table:
-            out.append(Stage("latency_validation", {"samples": lat.validate_samples, "rounds": lat.rounds},
+            out.append(Stage("latency_validation", {"samples": lat.validate_samples, "rounds": lat.rounds,
+                                                     "budget": cfg.search.latency_budget},
                              self._validate, ("validation.json", "validation.png"), after=("latency",)))
         train = dict(cfg.supernet.train)
         out += [
@@ -195,10 +196,18 @@ class Pipeline:
 
     def _baseline_names(self) -> list[str]:
         names = list(self.cfg.baselines)
-        budget = self.cfg.search.latency_budget
-        if budget and not any(ch.isdigit() for ch in budget) and budget not in names:
-            names.insert(0, budget)
+        model = self.budget.model if self.budget else None
+        if model and model not in names:
+            names.insert(0, model)
         return names
+
+    @property
+    def budget(self) -> Any:
+        """The search's `LatencyBudget` (None: no latency budget), parsed once from the config."""
+        from autovit.search.budget import LatencyBudget
+
+        text = self.cfg.search.latency_budget
+        return LatencyBudget.parse(text) if text else None
 
     def _num_classes(self) -> int:
         from autovit.search.runner import load_supernet_checkpoint
@@ -217,7 +226,8 @@ class Pipeline:
 
     def _validate(self, d: Path) -> dict[str, Any]:
         invoke(["latency", "validate", "--lut", self.table, "--samples", self.cfg.latency.validate_samples,
-                "--rounds", self.cfg.latency.rounds, "--plot", d / "validation.png", "--out", d / "validation.json"])
+                "--rounds", self.cfg.latency.rounds, "--plot", d / "validation.png", "--out", d / "validation.json",
+                *(["--latency-budget", self.cfg.search.latency_budget] if self.budget else [])])
         return {"validation": str(d / "validation.json")}
 
     def _supernet(self, d: Path) -> dict[str, Any]:
@@ -247,23 +257,12 @@ class Pipeline:
         invoke(["bench", *self._baseline_names(), *self._bench_args(), "--out", d / "baselines.json"])
         return {"models": self._baseline_names()}
 
-    def latency_budget_ms(self) -> float:
-        """The search budget: a number with units, or the measured latency of a named model."""
-        from autovit.search.config import parse_latency
-
-        budget = self.cfg.search.latency_budget
-        if any(ch.isdigit() for ch in budget):
-            return parse_latency(budget)
-        rows = _read_json(self.root / "baselines" / "baselines.json")["models"]
-        for row in rows:
-            if row["name"] == budget:
-                return float(row["median_ms"])
-        raise AutovitError(f"latency budget model '{budget}' was not benchmarked")
-
     def _search(self, d: Path) -> dict[str, Any]:
         s = self.cfg.search
-        args = ["search", "--supernet", self.supernet_ckpt, "--lut", self.table,
-                "--latency-budget", f"{self.latency_budget_ms():.3f}ms", "--seed", self.cfg.seed, "--out", d]
+        # The budget as the user wrote it: `autovit search` times it against the table's reference.
+        args = ["search", "--supernet", self.supernet_ckpt, "--lut", self.table, "--seed", self.cfg.seed, "--out", d]
+        if self.budget:
+            args += ["--latency-budget", s.latency_budget]
         if self._baseline_names():
             args += ["--baselines", self.root / "baselines" / "baselines.json"]
         if s.params_budget:
@@ -276,7 +275,8 @@ class Pipeline:
         if (d / "state.json").is_file():
             args.append("--resume")
         invoke(args)
-        return {"best": str(d / "best.json"), "latency_budget_ms": self.latency_budget_ms()}
+        budget = _read_json(d / "budget.json") if (d / "budget.json").is_file() else None
+        return {"best": str(d / "best.json"), "latency_budget": budget}
 
     def _export(self, d: Path) -> dict[str, Any]:
         from autovit.pipeline.report import evaluate_exported
@@ -293,7 +293,8 @@ class Pipeline:
     def _final_bench(self, d: Path) -> dict[str, Any]:
         arch = self.root / "export" / "model" / "arch.json"
         names = self._baseline_names()
-        reference = ["--reference", names[0]] if names else []
+        first = self.budget.model if self.budget and self.budget.model else (names[0] if names else None)
+        reference = ["--reference", first] if first else []
         invoke(["bench", arch, *names, *self._bench_args(), *reference, "--out", d / "bench.json"])
         return {"bench": str(d / "bench.json")}
 

@@ -8,6 +8,7 @@ See docs/search.md.
 
 from autovit.search.baselines import flops_constrained_search, random_search
 from autovit.search.coarse import CoarseResult, coarse_search
+from autovit.search.budget import LatencyBudget, ResolvedBudget
 from autovit.search.config import SearchConfig, parse_count, parse_latency, parse_latency_list
 from autovit.search.evolution import EvolutionarySearch, SearchResult, rank, search
 from autovit.latency.impact import latency_impact
@@ -15,6 +16,7 @@ from autovit.search.pareto import nondominated_sort, pareto_front
 from autovit.search.state import Candidate
 
 __all__ = [
+    "LatencyBudget", "ResolvedBudget",
     "Candidate", "CoarseResult", "EvolutionarySearch", "SearchConfig", "SearchResult", "coarse_search",
     "flops_constrained_search", "latency_impact", "nondominated_sort", "pareto_front", "parse_count",
     "parse_latency", "parse_latency_list", "random_search", "rank", "search",
