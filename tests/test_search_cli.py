@@ -129,7 +129,15 @@ def test_export_recalibrates_bn_exactly_as_the_search_did(tmp_path, capsys) -> N
                        str(tmp_path / "e"), "--formats", "safetensors", "--json"], capsys)
     assert code in (0, None), text
     exported = load_subnet(tmp_path / "e")
-    assert json.loads((tmp_path / "e" / "meta.json").read_text())["bn_calibration"]["as_in_search"] is True
+    meta = json.loads((tmp_path / "e" / "meta.json").read_text())
+    assert meta["bn_calibration"]["as_in_search"] is True
+    from autovit.data import data_config, normalisation
+    from autovit.train.config import TrainConfig
+
+    digits_mean, digits_std = normalisation(TrainConfig(dataset="digits"))
+    assert meta["data_config"] == {"mean": list(digits_mean), "std": list(digits_std), "crop_pct": 1.0,
+                                   "interpolation": "bicubic"}
+    assert exported.pretrained_cfg["mean"] == digits_mean
 
     loaded = load_supernet_checkpoint(sup)  # the search's own evaluator, rebuilt with its settings
     evaluator, _ = validation_evaluator(loaded, val_images=64, calib_images=40, batch_size=16, device="cpu", seed=3)

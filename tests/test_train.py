@@ -233,6 +233,14 @@ def test_cli_train_eval_and_standalone(tmp_path: Path) -> None:
                               "--max-steps", "2", "--out", str(tmp_path / "alone")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "alone" / "subnet" / "model.safetensors").is_file()
+    # the subnet advertises the preprocessing it was trained with (timm's pretrained_cfg), not ImageNet's
+    from autovit.data import data_config
+    from autovit.subnet_io import load_subnet
+
+    trained_cfg = TrainConfig.from_yaml(tmp_path / "alone" / "config.yaml")
+    pretrained = load_subnet(tmp_path / "alone" / "subnet").pretrained_cfg
+    assert {k: (list(pretrained[k]) if k in ("mean", "std") else pretrained[k]) for k in data_config(trained_cfg)} \
+        == data_config(trained_cfg)
     # `export --subnet` takes the subnet folder or the training checkpoint (old spelling: --checkpoint)
     for i, args in enumerate((["--subnet", str(tmp_path / "alone" / "subnet")],
                               ["--checkpoint", str(tmp_path / "alone" / "checkpoints" / "last.pt")])):

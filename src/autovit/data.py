@@ -305,13 +305,20 @@ def guard_posterize(transform: Any) -> Any:
     return transform
 
 
+def data_config(cfg: Any) -> dict[str, Any]:
+    """The preprocessing `eval_transform` applies for `cfg`, in timm's pretrained_cfg keys: what a
+    subnet trained with `cfg` advertises in its meta.json (`subnet_io.DATA_CONFIG_KEYS`)."""
+    mean, std = normalisation(cfg)
+    return {"mean": list(mean), "std": list(std), "crop_pct": 1.0, "interpolation": "bicubic"}
+
+
 def eval_transform(cfg: Any) -> Callable:
     """Resize + centre crop (crop_pct 1.0: the whole image) + normalise."""
     from timm.data import create_transform
 
-    mean, std = normalisation(cfg)
-    return create_transform(cfg.resolution, is_training=False, crop_pct=1.0, interpolation="bicubic",
-                            mean=mean, std=std)
+    d = data_config(cfg)
+    return create_transform(cfg.resolution, is_training=False, crop_pct=d["crop_pct"],
+                            interpolation=d["interpolation"], mean=tuple(d["mean"]), std=tuple(d["std"]))
 
 
 # ------------------------------------------------------------------------------ sampling

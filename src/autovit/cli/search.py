@@ -347,6 +347,13 @@ def _extract(supernet: Path, arch_path: str, calib_data: str | None,
     loaded = load_supernet_checkpoint(supernet)
     arch = loaded.supernet.space.parse_arch(arch_path)
     meta: dict[str, Any] = {"supernet": str(supernet), "space": loaded.space.name, "bn_recalibrated_images": 0}
+    if loaded.train_config:  # the preprocessing the supernet was trained with, for timm's pretrained_cfg
+        from autovit.data import data_config
+        from autovit.train.config import TrainConfig
+
+        fields = TrainConfig.__dataclass_fields__
+        meta["data_config"] = data_config(TrainConfig.from_dict({k: v for k, v in loaded.train_config.items()
+                                                                 if k in fields}))
     searched = search_calibration(arch_path)
     recipe = dict(searched or {"dataset": None, "data_dir": None, "images": 2000, "batch_size": 64, "seed": 0})
     if calib_data is not None:

@@ -533,9 +533,10 @@ class Trainer:
             # settings and, above all, the resolution the supernet was trained at from it.
             atomic_torch_save(self.out_dir / "supernet.pt", {**model_payload(self.model), "config": self.cfg.to_dict()})
         else:
+            from autovit.data import data_config
             from autovit.subnet_io import save_subnet
 
-            save_subnet(self.model, self.out_dir / "subnet")
+            save_subnet(self.model, self.out_dir / "subnet", extra_meta={"data_config": data_config(self.cfg)})
         save_json(self.out_dir / "summary.json", {"steps": self.step, "train_time_s": round(self.elapsed_s, 2),
                                                   "final_loss": self.history[-1].loss if self.history else None})
 
