@@ -160,7 +160,8 @@ class Pipeline:
             return {"table": str(lat.table), "profiled": False}
         invoke(["latency", "profile", "--space", self.space_file, "--out", d / "table.json",
                 "--threads", lat.threads, "--rounds", lat.rounds, "--fit-subnets", lat.fit_subnets,
-                "--measure", lat.measure, "--seed", self.cfg.seed, *(["--force"] if lat.force_unstable else [])])
+                "--measure", lat.measure, "--seed", self.cfg.seed, *(["--force"] if lat.force_unstable else []),
+                *(["--num-classes", lat.num_classes] if lat.num_classes else [])])
         return {"table": str(d / "table.json"), "profiled": True}
 
     def _validate(self, d: Path) -> dict[str, Any]:
