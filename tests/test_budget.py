@@ -231,3 +231,29 @@ def test_python_api_searches_within_a_model_budget_and_verifies() -> None:
     assert run.verification.chosen not in (None, 0) and run.result.best.key == run.verification.winner.key
     with pytest.raises(AutovitError, match="can meet the latency budget"):
         search_within_budget(space, params_accuracy, model, cfg, "0.01x:mobilevit_xxs", timer=FakeTimer())
+
+
+def test_pipeline_passes_the_budget_through(tmp_path, monkeypatch) -> None:
+    from autovit.pipeline import PipelineConfig
+    from autovit.pipeline import run as run_mod
+
+    calls = []
+    monkeypatch.setattr(run_mod, "invoke", lambda args: calls.append([str(a) for a in args]))
+    monkeypatch.setattr(run_mod.Pipeline, "_num_classes", lambda self: 10)
+    cfg = PipelineConfig.from_dict({"name": "t", "out": str(tmp_path / "run"), "resolution": 32,
+                                    "latency": {"num_classes": 10},
+                                    "search": {"latency_budget": "0.8x:mobilevit_xxs"}, "baselines": ["resnet18"]})
+    pipe = run_mod.Pipeline(cfg)
+    assert pipe.budget == LatencyBudget(model="mobilevit_xxs", factor=0.8)
+    assert pipe._baseline_names() == ["mobilevit_xxs", "resnet18"]
+    for stage in (pipe._latency, pipe._search, pipe._final_bench):
+        try:
+            stage(tmp_path)
+        except FileNotFoundError:
+            pass  # the stage reads outputs the fake commands did not write
+    latency, search, bench = calls
+    assert latency[latency.index("--num-classes") + 1] == "10"
+    assert search[search.index("--latency-budget") + 1] == "0.8x:mobilevit_xxs"
+    assert bench[bench.index("--reference") + 1] == "mobilevit_xxs"
+    with pytest.raises(AutovitError, match="cannot read the latency budget"):
+        PipelineConfig.from_dict({"name": "t", "out": "o", "search": {"latency_budget": "mobile vit"}})

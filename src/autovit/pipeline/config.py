@@ -21,6 +21,8 @@ class LatencySection:
     bench_rounds: int = 5             # interleaved rounds when timing the baselines and the result
     force_table: bool = False         # search with a table from another device (its ms are that device's)
     force_unstable: bool = False      # write the table even when the machine is too noisy to measure
+    num_classes: int | None = None    # classifier size the table is profiled with (default 1000); set it to the
+    #                                   dataset's, or predictions carry a 1000-class head the shipped model lacks
 
     def __post_init__(self) -> None:
         from autovit.latency.imputation import MEASURE_MODES

@@ -144,7 +144,7 @@ class Pipeline:
         lat = cfg.latency
         table = {"space": space, "table": _file_identity(lat.table), "threads": lat.threads, "rounds": lat.rounds,
                  "fit_subnets": lat.fit_subnets, "measure": lat.measure, "force_unstable": lat.force_unstable,
-                 "seed": cfg.seed}
+                 "num_classes": lat.num_classes, "seed": cfg.seed}
         bench = {"models": self._baseline_names(), "res": self.resolution, "threads": lat.threads,
                  "bench_rounds": lat.bench_rounds}
         out = [Stage("latency", table, self._latency, ("table.json",))]
@@ -221,7 +221,8 @@ class Pipeline:
             return {"table": str(lat.table), "profiled": False}
         invoke(["latency", "profile", "--space", self.space_file, "--out", d / "table.json",
                 "--threads", lat.threads, "--rounds", lat.rounds, "--fit-subnets", lat.fit_subnets,
-                "--blocks", lat.measure, "--seed", self.cfg.seed, *(["--force-unstable"] if lat.force_unstable else [])])
+                "--blocks", lat.measure, "--seed", self.cfg.seed, *(["--force-unstable"] if lat.force_unstable else []),
+                *(["--num-classes", lat.num_classes] if lat.num_classes else [])])
         return {"table": str(d / "table.json"), "profiled": True}
 
     def _validate(self, d: Path) -> dict[str, Any]:
