@@ -129,42 +129,36 @@ class StageKind:
         return {f.name: getattr(stage, f.name) for f in self.fields
                 if f.default is None or getattr(stage, f.name) != f.default}
 
-    def parse(self, data: Any, where: str) -> Any:
-        """A gene from its JSON form; `ArchError` names the offending field."""
+    def _given_fields(self, data: Any, where: str, error: type, noun: str, not_mapping: str) -> list[GeneField]:
+        """The fields `data` gives, after checking it is a mapping with no unknown and no missing
+        required names (`error` with `noun` in its message otherwise)."""
         if not isinstance(data, Mapping):
-            raise ArchError(f"'{where}' must be an object, got {type(data).__name__}")
+            raise error(not_mapping)
         names = self.field_names
         unknown = sorted(set(data) - set(names))
         if unknown:
-            raise ArchError(f"unknown field '{unknown[0]}' in {where}", hint=f"allowed fields: {sorted(names)}")
-        values: dict[str, Any] = {}
+            raise error(f"unknown {noun} '{unknown[0]}' in {where}", hint=f"allowed: {list(names)}")
         for f in self.fields:
-            if f.name not in data:
-                if f.default is not None:
-                    continue
-                required = sorted(g.name for g in self.fields if g.default is None)
-                raise ArchError(f"'{where}' is missing the field '{f.name}'", hint=f"a stage needs {required}")
-            parse = parse_int if f.number is int else parse_number
-            values[f.name] = parse(data[f.name], f"{where}.{f.name}")
-        return self.gene(**values)
+            if f.name not in data and f.default is None:
+                required = [g.name for g in self.fields if g.default is None]
+                raise error(f"'{where}' is missing the {noun} '{f.name}'", hint=f"a stage needs {required}")
+        return [f for f in self.fields if f.name in data]
+
+    def parse(self, data: Any, where: str) -> Any:
+        """A gene from its JSON form; `ArchError` names the offending field."""
+        given = self._given_fields(data, where, ArchError, "field",
+                                   f"'{where}' must be an object, got {type(data).__name__}")
+        return self.gene(**{f.name: (parse_int if f.number is int else parse_number)(data[f.name], f"{where}.{f.name}")
+                            for f in given})
 
     # ------------------------------------------------------------ choices within a space
     def parse_choices(self, data: Any, where: str) -> Any:
-        """The choices of one stage slot from the space YAML; `SpaceError` names the problem."""
-        if not isinstance(data, Mapping):
-            raise SpaceError(f"'{where}' must be a mapping of dimension -> choices")
-        names = self.field_names
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise SpaceError(f"unknown dimension '{unknown[0]}' in {where}", hint=f"allowed: {list(names)}")
-        values = {}
-        for f in self.fields:
-            if f.name not in data:
-                if f.default is None:
-                    raise SpaceError(f"'{where}' is missing the dimension '{f.name}'")
-                values[f.name] = (f.default,)
-            else:
-                values[f.name] = parse_choices(data[f.name], f"{where}.{f.name}", f.number)
+        """The choices of one stage slot from the space YAML; `SpaceError` names the problem.
+        A defaulted field left out has the single choice of its default."""
+        given = self._given_fields(data, where, SpaceError, "dimension",
+                                   f"'{where}' must be a mapping of dimension -> choices")
+        values = {f.name: (f.default,) for f in self.fields if f.default is not None}
+        values.update({f.name: parse_choices(data[f.name], f"{where}.{f.name}", f.number) for f in given})
         return self.choices(**values)
 
     def choices_to_dict(self, choices: Any) -> dict[str, list]:
