@@ -25,7 +25,7 @@ SMALL_SIDES = (32, 40, 56, 72)
 @pytest.fixture
 def fast_build(monkeypatch: pytest.MonkeyPatch) -> None:
     """Skips all weight initialisation: params and MACs do not depend on values (3x faster builds)."""
-    monkeypatch.setattr(model_module, "_init_weights", lambda m: None)
+    monkeypatch.setattr(model_module, "init_weights", lambda m: None)
     for cls in (nn.Linear, nn.Conv2d, nn.LayerNorm, nn.BatchNorm2d):
         monkeypatch.setattr(cls, "reset_parameters", lambda self: None)
 

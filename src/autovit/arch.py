@@ -10,47 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from autovit.blocks import MBCONV, TRANSFORMER, MBConvStage, TransformerStage
+from autovit.blocks.base import canonical_number, parse_int, parse_number
 from autovit.errors import ArchError
 from autovit.io_utils import atomic_write_text
 
+__all__ = ["ACTIVATIONS", "Arch", "Layout", "MBConvStage", "TransformerStage", "check_structure", "parse_layout"]
+
 ACTIVATIONS = ("silu", "relu", "gelu", "hardswish")
-
-
-def _num(value: float) -> float | int:
-    """Canonical number: 2.0 -> 2, 1.5 -> 1.5 (so JSON and keys never depend on int/float)."""
-    value = float(value)
-    return int(value) if value.is_integer() else value
-
-
-@dataclass(frozen=True)
-class MBConvStage:
-    """A stage of MobileNetV2 inverted-residual blocks."""
-
-    width: int
-    depth: int
-    expansion: float
-    kernel: int
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "expansion", _num(self.expansion))
-
-
-@dataclass(frozen=True)
-class TransformerStage:
-    """A MobileViT-style stage: a downsampling MBConv, then `depth` transformer layers."""
-
-    width: int
-    depth: int
-    heads: int
-    mlp_ratio: float
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "mlp_ratio", _num(self.mlp_ratio))
 
 
 @dataclass(frozen=True)
@@ -72,8 +43,8 @@ class Layout:
     def __post_init__(self) -> None:
         object.__setattr__(self, "mbconv_strides", tuple(int(s) for s in self.mbconv_strides))
         object.__setattr__(self, "transformer_strides", tuple(int(s) for s in self.transformer_strides))
-        object.__setattr__(self, "transition_expansion", _num(self.transition_expansion))
-        object.__setattr__(self, "head_expansion", _num(self.head_expansion))
+        object.__setattr__(self, "transition_expansion", canonical_number(self.transition_expansion))
+        object.__setattr__(self, "head_expansion", canonical_number(self.head_expansion))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -107,9 +78,9 @@ class Arch:
         return {
             "resolution": self.resolution,
             "stem_width": self.stem_width,
-            "mbconv": [asdict(s) for s in self.mbconv],
+            "mbconv": [MBCONV.to_dict(s) for s in self.mbconv],
             "num_transformer_stages": self.num_transformer_stages,
-            "transformer": [asdict(s) for s in self.transformer],
+            "transformer": [TRANSFORMER.to_dict(s) for s in self.transformer],
             "head_width": self.head_width,
             "layout": self.layout.to_dict(),
         }
@@ -139,28 +110,28 @@ class Arch:
             if name not in data:
                 raise ArchError(f"arch is missing the field '{name}'",
                                 hint=f"an arch needs the fields {sorted(top - {'layout', 'num_transformer_stages'})}")
-        mbconv = tuple(_parse_stage(MBConvStage, s, f"mbconv[{i}]") for i, s in enumerate(_list(data, "mbconv")))
+        mbconv = tuple(MBCONV.parse(s, f"mbconv[{i}]") for i, s in enumerate(_list(data, "mbconv")))
         stages = _list(data, "transformer")
         if "num_transformer_stages" in data:
-            n = _int(data["num_transformer_stages"], "num_transformer_stages")
+            n = parse_int(data["num_transformer_stages"], "num_transformer_stages")
             if n != len(stages):
                 raise ArchError(
                     f"num_transformer_stages is {n} but the arch lists {len(stages)} transformer stages",
                     hint="list exactly num_transformer_stages entries under 'transformer' "
                          "(or drop num_transformer_stages: it is implied by the list)")
-        transformer = tuple(_parse_stage(TransformerStage, s, f"transformer[{i}]") for i, s in enumerate(stages))
+        transformer = tuple(TRANSFORMER.parse(s, f"transformer[{i}]") for i, s in enumerate(stages))
         if "layout" in data:
-            layout = _parse_layout(data["layout"])
+            layout = parse_layout(data["layout"])
         elif default_layout is not None:
             layout = default_layout
         else:
             layout = Layout()
         return cls(
-            resolution=_int(data["resolution"], "resolution"),
-            stem_width=_int(data["stem_width"], "stem_width"),
+            resolution=parse_int(data["resolution"], "resolution"),
+            stem_width=parse_int(data["stem_width"], "stem_width"),
             mbconv=mbconv,
             transformer=transformer,
-            head_width=_int(data["head_width"], "head_width"),
+            head_width=parse_int(data["head_width"], "head_width"),
             layout=layout,
         )
 
@@ -189,8 +160,8 @@ class Arch:
     # ---------------------------------------------------------------- identity
     def key(self) -> str:
         """Canonical, human-readable key: equal networks give equal keys."""
-        m = "_".join(f"{s.width}x{s.depth}e{s.expansion}k{s.kernel}" for s in self.mbconv)
-        t = "_".join(f"{s.width}x{s.depth}h{s.heads}r{s.mlp_ratio}" for s in self.transformer)
+        m = "_".join(MBCONV.key(s) for s in self.mbconv)
+        t = "_".join(TRANSFORMER.key(s) for s in self.transformer)
         lay = self.layout
         layout_tag = "" if lay == Layout() else "-L" + hashlib.sha1(json.dumps(lay.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
         return f"r{self.resolution}-c{self.stem_width}-m{m}-t{t}-p{self.head_width}{layout_tag}"
@@ -216,33 +187,8 @@ def _list(data: Mapping[str, Any], name: str) -> list[Any]:
     return value
 
 
-def _int(value: Any, where: str) -> int:
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-            or float(value) != int(value)):
-        raise ArchError(f"'{where}' must be an integer, got {value!r}")
-    return int(value)
-
-
-def _float(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ArchError(f"'{where}' must be a number, got {value!r}")
-    return float(value)
-
-
-def _parse_stage(cls: type, data: Any, where: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise ArchError(f"'{where}' must be an object, got {type(data).__name__}")
-    names = {f.name: f.type for f in fields(cls)}
-    _reject_unknown(data, set(names), where)
-    values: dict[str, Any] = {}
-    for name, typ in names.items():
-        if name not in data:
-            raise ArchError(f"'{where}' is missing the field '{name}'", hint=f"a stage needs {sorted(names)}")
-        values[name] = _int(data[name], f"{where}.{name}") if typ == "int" else _float(data[name], f"{where}.{name}")
-    return cls(**values)
-
-
-def _parse_layout(data: Any) -> Layout:
+def parse_layout(data: Any) -> Layout:
+    """A `Layout` from its JSON form; `ArchError` names the offending field."""
     if not isinstance(data, Mapping):
         raise ArchError(f"'layout' must be an object, got {type(data).__name__}")
     names = {f.name: f.type for f in fields(Layout)}
@@ -251,9 +197,9 @@ def _parse_layout(data: Any) -> Layout:
     for name, value in data.items():
         typ = names[name]
         if typ == "int":
-            values[name] = _int(value, f"layout.{name}")
+            values[name] = parse_int(value, f"layout.{name}")
         elif typ == "float":
-            values[name] = _float(value, f"layout.{name}")
+            values[name] = parse_number(value, f"layout.{name}")
         elif typ == "str":
             if not isinstance(value, str):
                 raise ArchError(f"'layout.{name}' must be a string, got {value!r}")
@@ -261,7 +207,7 @@ def _parse_layout(data: Any) -> Layout:
         else:
             if not isinstance(value, list):
                 raise ArchError(f"'layout.{name}' must be a list of integers, got {value!r}")
-            values[name] = tuple(_int(v, f"layout.{name}[{i}]") for i, v in enumerate(value))
+            values[name] = tuple(parse_int(v, f"layout.{name}[{i}]") for i, v in enumerate(value))
     return Layout(**values)
 
 
@@ -294,9 +240,6 @@ def check_structure(arch: Arch) -> None:
         raise ArchError(f"the arch lists {len(arch.transformer)} transformer stages but its layout allows at most "
                         f"{len(lay.transformer_strides)} (layout.transformer_strides)",
                         hint="remove the extra transformer stages")
-    for i, s in enumerate(arch.mbconv):
-        if s.width < 1 or s.depth < 1 or s.expansion < 1 or s.kernel < 1 or s.kernel % 2 == 0:
-            raise ArchError(f"mbconv[{i}] needs width >= 1, depth >= 1, expansion >= 1 and an odd kernel, got {s}")
-    for i, s in enumerate(arch.transformer):
-        if s.width < 1 or s.depth < 1 or s.heads < 1 or s.mlp_ratio <= 0:
-            raise ArchError(f"transformer[{i}] needs width, depth, heads >= 1 and mlp_ratio > 0, got {s}")
+    for kind, stages in ((MBCONV, arch.mbconv), (TRANSFORMER, arch.transformer)):
+        for i, s in enumerate(stages):
+            kind.check(s, f"{kind.name}[{i}]")

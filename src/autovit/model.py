@@ -12,22 +12,20 @@ from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
-from timm.layers import register_notrace_module
+from timm.layers import SEModule, register_notrace_module
 from timm.models import checkpoint_seq
 from timm.models._features import feature_take_indices
 from torch import nn
 
 from autovit.arch import Arch, MBConvStage, TransformerStage
+from autovit.blocks.base import expand_width
+from autovit.blocks.mbconv import se_width
+from autovit.blocks.mobilevit import TRANSITION_KERNEL
 from autovit.errors import AutovitError
 
 
 def make_activation(name: str) -> nn.Module:
     return {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU, "hardswish": nn.Hardswish}[name]()
-
-
-def expand_width(channels: int, ratio: float) -> int:
-    """Hidden width of an expanded layer (MBConv expansion, MLP ratio)."""
-    return max(1, int(round(channels * ratio)))
 
 
 class ConvBNAct(nn.Sequential):
@@ -42,22 +40,26 @@ class ConvBNAct(nn.Sequential):
 
 
 class MBConv(nn.Module):
-    """MobileNetV2 inverted residual: 1x1 expand -> kxk depthwise -> 1x1 linear projection.
+    """MobileNetV2 inverted residual: 1x1 expand -> kxk depthwise -> [squeeze-excite] -> 1x1 linear
+    projection (`autovit.blocks.mbconv`).
 
     The 1x1 expand conv is kept at expansion 1 too (as timm's MobileViT does), so that in the
-    supernet the depthwise conv always sees the output of the same expand conv.
+    supernet the depthwise conv always sees the output of the same expand conv. `se` > 0 adds
+    timm's `SEModule` with `se_width(hidden, se)` reduced channels.
     """
 
-    def __init__(self, in_chs: int, out_chs: int, expansion: float, kernel: int, stride: int, act: str) -> None:
+    def __init__(self, in_chs: int, out_chs: int, expansion: float, kernel: int, stride: int, act: str,
+                 se: float = 0) -> None:
         super().__init__()
         hidden = expand_width(in_chs, expansion)
         self.expand = ConvBNAct(in_chs, hidden, 1, act=act)
         self.dw = ConvBNAct(hidden, hidden, kernel, stride, groups=hidden, act=act)
+        self.se = SEModule(hidden, rd_channels=se_width(hidden, se)) if se else nn.Identity()
         self.project = ConvBNAct(hidden, out_chs, 1, act=None)
         self.has_residual = stride == 1 and in_chs == out_chs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.project(self.dw(self.expand(x)))
+        out = self.project(self.se(self.dw(self.expand(x))))
         return x + out if self.has_residual else out
 
 
@@ -177,7 +179,8 @@ class TransformerStageModule(nn.Module):
     def __init__(self, in_chs: int, stage: TransformerStage, stride: int, arch: Arch) -> None:
         super().__init__()
         lay = arch.layout
-        self.transition = MBConv(in_chs, stage.width, lay.transition_expansion, 3, stride, lay.activation)
+        self.transition = MBConv(in_chs, stage.width, lay.transition_expansion, TRANSITION_KERNEL, stride,
+                                 lay.activation)
         self.block = MobileViTBlock(stage.width, stage, lay.head_dim, lay.patch_size, lay.local_kernel,
                                     lay.fusion_kernel, lay.activation)
 
@@ -187,7 +190,7 @@ class TransformerStageModule(nn.Module):
 
 def mbconv_stage(in_chs: int, stage: MBConvStage, stride: int, act: str) -> nn.Sequential:
     return nn.Sequential(*[MBConv(in_chs if i == 0 else stage.width, stage.width, stage.expansion, stage.kernel,
-                                  stride if i == 0 else 1, act) for i in range(stage.depth)])
+                                  stride if i == 0 else 1, act, stage.se) for i in range(stage.depth)])
 
 
 POOL_TYPES = ("avg", "max", "")  # timm `global_pool` values the MBPool head supports ('': no pooling)
@@ -280,7 +283,7 @@ class AutoViT(nn.Module):
         self.head = MBPoolHead(chs, arch.head_width, lay.head_expansion, num_classes, act, drop_rate, global_pool)
         self.num_features = chs
         self.head_hidden_size = arch.head_width
-        self.apply(_init_weights)
+        self.apply(init_weights)
 
     # timm's factory records its keyword arguments here for `save_for_hf` / hub configs; an `Arch`
     # argument is kept in its JSON form so that the config can be written and re-created from.
@@ -381,7 +384,8 @@ def _take_indices(num_stages: int, indices: int | list[int] | None) -> tuple[lis
     return list(take), max_index
 
 
-def _init_weights(m: nn.Module) -> None:
+def init_weights(m: nn.Module) -> None:
+    """The initialisation of every AutoViT network (static and supernet alike)."""
     if isinstance(m, nn.Conv2d):
         nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
     elif isinstance(m, nn.Linear):

@@ -17,57 +17,14 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import yaml
 
-from autovit.arch import Arch, Layout, MBConvStage, TransformerStage, _num, _parse_layout
+from autovit.arch import Arch, Layout, parse_layout
+from autovit.blocks import MBCONV, TRANSFORMER, MBConvChoices, StageKind, TransformerChoices
+from autovit.blocks.base import parse_choices
 from autovit.errors import ArchError, AutovitError, SpaceError
 from autovit.io_utils import parse_yaml, read_yaml
 
 BUILTIN_SPACES = ("xxs", "xs", "s")
 MAX_TRIES = 1000  # rejection-sampling bound: never an endless loop
-
-
-def _choices(values: Any, where: str, kind: type = int) -> tuple:
-    if not isinstance(values, (list, tuple)) or not values:
-        raise SpaceError(f"'{where}' must be a non-empty list of choices, got {values!r}")
-    out = []
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and float(v) != int(v)):
-            raise SpaceError(f"'{where}' has an invalid choice {v!r} ({'integers' if kind is int else 'numbers'} only)")
-        out.append(int(v) if kind is int else _num(v))
-    if len(set(out)) != len(out):
-        raise SpaceError(f"'{where}' lists a choice twice: {values!r}")
-    return tuple(sorted(out))
-
-
-@dataclass(frozen=True)
-class MBConvChoices:
-    width: tuple[int, ...]
-    depth: tuple[int, ...]
-    expansion: tuple[float, ...]
-    kernel: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class TransformerChoices:
-    width: tuple[int, ...]
-    depth: tuple[int, ...]
-    heads: tuple[int, ...]
-    mlp_ratio: tuple[float, ...]
-
-
-_FLOAT_DIMS = {"expansion", "mlp_ratio"}
-
-
-def _stage_choices(cls: type, data: Any, where: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise SpaceError(f"'{where}' must be a mapping of dimension -> choices")
-    names = [f.name for f in fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise SpaceError(f"unknown dimension '{unknown[0]}' in {where}", hint=f"allowed: {names}")
-    missing = [n for n in names if n not in data]
-    if missing:
-        raise SpaceError(f"'{where}' is missing the dimension '{missing[0]}'")
-    return cls(**{n: _choices(data[n], f"{where}.{n}", float if n in _FLOAT_DIMS else int) for n in names})
 
 
 @dataclass(frozen=True)
@@ -141,15 +98,15 @@ class SearchSpace:
                 raise SpaceError(f"the search space is missing the field '{name}'")
         if not isinstance(data["mbconv"], list) or not isinstance(data["transformer"], list):
             raise SpaceError("'mbconv' and 'transformer' must be lists of stages")
-        mbconv = tuple(_stage_choices(MBConvChoices, s, f"mbconv[{i}]") for i, s in enumerate(data["mbconv"]))
-        transformer = tuple(_stage_choices(TransformerChoices, s, f"transformer[{i}]")
+        mbconv = tuple(MBCONV.parse_choices(s, f"mbconv[{i}]") for i, s in enumerate(data["mbconv"]))
+        transformer = tuple(TRANSFORMER.parse_choices(s, f"transformer[{i}]")
                             for i, s in enumerate(data["transformer"]))
-        n_stages = _choices(data.get("num_transformer_stages", [len(transformer)]), "num_transformer_stages")
+        n_stages = parse_choices(data.get("num_transformer_stages", [len(transformer)]), "num_transformer_stages")
         if max(n_stages) > len(transformer) or min(n_stages) < 1:
             raise SpaceError(f"num_transformer_stages {list(n_stages)} asks for more stages than the "
                              f"{len(transformer)} listed under 'transformer'")
         try:
-            layout = _parse_layout(data.get("layout", {}))
+            layout = parse_layout(data.get("layout", {}))
         except ArchError as err:
             raise SpaceError(err.message, err.hint) from None
         if len(layout.mbconv_strides) != len(mbconv):
@@ -163,12 +120,12 @@ class SearchSpace:
         space = cls(
             name=str(data["name"]),
             description=str(data.get("description", "")),
-            resolution=_choices(data["resolution"], "resolution"),
-            stem_width=_choices(data["stem_width"], "stem_width"),
+            resolution=parse_choices(data["resolution"], "resolution"),
+            stem_width=parse_choices(data["stem_width"], "stem_width"),
             mbconv=mbconv,
             transformer=transformer,
             num_transformer_stages=n_stages,
-            head_width=_choices(data["head_width"], "head_width"),
+            head_width=parse_choices(data["head_width"], "head_width"),
             layout=layout,
             nondecreasing_widths=bool(constraints.get("nondecreasing_widths", True)),
             paper_param_range=tuple(float(v) for v in pr) if pr else None,
@@ -186,8 +143,8 @@ class SearchSpace:
             "description": self.description,
             "resolution": list(self.resolution),
             "stem_width": list(self.stem_width),
-            "mbconv": [{f.name: list(getattr(s, f.name)) for f in fields(s)} for s in self.mbconv],
-            "transformer": [{f.name: list(getattr(s, f.name)) for f in fields(s)} for s in self.transformer],
+            "mbconv": [MBCONV.choices_to_dict(c) for c in self.mbconv],
+            "transformer": [TRANSFORMER.choices_to_dict(c) for c in self.transformer],
             "num_transformer_stages": list(self.num_transformer_stages),
             "head_width": list(self.head_width),
             "layout": self.layout.to_dict(),
@@ -223,12 +180,10 @@ class SearchSpace:
         check(arch.resolution, self.resolution, "resolution")
         check(arch.stem_width, self.stem_width, "stem_width")
         for i, (s, c) in enumerate(zip(arch.mbconv, self.mbconv)):
-            for f in fields(c):
-                check(getattr(s, f.name), getattr(c, f.name), f"mbconv[{i}].{f.name}")
+            MBCONV.validate(s, c, f"mbconv[{i}]", self.name)
         check(arch.num_transformer_stages, self.num_transformer_stages, "num_transformer_stages")
         for i, (s, c) in enumerate(zip(arch.transformer, self.transformer)):
-            for f in fields(c):
-                check(getattr(s, f.name), getattr(c, f.name), f"transformer[{i}].{f.name}")
+            TRANSFORMER.validate(s, c, f"transformer[{i}]", self.name)
         check(arch.head_width, self.head_width, "head_width")
         if self.nondecreasing_widths and not is_nondecreasing(arch):
             widths = [s.width for s in arch.transformer]
@@ -260,10 +215,8 @@ class SearchSpace:
         return Arch(
             resolution=pick(self.resolution),
             stem_width=pick(self.stem_width),
-            mbconv=tuple(MBConvStage(pick(c.width), pick(c.depth), pick(c.expansion), pick(c.kernel))
-                         for c in self.mbconv),
-            transformer=tuple(TransformerStage(pick(c.width), pick(c.depth), pick(c.heads), pick(c.mlp_ratio))
-                              for c in self.transformer[:n]),
+            mbconv=tuple(MBCONV.extreme(c, pick) for c in self.mbconv),
+            transformer=tuple(TRANSFORMER.extreme(c, pick) for c in self.transformer[:n]),
             head_width=pick(self.head_width),
             layout=self.layout,
         )
@@ -277,21 +230,13 @@ class SearchSpace:
         return self._extreme(min)
 
     # ---------------------------------------------------------------- sampling
-    def _sample_mbconv(self, i: int, rng: random.Random) -> MBConvStage:
-        c = self.mbconv[i]
-        return MBConvStage(rng.choice(c.width), rng.choice(c.depth), rng.choice(c.expansion), rng.choice(c.kernel))
-
-    def _sample_transformer(self, i: int, rng: random.Random) -> TransformerStage:
-        c = self.transformer[i]
-        return TransformerStage(rng.choice(c.width), rng.choice(c.depth), rng.choice(c.heads), rng.choice(c.mlp_ratio))
-
     def _sample_unconstrained(self, rng: random.Random) -> Arch:
         n = rng.choice(self.num_transformer_stages)
         return Arch(
             resolution=rng.choice(self.resolution),
             stem_width=rng.choice(self.stem_width),
-            mbconv=tuple(self._sample_mbconv(i, rng) for i in range(len(self.mbconv))),
-            transformer=tuple(self._sample_transformer(i, rng) for i in range(n)),
+            mbconv=tuple(MBCONV.sample(c, rng) for c in self.mbconv),
+            transformer=tuple(TRANSFORMER.sample(c, rng) for c in self.transformer[:n]),
             head_width=rng.choice(self.head_width),
             layout=self.layout,
         )
@@ -319,23 +264,11 @@ class SearchSpace:
             n = arch.num_transformer_stages
             if rng.random() < p_depth:
                 n = rng.choice(self.num_transformer_stages)
-            mb = []
-            for i, s in enumerate(arch.mbconv):
-                if rng.random() < p_depth:
-                    s = MBConvStage(s.width, rng.choice(self.mbconv[i].depth), s.expansion, s.kernel)
-                if rng.random() < p_block:
-                    new = self._sample_mbconv(i, rng)
-                    s = MBConvStage(new.width, s.depth, new.expansion, new.kernel)
-                mb.append(s)
-            tr = []
-            for i in range(n):
-                s = arch.transformer[i] if i < arch.num_transformer_stages else self._sample_transformer(i, rng)
-                if rng.random() < p_depth:
-                    s = TransformerStage(s.width, rng.choice(self.transformer[i].depth), s.heads, s.mlp_ratio)
-                if rng.random() < p_block:
-                    new = self._sample_transformer(i, rng)
-                    s = TransformerStage(new.width, s.depth, new.heads, new.mlp_ratio)
-                tr.append(s)
+            mb = [_mutate_stage(MBCONV, s, c, rng, p_depth, p_block) for s, c in zip(arch.mbconv, self.mbconv)]
+            tr = [_mutate_stage(TRANSFORMER, arch.transformer[i] if i < arch.num_transformer_stages
+                                else TRANSFORMER.sample(self.transformer[i], rng), self.transformer[i], rng,
+                                p_depth, p_block)
+                  for i in range(n)]
             pick = lambda value, options: rng.choice(options) if rng.random() < p_block else value  # noqa: E731
             return Arch(resolution=pick(arch.resolution, self.resolution),
                         stem_width=pick(arch.stem_width, self.stem_width),
@@ -367,8 +300,8 @@ class SearchSpace:
         constrained = self.nondecreasing_widths if constrained is None else constrained
         base = len(self.resolution) * len(self.stem_width) * len(self.head_width)
         for c in self.mbconv:
-            base *= len(c.width) * len(c.depth) * len(c.expansion) * len(c.kernel)
-        other = [len(c.depth) * len(c.heads) * len(c.mlp_ratio) for c in self.transformer]
+            base *= MBCONV.num_options(c)
+        other = [TRANSFORMER.num_options(c, exclude=("width",)) for c in self.transformer]
         total = 0
         for n in self.num_transformer_stages:
             # DP over stages: ways[w] = weighted count of valid prefixes ending at width w.
@@ -384,10 +317,8 @@ class SearchSpace:
 
     def enumerate(self) -> Iterator[Arch]:
         """Every arch of the space (only sensible for tiny spaces, e.g. in tests)."""
-        mb_opts = [[MBConvStage(*v) for v in itertools.product(c.width, c.depth, c.expansion, c.kernel)]
-                   for c in self.mbconv]
-        tr_opts = [[TransformerStage(*v) for v in itertools.product(c.width, c.depth, c.heads, c.mlp_ratio)]
-                   for c in self.transformer]
+        mb_opts = [list(MBCONV.options(c)) for c in self.mbconv]
+        tr_opts = [list(TRANSFORMER.options(c)) for c in self.transformer]
         for res, stem, head in itertools.product(self.resolution, self.stem_width, self.head_width):
             for mb in itertools.product(*mb_opts):
                 for n in self.num_transformer_stages:
@@ -410,7 +341,7 @@ class SearchSpace:
             n = pick(self.num_transformer_stages)
             chosen, chosen_p = None, None
             for widths in itertools.product(*(c.width for c in self.transformer[:n])):
-                tr = tuple(TransformerStage(w, s.depth, s.heads, s.mlp_ratio) for w, s in zip(widths, ext.transformer))
+                tr = tuple(TRANSFORMER.replace(s, width=w) for w, s in zip(widths, ext.transformer))
                 arch = ext.replace(transformer=tr)
                 if not self._ok(arch):
                     continue
@@ -421,6 +352,18 @@ class SearchSpace:
                 raise SpaceError(f"the space '{self.name}' has no arch satisfying its constraints")
             best.append(chosen)
         return best[0], best[1]
+
+
+def _mutate_stage(kind: StageKind, stage: Any, choices: Any, rng: random.Random, p_depth: float,
+                  p_block: float) -> Any:
+    """Paper mutation of one stage: its depth gene with `p_depth`, then its other genes together
+    (a fresh sample of the slot, keeping the depth) with `p_block`."""
+    depth = kind.depth_field
+    if rng.random() < p_depth:
+        stage = kind.replace(stage, **{depth: rng.choice(getattr(choices, depth))})
+    if rng.random() < p_block:
+        stage = kind.replace(kind.sample(choices, rng), **{depth: getattr(stage, depth)})
+    return stage
 
 
 def is_nondecreasing(arch: Arch) -> bool:

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from autovit.blocks import MBCONV, TRANSFORMER
 from autovit.cli._common import console, make_table, print_json
 
 model_app = typer.Typer(help="Inspect AutoViT models (paper models or arch JSON files).", no_args_is_help=True)
@@ -57,10 +58,11 @@ def info(
     rows.append(["total", "", "", f"{params:,}", "100.0", f"{macs / 1e6:.2f}", "100.0"])
     title = f"{model} @ {arch.resolution}x{arch.resolution}: {params / 1e6:.3f}M params, {macs / 1e9:.3f} GMACs"
     console.print(make_table(title, ["stage", "out ch", "out size", "params", "% params", "MMACs", "% MACs"], rows))
-    details = [["mbconv" + str(i + 1), s.width, s.depth, f"expansion {s.expansion}, kernel {s.kernel}"]
-               for i, s in enumerate(arch.mbconv)]
-    details += [["transformer" + str(i + 1), s.width, s.depth, f"heads {s.heads}, mlp ratio {s.mlp_ratio}"]
-                for i, s in enumerate(arch.transformer)]
+    details = [[kind.name + str(i + 1), s.width, s.depth,
+                ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in kind.to_dict(s).items()
+                          if name not in ("width", kind.depth_field))]
+               for kind, stages in ((MBCONV, arch.mbconv), (TRANSFORMER, arch.transformer))
+               for i, s in enumerate(stages)]
     title = f"stem {arch.stem_width}, MBPool {arch.head_width}" + (f", valid in space {space}" if space else "")
     console.print(make_table(title, ["stage", "width", "depth", "details"], details))
     console.print(f"[dim]key: {arch.key()}[/]", soft_wrap=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from autovit.blocks import MBCONV, TRANSFORMER
 from autovit.cli._common import console, make_table, print_json
 
 space_app = typer.Typer(help="Inspect search spaces (builtin xxs|xs|s or a YAML file).", no_args_is_help=True)
@@ -63,12 +64,12 @@ def show(
     if sp.description:
         console.print(sp.description)
     console.print(make_table(title, ["dimension", "choices"], rows))
-    rows = [[f"MBConv-{i + 1}", _fmt(c.width), _fmt(c.depth), _fmt(c.expansion), _fmt(c.kernel)]
-            for i, c in enumerate(sp.mbconv)]
-    console.print(make_table(None, ["block", "width", "depth", "expansion", "kernel"], rows))
-    rows = [[f"Transformer-{i + 1}", _fmt(c.width), _fmt(c.depth), _fmt(c.heads), _fmt(c.mlp_ratio)]
-            for i, c in enumerate(sp.transformer)]
-    console.print(make_table(None, ["block", "width", "depth", "heads", "mlp ratio"], rows))
+    for kind, slots in ((MBCONV, sp.mbconv), (TRANSFORMER, sp.transformer)):
+        # A later (defaulted) field gets a column only where the space searches it.
+        names = [f.name for f in kind.fields
+                 if f.default is None or any(getattr(c, f.name) != (f.default,) for c in slots)]
+        rows = [[f"{kind.title}-{i + 1}"] + [_fmt(getattr(c, n)) for n in names] for i, c in enumerate(slots)]
+        console.print(make_table(None, ["block"] + [n.replace("_", " ") for n in names], rows))
     card = data["cardinality"]
     pr, ppr = data["param_range"], data["paper_param_range"]
     paper_range = f"{ppr[0] / 1e6:.1f}-{ppr[1] / 1e6:.1f}M" if ppr else "-"

@@ -19,132 +19,55 @@ their shape are stacked ``copies`` times so the difference rises above the timin
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Iterator
 
 from torch import nn
 
-from autovit.arch import Arch, Layout, TransformerStage, _num
+from autovit.arch import Arch, Layout, TransformerStage
+from autovit.blocks import MBCONV, mbconv, mobilevit
+from autovit.blocks.base import DEFAULT_COPIES, BlockSig, down, table_kinds
+from autovit.blocks.head import head_sig
+from autovit.blocks.mobilevit import attn_sig, mlp_sig, tfixed_sig
+from autovit.blocks.stem import stem_sig
 from autovit.errors import AutovitError
 from autovit.space import SearchSpace
 
-KINDS = ("stem", "mbconv", "tfixed", "attn", "mlp", "head")
-# Copies stacked in the "with" network of shape-preserving blocks (the difference is divided by it).
-DEFAULT_COPIES = {"mbconv": 3, "attn": 4, "mlp": 4}
+KINDS = table_kinds()  # the latency-table block kinds, in canonical order
+
+__all__ = ["DEFAULT_COPIES", "KINDS", "BlockSig", "arch_blocks", "attn_sig", "build_block", "context_key",
+           "context_pair", "head_sig", "iter_sig_kinds", "mbconv_sig", "mbconv_stage_blocks", "mlp_sig",
+           "space_blocks", "stage_sides", "standalone_block", "stem_sig", "tfixed_sig", "transformer_stage_blocks"]
 
 
-@dataclass(frozen=True, order=True)
-class BlockSig:
-    """Canonical signature of one block variant: a kind plus sorted (name, value) pairs.
-
-    The string form ``kind:a=1,b=2`` is the lookup-table key; equal blocks give equal strings
-    regardless of argument order or int/float spelling.
-    """
-
-    kind: str
-    params: tuple[tuple[str, Any], ...]
-
-    @classmethod
-    def make(cls, kind: str, **params: Any) -> "BlockSig":
-        if kind not in KINDS:
-            raise AutovitError(f"unknown block kind '{kind}'", hint=f"use one of {', '.join(KINDS)}")
-        canon = tuple(sorted((k, v if isinstance(v, str) else _num(v)) for k, v in params.items()))
-        return cls(kind, canon)
-
-    @classmethod
-    def parse(cls, text: str) -> "BlockSig":
-        """Inverse of `str(sig)`."""
-        kind, _, rest = text.strip().partition(":")
-        params: dict[str, Any] = {}
-        try:
-            for item in filter(None, rest.split(",")):
-                name, value = item.split("=", 1)
-                try:
-                    params[name] = float(value)
-                except ValueError:
-                    params[name] = value
-            return cls.make(kind, **params)
-        except (ValueError, AutovitError):
-            raise AutovitError(f"malformed block signature '{text}'",
-                               hint="signatures look like 'mbconv:act=silu,cin=16,cout=24,e=2,h=128,k=3,s=2'") from None
-
-    def __str__(self) -> str:
-        return f"{self.kind}:" + ",".join(f"{k}={v}" for k, v in self.params)
-
-    def get(self, name: str) -> Any:
-        return dict(self.params)[name]
-
-    @property
-    def copies(self) -> int:
-        """How many copies the in-context network stacks (1 for shape-changing blocks)."""
-        p = dict(self.params)
-        if self.kind == "mbconv" and not (p["cin"] == p["cout"] and p["s"] == 1):
-            return 1
-        return DEFAULT_COPIES.get(self.kind, 1)
-
-
-def _down(size: int, stride: int) -> int:
-    return math.ceil(size / stride)
-
-
-# ------------------------------------------------------------------ signature builders
-def stem_sig(lay: Layout, res: int, width: int) -> BlockSig:
-    return BlockSig.make("stem", cout=width, k=lay.stem_kernel, s=lay.stem_stride, act=lay.activation, h=res)
-
-
-def mbconv_sig(lay: Layout, cin: int, cout: int, e: float, k: int, s: int, h: int) -> BlockSig:
-    return BlockSig.make("mbconv", cin=cin, cout=cout, e=e, k=k, s=s, act=lay.activation, h=h)
-
-
-def tfixed_sig(lay: Layout, cin: int, width: int, s: int, h: int) -> BlockSig:
-    return BlockSig.make("tfixed", cin=cin, d=width, s=s, te=lay.transition_expansion, lk=lay.local_kernel,
-                         fk=lay.fusion_kernel, p=lay.patch_size, act=lay.activation, h=h)
-
-
-def attn_sig(lay: Layout, width: int, heads: int, h: int) -> BlockSig:
-    return BlockSig.make("attn", d=width, heads=heads, hd=lay.head_dim, p=lay.patch_size, h=h)
-
-
-def mlp_sig(lay: Layout, width: int, ratio: float, h: int) -> BlockSig:
-    return BlockSig.make("mlp", d=width, r=ratio, p=lay.patch_size, act=lay.activation, h=h)
-
-
-def head_sig(lay: Layout, cin: int, width: int, h: int, num_classes: int) -> BlockSig:
-    return BlockSig.make("head", cin=cin, w=width, he=lay.head_expansion, n=num_classes, act=lay.activation, h=h)
+def mbconv_sig(lay: Layout, cin: int, cout: int, e: float, k: int, s: int, h: int, se: float = 0) -> BlockSig:
+    return mbconv.block_sig(lay.activation, cin, cout, e, k, s, h, se)
 
 
 # ------------------------------------------------------------------ decomposition
 def stage_sides(arch_or_space: Any, resolution: int) -> tuple[list[int], list[int]]:
     """Input spatial side of every MBConv stage and of every transformer stage slot."""
     lay = arch_or_space.layout
-    size = _down(resolution, lay.stem_stride)
+    size = down(resolution, lay.stem_stride)
     mb, tr = [], []
     for s in lay.mbconv_strides:
         mb.append(size)
-        size = _down(size, s)
+        size = down(size, s)
     for s in lay.transformer_strides:
         tr.append(size)
-        size = _down(size, s)
+        size = down(size, s)
     return mb, tr
 
 
 def mbconv_stage_blocks(lay: Layout, cin: int, stage: Any, stride: int, h: int) -> list[tuple[BlockSig, int]]:
-    """(signature, count) of one MBConv stage: a first block, then depth-1 repeated blocks."""
-    out = [(mbconv_sig(lay, cin, stage.width, stage.expansion, stage.kernel, stride, h), 1)]
-    if stage.depth > 1:
-        out.append((mbconv_sig(lay, stage.width, stage.width, stage.expansion, stage.kernel, 1,
-                               _down(h, stride)), stage.depth - 1))
-    return out
+    """(signature, count) of one MBConv stage (see `autovit.blocks.mbconv.stage_blocks`)."""
+    return mbconv.stage_blocks(lay.activation, cin, stage, stride, h)
 
 
 def transformer_stage_blocks(lay: Layout, cin: int, stage: TransformerStage, stride: int,
                              h: int) -> list[tuple[BlockSig, int]]:
-    """(signature, count) of one transformer stage: its fixed part plus depth x (attn + mlp)."""
-    side = _down(h, stride)
-    return [(tfixed_sig(lay, cin, stage.width, stride, h), 1),
-            (attn_sig(lay, stage.width, stage.heads, side), stage.depth),
-            (mlp_sig(lay, stage.width, stage.mlp_ratio, side), stage.depth)]
+    """(signature, count) of one transformer stage (see `autovit.blocks.mobilevit.stage_blocks`)."""
+    return mobilevit.stage_blocks(lay, cin, stage, stride, h)
 
 
 def arch_blocks(arch: Arch, num_classes: int = 1000) -> list[tuple[BlockSig, int]]:
@@ -160,7 +83,7 @@ def arch_blocks(arch: Arch, num_classes: int = 1000) -> list[tuple[BlockSig, int
         out += transformer_stage_blocks(lay, chs, stage, stride, h)
         chs = stage.width
     last = arch.num_transformer_stages
-    side = _down(tr_sides[last - 1], lay.transformer_strides[last - 1])
+    side = down(tr_sides[last - 1], lay.transformer_strides[last - 1])
     out.append((head_sig(lay, chs, arch.head_width, side, num_classes), 1))
     return out
 
@@ -178,18 +101,15 @@ def space_blocks(space: SearchSpace, resolution: int | None = None, num_classes:
     prev = set(space.stem_width)
     for c, stride, h in zip(space.mbconv, lay.mbconv_strides, mb_sides):
         for cin in prev:
-            for w in c.width:
-                for e in c.expansion:
-                    for k in c.kernel:
-                        stage = SimpleNamespace(width=w, depth=max(c.depth), expansion=e, kernel=k)
-                        sigs.update(s for s, _ in mbconv_stage_blocks(lay, cin, stage, stride, h))
+            for stage in MBCONV.options(MBCONV.replace(c, depth=(max(c.depth),))):
+                sigs.update(s for s, _ in mbconv_stage_blocks(lay, cin, stage, stride, h))
         prev = set(c.width)
     # prev_tr[i]: widths stage i can receive, with the widths of the stage before it (constraint).
     last_widths: dict[int, set[int]] = {}  # side after stage -> widths of a final stage there
     reach: set[tuple[int, int | None]] = {(cin, None) for cin in prev}  # (channels in, previous transformer width)
     for i, (c, stride, h) in enumerate(zip(space.transformer, lay.transformer_strides, tr_sides)):
         nxt: set[tuple[int, int | None]] = set()
-        side = _down(h, stride)
+        side = down(h, stride)
         for cin, prev_w in reach:
             for w in c.width:
                 if space.nondecreasing_widths and prev_w is not None and w < prev_w:
@@ -197,7 +117,7 @@ def space_blocks(space: SearchSpace, resolution: int | None = None, num_classes:
                 sigs.add(tfixed_sig(lay, cin, w, stride, h))
                 nxt.add((w, w))
                 if i + 1 in space.num_transformer_stages:
-                    last_widths.setdefault(_down(h, stride), set()).add(w)
+                    last_widths.setdefault(down(h, stride), set()).add(w)
         for w in c.width:
             sigs.update(attn_sig(lay, w, heads, side) for heads in c.heads)
             sigs.update(mlp_sig(lay, w, r, side) for r in c.mlp_ratio)
@@ -260,7 +180,7 @@ def build_block(sig: BlockSig, layout: Layout, copies: int = 1) -> tuple[nn.Modu
     if sig.kind == "stem":
         return ConvBNAct(3, p["cout"], p["k"], p["s"], act=act), None, None
     if sig.kind == "mbconv":
-        mods = [MBConv(p["cin"], p["cout"], p["e"], p["k"], p["s"], act) for _ in range(copies)]
+        mods = [MBConv(p["cin"], p["cout"], p["e"], p["k"], p["s"], act, p.get("se", 0)) for _ in range(copies)]
         return nn.Sequential(*mods), p["cin"], p["h"]
     if sig.kind == "tfixed":
         lay = _replace_layout(layout, transition_expansion=p["te"], local_kernel=p["lk"], fusion_kernel=p["fk"],

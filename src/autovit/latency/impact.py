@@ -9,10 +9,10 @@ evaluate it with inherited weights).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
-from autovit.arch import Arch, MBConvStage, TransformerStage
+from autovit.arch import Arch
 from autovit.space import SearchSpace
 
 
@@ -32,13 +32,13 @@ def removals(arch: Arch, space: SearchSpace) -> list[tuple[str, str, Arch]]:
     """(module, description, arch without it) for every removable module of `arch`."""
     out: list[tuple[str, str, Arch]] = []
     for i, s in enumerate(arch.mbconv):
-        smaller = arch.replace(mbconv=arch.mbconv[:i] + (MBConvStage(s.width, s.depth - 1, s.expansion, s.kernel),)
+        smaller = arch.replace(mbconv=arch.mbconv[:i] + (replace(s, depth=s.depth - 1),)
                                + arch.mbconv[i + 1:]) if s.depth > 1 else None
         if smaller is not None and space.contains(smaller):
             out.append((f"mbconv{i + 1}", f"one MBConv block ({s.depth} -> {s.depth - 1})", smaller))
     for i, s in enumerate(arch.transformer):
         if s.depth > 1:
-            tr = arch.transformer[:i] + (TransformerStage(s.width, s.depth - 1, s.heads, s.mlp_ratio),) \
+            tr = arch.transformer[:i] + (replace(s, depth=s.depth - 1),) \
                 + arch.transformer[i + 1:]
             smaller = arch.replace(transformer=tr)
             if space.contains(smaller):

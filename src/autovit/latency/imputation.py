@@ -23,14 +23,14 @@ features. The stem (two variants) is always measured.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from autovit.errors import AutovitError
+from autovit.blocks import mbconv, mobilevit
+from autovit.blocks.base import expand_width
 from autovit.latency.blocks import KINDS, BlockSig
-from autovit.model import expand_width
 
 # Per kind: the names of the features `block_features` returns, in order (the last is the constant).
 FEATURES: dict[str, tuple[str, ...]] = {
@@ -45,36 +45,30 @@ DEFAULT_PER_FEATURE = 3
 MEASURE_MODES = ("anchors", "all")  # measure the anchors and impute the rest, or measure every block
 ALWAYS_MEASURED = ("stem",)
 # Per kind: the parameters whose variants are imputed from a measured sibling of the same shape.
-KNOBS: dict[str, tuple[str, ...]] = {"mbconv": ("e", "k")}
+KNOBS: dict[str, tuple[str, ...]] = {"mbconv": mbconv.KNOBS}
 
 
 def block_features(sig: BlockSig) -> list[float]:
     """Operator counts of one block variant (see `FEATURES[sig.kind]` for their names)."""
     p = dict(sig.params)
     kind = sig.kind
-    if kind in ("mbconv", "tfixed"):
-        cin, h, s = int(p["cin"]), int(p["h"]), int(p["s"])
-        cout = int(p["cout"] if kind == "mbconv" else p["d"])
-        hid = expand_width(cin, p["e"] if kind == "mbconv" else p["te"])
-        k = int(p["k"]) if kind == "mbconv" else 3  # the transition MBConv's kernel is fixed at 3
-        ho = math.ceil(h / s)
-        dense = cin * hid * h * h + hid * cout * ho * ho
-        elements = cin * h * h + hid * h * h + hid * ho * ho + cout * ho * ho
-        if kind == "tfixed":  # local kxk conv, 1x1 conv, output projection, fold/unfold and norm
-            d = cout
-            dense += d * d * int(p["lk"]) ** 2 * ho * ho + 2 * d * d * ho * ho
-            elements += 6 * d * ho * ho
-        return [dense, hid * k * k * ho * ho, elements, 1.0]
-    if kind == "attn":
-        d, heads, hd, patch, h = int(p["d"]), int(p["heads"]), int(p["hd"]), int(p["p"]), int(p["h"])
-        tokens, area = h * h, patch * patch
+    if kind == "mbconv":
+        c = mbconv.sig_counts(sig)
+        return [c.dense_macs, c.depthwise_macs, c.elements, 1.0]
+    if kind == "tfixed":
+        f = mobilevit.fixed_counts(int(p["cin"]), int(p["d"]), int(p["s"]), int(p["h"]), p["te"], int(p["lk"]),
+                                   int(p["fk"]))
+        return [f.dense_macs, f.depthwise_macs, f.elements, 1.0]
+    if kind in ("attn", "mlp"):
+        d, patch, h = int(p["d"]), int(p["p"]), int(p["h"])
+        heads, hd = int(p.get("heads", 1)), int(p.get("hd", 1))
+        tokens, area = mobilevit.padded_tokens(h, patch), patch * patch
+        layer = mobilevit.layer_counts(d, heads, hd, p.get("r", 1), tokens, area)
+        if kind == "mlp":
+            hid = expand_width(d, p["r"])
+            return [layer.mlp_linear_macs, tokens * (d + hid), 1.0]
         n, inner = tokens / area, heads * hd
-        return [tokens * 4 * d * inner, 2 * area * heads * n * n * hd, area * heads * n * n,
-                tokens * (d + 3 * inner), 1.0]
-    if kind == "mlp":
-        d, h = int(p["d"]), int(p["h"])
-        hid = expand_width(d, p["r"])
-        return [h * h * 2 * d * hid, h * h * (d + hid), 1.0]
+        return [layer.attn_linear_macs, layer.attention_macs, area * heads * n * n, tokens * (d + 3 * inner), 1.0]
     if kind == "head":
         cin, w, n = int(p["cin"]), int(p["w"]), int(p["n"])
         return [cin * int(p["h"]) ** 2, cin * w + w * n, 1.0]

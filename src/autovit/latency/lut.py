@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from autovit.arch import Layout
+from autovit.arch import Layout, parse_layout
 from autovit.errors import AutovitError
 from autovit.io_utils import save_json
 from autovit.latency.blocks import BlockSig
@@ -115,10 +115,8 @@ class LatencyTable:
     @property
     def layout(self) -> Layout:
         """The space layout the blocks were enumerated with (default layout when not recorded)."""
-        from autovit.arch import _parse_layout
-
         lay = self.meta.get("layout")
-        return _parse_layout(lay) if lay else Layout()
+        return parse_layout(lay) if lay else Layout()
 
     @property
     def reference_ms(self) -> float:

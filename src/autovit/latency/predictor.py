@@ -28,7 +28,9 @@ import numpy as np
 from autovit.arch import Arch
 from autovit.costs import count_macs, stage_costs
 from autovit.errors import AutovitError
-from autovit.latency.blocks import (KINDS, _down, arch_blocks, head_sig, mbconv_stage_blocks, stage_sides, stem_sig,
+from autovit.blocks import MBCONV, TRANSFORMER
+from autovit.blocks.base import down
+from autovit.latency.blocks import (KINDS, arch_blocks, head_sig, mbconv_stage_blocks, stage_sides, stem_sig,
                                     transformer_stage_blocks)
 from autovit.latency.lut import LatencyTable, LatencyTableError
 
@@ -204,7 +206,7 @@ class LatencyModel:
 
     def _head_value(self, arch: Arch, cin: int) -> float:
         lay, n_st, t = arch.layout, arch.num_transformer_stages, self.table
-        side = _down(self._tr_sides[n_st - 1], lay.transformer_strides[n_st - 1])
+        side = down(self._tr_sides[n_st - 1], lay.transformer_strides[n_st - 1])
         return (self._scale("head") * t.cost(head_sig(lay, cin, arch.head_width, side, t.num_classes))
                 + self.coef.get("intercept", 0.0) + self._macs_value(arch, -1))
 
@@ -215,8 +217,9 @@ class LatencyModel:
         if not self._cache:
             self._cache.update(stem={}, head={}, mb=[{} for _ in self._mb_sides], tr=[{} for _ in self._tr_sides])
         stem_c, head_c, mb_c, tr_c = self._cache["stem"], self._cache["head"], self._cache["mb"], self._cache["tr"]
-        mb_fields = attrgetter("width", "depth", "expansion", "kernel")  # one C call per stage
-        tr_fields = attrgetter("width", "depth", "heads", "mlp_ratio")
+        # Every gene field is in the key (width first: the next stage's input), one C call per stage.
+        mb_fields = attrgetter(*MBCONV.field_names)
+        tr_fields = attrgetter(*TRANSFORMER.field_names)
         out: list[float] = []
         push = out.append
         res, lay = self.table.resolution, self.layout

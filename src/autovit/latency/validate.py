@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from autovit.arch import Arch
+from autovit.blocks import MBCONV, TRANSFORMER
 from autovit.costs import count_macs, count_params
 from autovit.errors import AutovitError
 from autovit.latency.measure import MeasureConfig, MeasureLog
@@ -44,14 +45,20 @@ def rank_metrics(score: Sequence[float], true: Sequence[float]) -> dict[str, flo
             "spearman_rho": float(spearmanr(score, true).statistic)}
 
 
+def _searched(kind: Any, choices: Any) -> list[str]:
+    """The gene fields of a stage slot in the encoding: all paper fields, and a later (defaulted)
+    field only where the space searches it (so encodings of spaces without it are unchanged)."""
+    return [f.name for f in kind.fields if f.default is None or len(getattr(choices, f.name)) > 1]
+
+
 def arch_vector(arch: Arch, space: SearchSpace) -> list[float]:
     """HAT-style architecture encoding: every searched number, zero for absent stages."""
     v: list[float] = [arch.stem_width, arch.head_width, arch.num_transformer_stages]
-    for s in arch.mbconv:
-        v += [s.width, s.depth, s.expansion, s.kernel]
-    for i in range(len(space.transformer)):
+    for s, c in zip(arch.mbconv, space.mbconv):
+        v += [getattr(s, f) for f in _searched(MBCONV, c)]
+    for i, c in enumerate(space.transformer):
         s = arch.transformer[i] if i < arch.num_transformer_stages else None
-        v += [s.width, s.depth, s.heads, s.mlp_ratio] if s else [0, 0, 0, 0]
+        v += [getattr(s, f) if s else 0 for f in _searched(TRANSFORMER, c)]
     return [float(x) for x in v]
 
 
@@ -194,15 +201,15 @@ def extreme_subnets(space: SearchSpace) -> list[Arch]:
     fewest / most transformer stages (smallest and largest included), those the space allows."""
     import itertools
 
-    from autovit.arch import MBConvStage, TransformerStage
+    def corner(kind: Any, choices: Any, width: Any, depth: Any) -> Any:
+        return kind.make(**{f: (depth if f == kind.depth_field else width)(getattr(choices, f))
+                            for f in kind.field_names})
 
     out: list[Arch] = []
     for width, depth, stages in itertools.product((min, max), repeat=3):
         arch = Arch(resolution=space.resolution[0], stem_width=width(space.stem_width),
-                    mbconv=tuple(MBConvStage(width(c.width), depth(c.depth), width(c.expansion), width(c.kernel))
-                                 for c in space.mbconv),
-                    transformer=tuple(TransformerStage(width(c.width), depth(c.depth), width(c.heads),
-                                                       width(c.mlp_ratio))
+                    mbconv=tuple(corner(MBCONV, c, width, depth) for c in space.mbconv),
+                    transformer=tuple(corner(TRANSFORMER, c, width, depth)
                                       for c in space.transformer[:stages(space.num_transformer_stages)]),
                     head_width=width(space.head_width), layout=space.layout)
         try:

@@ -9,22 +9,23 @@ resolution, its input width and its own choices, so per-stage tables (filled onc
 from __future__ import annotations
 
 import itertools
-from dataclasses import fields
 from typing import Sequence
 
 import numpy as np
 
-from autovit.arch import Arch, MBConvStage, TransformerStage
+from autovit.arch import Arch
+from autovit.blocks import MBCONV, TRANSFORMER
 from autovit.costs import stage_costs
 from autovit.space import SearchSpace
 
-_MB = tuple(f.name for f in fields(MBConvStage))
-_TR = tuple(f.name for f in fields(TransformerStage))
+_MB = MBCONV.field_names  # the gene fields of each kind, in order; width is always the first
+_TR = TRANSFORMER.field_names
 
 
 class Genome:
-    """Column layout: resolution, stem, 4 per MBConv stage, stage count, 4 per transformer stage,
-    head. Genes of inactive transformer stages are 0 so equal archs have equal rows."""
+    """Column layout: resolution, stem, one per gene field of each MBConv stage, stage count, one
+    per gene field of each transformer stage, head. Genes of inactive transformer stages are 0 so
+    equal archs have equal rows. A field with one choice is a column of zeros (it draws nothing)."""
 
     def __init__(self, space: SearchSpace, num_classes: int = 1000) -> None:
         self.space = space
@@ -39,20 +40,20 @@ class Genome:
             self.sizes += [len(getattr(c, n)) for n in _TR]
         self.col_head = len(self.sizes)
         self.sizes.append(len(space.head_width))
-        self._mb_stages = [{idx: MBConvStage(*(getattr(c, n)[i] for n, i in zip(_MB, idx)))
+        self._mb_stages = [{idx: MBCONV.make(*(getattr(c, n)[i] for n, i in zip(_MB, idx)))
                             for idx in itertools.product(*(range(len(getattr(c, n))) for n in _MB))}
                            for c in space.mbconv]
-        self._tr_stages = [{idx: TransformerStage(*(getattr(c, n)[i] for n, i in zip(_TR, idx)))
+        self._tr_stages = [{idx: TRANSFORMER.make(*(getattr(c, n)[i] for n, i in zip(_TR, idx)))
                             for idx in itertools.product(*(range(len(getattr(c, n))) for n in _TR))}
                            for c in space.transformer]
         self._tables = self._cost_tables()
 
     # ------------------------------------------------------------------ columns
     def _mb_cols(self, i: int) -> slice:
-        return slice(2 + 4 * i, 6 + 4 * i)
+        return slice(2 + len(_MB) * i, 2 + len(_MB) * (i + 1))
 
     def _tr_cols(self, i: int) -> slice:
-        return slice(self.col_tr + 4 * i, self.col_tr + 4 * i + 4)
+        return slice(self.col_tr + len(_TR) * i, self.col_tr + len(_TR) * (i + 1))
 
     def num_stages(self, genes: np.ndarray) -> np.ndarray:
         return np.asarray(self.space.num_transformer_stages)[genes[:, self.col_n]]
@@ -84,7 +85,7 @@ class Genome:
         if not self.space.nondecreasing_widths:
             return ok
         stages = self.num_stages(genes)
-        widths = [np.asarray(c.width)[genes[:, self.col_tr + 4 * i]] for i, c in enumerate(self.space.transformer)]
+        widths = [np.asarray(c.width)[genes[:, self._tr_cols(i).start]] for i, c in enumerate(self.space.transformer)]
         for i in range(1, len(widths)):
             ok &= (stages <= i) | (widths[i] >= widths[i - 1])
         return ok
@@ -149,8 +150,8 @@ class Genome:
         head = np.zeros((2, len(sp.resolution), n_tr_max + 1, max_w, len(sp.head_width)), dtype=np.int64)
         for r, n in itertools.product(range(len(sp.resolution)), sp.num_transformer_stages):
             for w, h in itertools.product(range(len(sp.transformer[n - 1].width)), range(len(sp.head_width))):
-                tr = base.transformer[:n - 1] + (base.transformer[n - 1].__class__(
-                    sp.transformer[n - 1].width[w], *(getattr(base.transformer[n - 1], f) for f in _TR[1:])),)
+                tr = base.transformer[:n - 1] + (TRANSFORMER.replace(base.transformer[n - 1],
+                                                                     width=sp.transformer[n - 1].width[w]),)
                 arch = base.replace(resolution=sp.resolution[r], transformer=tr, head_width=sp.head_width[h])
                 c = stage_costs(arch, self.num_classes)[-1]
                 head[:, r, n, w, h] = c.params, c.macs
@@ -165,12 +166,10 @@ class Genome:
         if kind == "mbconv" or i == 0:
             j = i - 1 if kind == "mbconv" else len(arch.mbconv) - 1
             prev = arch.mbconv[j]
-            stage = MBConvStage(in_width, prev.depth, prev.expansion, prev.kernel)
-            mb = arch.mbconv[:j] + (stage,) + arch.mbconv[j + 1:]
+            mb = arch.mbconv[:j] + (MBCONV.replace(prev, width=in_width),) + arch.mbconv[j + 1:]
             return arch.replace(mbconv=mb)
         prev = arch.transformer[i - 1]
-        tr = (arch.transformer[:i - 1] + (TransformerStage(in_width, prev.depth, prev.heads, prev.mlp_ratio),)
-              + arch.transformer[i:])
+        tr = arch.transformer[:i - 1] + (TRANSFORMER.replace(prev, width=in_width),) + arch.transformer[i:]
         return arch.replace(transformer=tr)
 
     def costs(self, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from autovit.space import SearchSpace
-from autovit.supernet.supernet import Supernet, _skip_init
+from autovit.supernet.supernet import Supernet
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def layer_sharing_ratios(module: Any, configs: list[tuple[Any, ...]]) -> list[fl
 def weight_sharing_stats(space: SearchSpace | str, num_classes: int = 1000) -> WeightSharingStats:
     """E and the related counts for the supernet of `space` (see the module docstring)."""
     space = SearchSpace.load(space) if not isinstance(space, SearchSpace) else space
-    with torch.device("meta"), _skip_init():
+    with torch.device("meta"):
         supernet = Supernet(space, num_classes=num_classes)  # only shapes and slices are needed
     ratios: list[float] = []
     separate = layers = 0

@@ -9,7 +9,6 @@ static `AutoViT` with copies of the inherited weights; in eval mode it computes 
 
 from __future__ import annotations
 
-import contextlib
 import random
 from typing import Any, Iterator, Mapping
 
@@ -18,7 +17,9 @@ from torch import nn
 
 from autovit.arch import Arch
 from autovit.errors import ArchError, AutovitError
-from autovit.model import AutoViT, _init_weights, expand_width
+from autovit.blocks.base import expand_width
+from autovit.blocks.mobilevit import TRANSITION_KERNEL
+from autovit.model import AutoViT, init_weights
 from autovit.space import SearchSpace
 from autovit.supernet.blocks import (
     ElasticConvBNAct,
@@ -45,7 +46,8 @@ class Supernet(nn.Module):
         for c, stride in zip(space.mbconv, lay.mbconv_strides):
             width = max(c.width)
             stages.append(nn.ModuleList([
-                ElasticMBConv(prev if i == 0 else width, width, c.expansion, max(c.kernel), stride if i == 0 else 1, act)
+                ElasticMBConv(prev if i == 0 else width, width, c.expansion, max(c.kernel), stride if i == 0 else 1, act,
+                              c.se)
                 for i in range(max(c.depth))]))
             prev = width
         for c, stride in zip(space.transformer[:max(space.num_transformer_stages)], lay.transformer_strides):
@@ -56,7 +58,7 @@ class Supernet(nn.Module):
         self.stages = nn.ModuleList(stages)
         head_in = max(max(space.transformer[n - 1].width) for n in space.num_transformer_stages)
         self.head = ElasticMBPoolHead(head_in, max(space.head_width), lay.head_expansion, num_classes, act, drop_rate)
-        self.apply(_init_weights)  # the same initialisation as the static network
+        self.apply(init_weights)  # the same initialisation as the static network
         self.set_active(space.largest())
 
     # ------------------------------------------------------------------ choosing the subnet
@@ -72,7 +74,8 @@ class Supernet(nn.Module):
         prev = arch.stem_width
         for stage, module in zip(arch.mbconv, self.stages):
             for i in range(stage.depth):
-                module[i].set_active(prev if i == 0 else stage.width, stage.width, stage.expansion, stage.kernel)
+                module[i].set_active(prev if i == 0 else stage.width, stage.width, stage.expansion, stage.kernel,
+                                     stage.se)
                 path.append(module[i])
             prev = stage.width
         for i, stage in enumerate(arch.transformer):
@@ -133,10 +136,12 @@ class Supernet(nn.Module):
             self.set_active(arch)
         try:
             ref = self.stem.conv.weight
-            with _skip_init():  # every tensor is overwritten by the strict copy below
+            # Built on the meta device (no memory, no random init: most of the cost of building a
+            # network), then given uninitialised storage that the strict copy below overwrites whole.
+            with torch.device("meta"):
                 model = AutoViT(self.active_arch, num_classes=self.num_classes, in_chans=self.in_chans,
                                 drop_rate=self.drop_rate)
-            copy_active_weights(self, model.to(ref.device, ref.dtype))
+            copy_active_weights(self, model.to_empty(device=ref.device).to(ref.dtype))
         finally:
             if arch is not None:
                 self.set_active(previous)
@@ -203,8 +208,8 @@ class Supernet(nn.Module):
         for s, (c, module) in enumerate(zip(sp.mbconv, self.stages)):
             for i in range(max(c.depth)):
                 ins = prev if i == 0 else c.width
-                cfgs = [(a, b, e, k) for a in ins for b in c.width if i == 0 or a == b
-                        for e in c.expansion for k in c.kernel]
+                cfgs = [(a, b, e, k, se) for a in ins for b in c.width if i == 0 or a == b
+                        for e in c.expansion for k in c.kernel for se in c.se]
                 yield f"stages.{s}.{i}", module[i], cfgs
             prev = c.width
         offset = len(sp.mbconv)
@@ -213,7 +218,7 @@ class Supernet(nn.Module):
             constrained = sp.nondecreasing_widths and s > 0
             pairs = [(a, b) for a in prev for b in c.width if not constrained or a <= b]
             yield (f"stages.{offset + s}.transition", stage.transition,
-                   [(a, b, sp.layout.transition_expansion, 3) for a, b in pairs])
+                   [(a, b, sp.layout.transition_expansion, TRANSITION_KERNEL) for a, b in pairs])
             yield f"stages.{offset + s}.block", stage.block, [(w, 0, 1, 1) for w in c.width]
             for i, layer in enumerate(stage.block.layers):
                 yield (f"stages.{offset + s}.block.layers.{i}", layer,
@@ -230,22 +235,6 @@ class Supernet(nn.Module):
 
     def extra_repr(self) -> str:
         return f"space={self.space.name}, num_classes={self.num_classes}, active={self.active_arch.key()}"
-
-
-@contextlib.contextmanager
-def _skip_init() -> Iterator[None]:
-    """Makes torch.nn.init's initialisers no-ops while a network is built only to be overwritten
-    (random init is most of the cost of building a network; cf. transformers' no_init_weights)."""
-    names = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "ones_", "zeros_",
-             "constant_", "xavier_uniform_", "xavier_normal_")
-    saved = {name: getattr(nn.init, name) for name in names}
-    try:
-        for name in names:
-            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
-        yield
-    finally:
-        for name, fn in saved.items():
-            setattr(nn.init, name, fn)
 
 
 # ---------------------------------------------------------------------- checkpoints

@@ -1,0 +1,26 @@
+"""Block kinds: one module per kind (stem, MBConv, MobileViT transformer stage, head).
+
+`STAGE_KINDS` lists the searched stage kinds in network order; generic code iterates over it and
+over each kind's `fields`. Adding a kind: write its module (gene, choices, costs, signatures; see
+`autovit.blocks.mbconv`), import it here and add it to `STAGE_KINDS` (docs/architecture.md).
+"""
+
+from autovit.blocks import stem  # noqa: F401  (registers its latency-table kind first: table order)
+from autovit.blocks.base import BlockSig, GeneField, StageCost, StageKind, table_kinds
+from autovit.blocks.mbconv import MBCONV, MBConvChoices, MBConvStage
+from autovit.blocks.mobilevit import TRANSFORMER, TransformerChoices, TransformerStage
+from autovit.blocks import head  # noqa: F401,E402  (registers its latency-table kind last)
+
+STAGE_KINDS: tuple[StageKind, ...] = (MBCONV, TRANSFORMER)
+
+
+def stage_kind(name: str) -> StageKind:
+    """The stage kind called `name` ('mbconv', 'transformer')."""
+    for kind in STAGE_KINDS:
+        if kind.name == name:
+            return kind
+    raise KeyError(name)
+
+
+__all__ = ["BlockSig", "GeneField", "MBCONV", "MBConvChoices", "MBConvStage", "STAGE_KINDS", "StageCost", "StageKind",
+           "TRANSFORMER", "TransformerChoices", "TransformerStage", "stage_kind", "table_kinds"]
