@@ -171,6 +171,10 @@ def test_search_returns_a_candidate_that_measures_within_budget(files, monkeypat
     best = json.loads((out / "best.json").read_text())
     assert best["key"] == ver["chosen"] and best["latency_budget"]["verification"]["met"]
     assert "## Latency budget verification" in (out / "report.md").read_text()
+    # a resumed run keeps its budget: another one is refused
+    code, text = _run(["search", "--supernet", str(files["supernet"]), "--lut", str(files["lut"]),
+                       "--latency-budget", "0.9x:mobilevit_xxs", "--out", str(out), "--resume", *SMALL], capsys)
+    assert code == 2 and "was searched with the latency budget 'mobilevit_xxs', not '0.9x mobilevit_xxs'" in text
     # nothing within budget: the outputs are written, the report says so, the exit status is 2
     _fake(monkeypatch, FakeTimer(arch_ratio=lambda i, arch: 9.0))
     code, text = _run(["search", "--supernet", str(files["supernet"]), "--lut", str(files["lut"]),
