@@ -57,6 +57,26 @@ PLAN = {
 }
 
 
+NOTES = """Reading the table:
+
+- `budget ms now / at table time`: the same budget in ms through the reference timed in the search
+  stage and through the reference stored in the table (profiled in run0). They differ by up to 2.5x
+  (run2) on this shared machine; the budget in reference units is what the search compares, so
+  that drift no longer moves the result (before issue 12 the budget was absolute ms from one stage
+  divided by the table's reference time from another).
+- run5 and run6 end 0.5% and 1.4% over 1.0, inside their measured noise (12.6%, 2.2%); the search's
+  verification had timed the same models at 0.969x and 0.994x their budget.
+- Earlier passes of these runs: (1) with the table profiled at timm's default 1000-class head
+  (`budget_contract_head1000/`): every contract held, but predictions ran ~28% slow for the
+  10-class models that ship, so the returned models sat at 0.66-0.87x their budget; hence
+  `latency.num_classes: 10`. (2) With the contract taken only from `autovit bench` in the final
+  stage (20 calls of one model, then 20 of the other, per round): run3 and run5 (extra load) gave
+  1.244x and 1.061x and run6 1.014x, over limits from the budget model's round spread (1.204,
+  1.049, 1.013). Load swings between the two blocks of calls; the final stage now times the
+  contract call by call like the verification does (the `bench` column is the re-run bench).
+"""
+
+
 def _burn(cpu: int) -> None:  # pragma: no cover - a load generator
     os.sched_setaffinity(0, {cpu})
     x = 0
@@ -85,20 +105,20 @@ def summarize_run(name: str, cfg: PipelineConfig, wall_s: float, error: str | No
         return json.loads(path.read_text()) if path.is_file() else {}
 
     budget, bench, best = load("search/budget.json"), load("final_bench/bench.json"), load("search/best.json")
+    stages = sorted(root.glob("*/stage.json"))
     out = {"name": name, "seed": cfg.seed, "budget": cfg.search.latency_budget, "extra_load": PLAN[name][2],
-           "wall_s": round(wall_s, 1), "error": error, "resolved": budget.get("resolved"),
+           "wall_s": round(wall_s, 1), "error": error,
+           "stage_wall_s": {p.parent.name: json.loads(p.read_text())["summary"].get("wall_s") for p in stages}, "resolved": budget.get("resolved"),
            "verification": budget.get("verification"), "best_key": best.get("key"),
            "validation_groups": load("latency_validation/validation.json").get("groups")}
     searched = next((r["name"] for r in bench.get("models", []) if str(r["name"]).endswith("arch.json")), None)
-    if budget.get("resolved") and searched:
-        contract = bench_contract(bench, budget["resolved"], searched)
-        model = budget["resolved"]["spec"]["model"]
-        rounds = np.asarray(next(r["rounds_ms"] for r in bench["models"] if r["name"] == model))
-        q1, q3 = np.percentile(rounds, [25, 75])
-        spread = float((q3 - q1) / np.median(rounds))
-        out["final_bench"] = {**contract, "budget_model_spread": spread,
-                              "limit": 1.0 + 2 * spread, "within_limit": contract["fraction"] <= 1.0 + 2 * spread,
-                              "models": bench["models"]}
+    contract = load("final_bench/contract.json")
+    if contract:
+        limit = 1.0 + 2 * contract["reference_spread"]
+        out["final_bench"] = {**contract, "limit": limit, "within_limit": contract["fraction"] <= limit}
+    if budget.get("resolved") and searched:  # the `autovit bench` figure (20 runs per model in turn), for reference
+        out["bench_figure"] = {**(bench_contract(bench, budget["resolved"], searched) or {}),
+                               "models": bench["models"]}
     ver = budget.get("verification") or {}
     chosen = next((c for c in ver.get("candidates", []) if c["key"] == ver.get("chosen")), None)
     if chosen:
@@ -129,6 +149,10 @@ def run_one(name: str) -> dict:
     return summarize_run(name, cfg, time.time() - t0, error)
 
 
+def _wall(row: dict) -> float:
+    return sum(v or 0 for v in (row.get("stage_wall_s") or {}).values()) or row["wall_s"]
+
+
 def write_markdown(rows: list[dict], command: str) -> Path:
     from autovit.bench import versions
     from autovit.latency.measure import device_fingerprint
@@ -140,39 +164,50 @@ def write_markdown(rows: list[dict], command: str) -> Path:
              f"- Command: `{command}`",
              "- Config: `benchmarks/configs/budget_contract.yaml` (XXS at 32 px, digits, 10 supernet epochs, "
              "population 12 x 3 generations); run0 profiles the table and trains the supernet, the others reuse them.",
-             f"- Wall time: {sum(r['wall_s'] for r in rows):.0f} s in all ("
-             + ", ".join(f"{r['name']} {r['wall_s']:.0f} s" for r in rows) + ")",
+             f"- Wall time (sum of each run's pipeline stages): {sum(_wall(r) for r in rows):.0f} s in all ("
+             + ", ".join(f"{r['name']} {_wall(r):.0f} s" for r in rows) + "); run0's includes the table "
+             "(and its 10-epoch supernet, trained before under heavier load)",
              "",
-             "Final benchmark (`autovit bench`, interleaved rounds): the searched model's median per-round latency "
-             "over its budget model's; the contract holds at <= 1 + 2 x the budget model's measured spread. "
-             "Prediction error: predicted vs measured ratio to the reference network in the search's verification.",
+             "Final benchmark stage: the returned model timed call by call alternated with the reference network, "
+             "and the budget model likewise in the same rounds (`final_bench/contract.json`); returned / budget is "
+             "the ratio of their median ratios to the reference. The contract holds at <= 1 + 2 x the reference's "
+             "measured spread (relative IQR of its per-round medians). `bench` column: the same fraction from "
+             "`autovit bench` (20 runs of each model in turn per round, 5 rounds), which load swings between "
+             "models more. Prediction error: predicted vs measured ratio to the reference network in the "
+             "search's verification.",
              "",
              "| run | seed | budget | extra load | budget (x ref) | budget ms now / at table time | "
-             "returned / budget (final bench) | limit | kept | candidates timed | winner pred. error | "
-             "returned pred. error | wall (s) |",
-             "|---|---:|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+             "returned / budget (final bench) | noise | limit | kept | bench | candidates timed | "
+             "winner pred. error | returned pred. error | wall (s) |",
+             "|---|---:|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     errs = []
+    refused = [f"- {r['name']}: {r['error']}" for r in rows if r.get("error")]
     for r in rows:
         fb, res, ver = r.get("final_bench") or {}, r.get("resolved") or {}, r.get("verification") or {}
-        kept = "yes" if fb.get("within_limit") else ("**no**" if fb else f"**{r.get('error') or 'no result'}**")
+        kept = "yes" if fb.get("within_limit") else ("**no**" if fb else "refused (below)" if r.get("error") else
+                                                     "no result")
         lines.append(
             f"| {r['name']} | {r['seed']} | `{r['budget']}` | {'yes' if r['extra_load'] else 'no'} | "
             f"{res.get('ratio', float('nan')):.3f} | {res.get('ms_now') or float('nan'):.3f} / "
             f"{res.get('ms_table', float('nan')):.3f} | {fb.get('fraction', float('nan')):.3f} | "
-            f"{fb.get('limit', float('nan')):.3f} | {kept} | {len(ver.get('candidates', []))} | "
+            f"{fb.get('noise', float('nan')):.1%} | {fb.get('limit', float('nan')):.3f} | {kept} | "
+            f"{(r.get('bench_figure') or {}).get('fraction', float('nan')):.3f} | {len(ver.get('candidates', []))} | "
             f"{r.get('winner_prediction_error_pct', float('nan')):+.1f}% | "
-            f"{r.get('returned_prediction_error_pct', float('nan')):+.1f}% | {r['wall_s']:.0f} |")
+            f"{r.get('returned_prediction_error_pct', float('nan')):+.1f}% | {_wall(r):.0f} |")
         errs += [c["error_pct"] for c in ver.get("candidates", [])]
     if errs:
         a = np.abs(errs)
         lines += ["", f"Prediction error over all {len(errs)} timed front candidates: mean |error| {a.mean():.1f}%, "
                       f"max {a.max():.1f}%, mean signed {np.mean(errs):+.1f}% (negative: predicted faster than "
                       "measured)."]
+    if refused:
+        lines += ["", "Refused runs (exit 2 before searching, as asked for an infeasible budget):", "", *refused]
     groups = next((r["validation_groups"] for r in rows if r.get("validation_groups")), None)
     if groups:
         lines += ["", "Latency validation of run0 beside its random subnets: " + "; ".join(
             f"{k.replace('_', ' ')} ({g['n']} subnets) MAPE {g['mape']:.1f}%, max {g['max_error']:.1f}%, "
             f"bias {g['bias']:+.1f}%" for k, g in groups.items()) + "."]
+    lines += ["", NOTES]
     path = RESULTS.parent / "budget_contract.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path

@@ -171,6 +171,10 @@ def test_search_returns_a_candidate_that_measures_within_budget(files, monkeypat
     best = json.loads((out / "best.json").read_text())
     assert best["key"] == ver["chosen"] and best["latency_budget"]["verification"]["met"]
     assert "## Latency budget verification" in (out / "report.md").read_text()
+    # a resumed run keeps its budget: another one is refused
+    code, text = _run(["search", "--supernet", str(files["supernet"]), "--lut", str(files["lut"]),
+                       "--latency-budget", "0.9x:mobilevit_xxs", "--out", str(out), "--resume", *SMALL], capsys)
+    assert code == 2 and "was searched with the latency budget 'mobilevit_xxs', not '0.9x mobilevit_xxs'" in text
     # nothing within budget: the outputs are written, the report says so, the exit status is 2
     _fake(monkeypatch, FakeTimer(arch_ratio=lambda i, arch: 9.0))
     code, text = _run(["search", "--supernet", str(files["supernet"]), "--lut", str(files["lut"]),
@@ -240,6 +244,10 @@ def test_pipeline_passes_the_budget_through(tmp_path, monkeypatch) -> None:
     calls = []
     monkeypatch.setattr(run_mod, "invoke", lambda args: calls.append([str(a) for a in args]))
     monkeypatch.setattr(run_mod.Pipeline, "_num_classes", lambda self: 10)
+    measured = []
+    monkeypatch.setattr("autovit.search.budget.OnnxTimer", lambda *a: a)
+    monkeypatch.setattr("autovit.search.budget.measure_contract",
+                        lambda model, budget, timer: measured.append((model, budget, timer)) or {"fraction": 0.9})
     cfg = PipelineConfig.from_dict({"name": "t", "out": str(tmp_path / "run"), "resolution": 32,
                                     "latency": {"num_classes": 10},
                                     "search": {"latency_budget": "0.8x:mobilevit_xxs"}, "baselines": ["resnet18"]})
@@ -255,5 +263,23 @@ def test_pipeline_passes_the_budget_through(tmp_path, monkeypatch) -> None:
     assert latency[latency.index("--num-classes") + 1] == "10"
     assert search[search.index("--latency-budget") + 1] == "0.8x:mobilevit_xxs"
     assert bench[bench.index("--reference") + 1] == "mobilevit_xxs"
+    # the contract is timed in the final benchmark: the exported model against its budget, shipped head size
+    assert measured == [(bench[1], pipe.budget, (32, 1, 5, 10))]
+    assert json.loads((tmp_path / "contract.json").read_text()) == {"fraction": 0.9}
     with pytest.raises(AutovitError, match="cannot read the latency budget"):
         PipelineConfig.from_dict({"name": "t", "out": "o", "search": {"latency_budget": "mobile vit"}})
+
+
+def test_contract_measured_call_by_call_does_not_move_with_the_load() -> None:
+    from autovit.search.budget import measure_contract
+
+    quiet = measure_contract("mine", "mobilevit_xxs", FakeTimer(1.0, model_ms={"mine": 1.62}))
+    loaded = measure_contract("mine", "mobilevit_xxs", FakeTimer(1.5, model_ms={"mine": 1.62}))
+    assert quiet["fraction"] == pytest.approx(0.9) == pytest.approx(loaded["fraction"]) and loaded["met"]
+    assert loaded["returned_ms"] == pytest.approx(1.5 * quiet["returned_ms"])
+    tight = measure_contract("mine", "0.8x:mobilevit_xxs", FakeTimer(model_ms={"mine": 1.62}))
+    assert tight["fraction"] == pytest.approx(1.125) and not tight["met"]
+    assert contract_line(tight).startswith("Latency budget contract: **NOT MET** -- the searched model measured "
+                                           "1.125x its budget (0.8x mobilevit_xxs) in the final benchmark (timed "
+                                           "call by call with the reference network")
+    assert measure_contract("mine", "2ms", FakeTimer(model_ms={"mine": 1.62}))["fraction"] == pytest.approx(0.81)

@@ -95,7 +95,8 @@ def write_report(pipe: "Pipeline", summaries: Mapping[str, Any]) -> Path:
               + ", ".join(f"{k} {v.get('wall_s', '-')}" for k, v in summaries.items()) + ".", ""]
     if resolved:
         searched = next((r["name"] for r in bench.get("models", []) if str(r["name"]).endswith("arch.json")), "")
-        lines += [contract_line(bench_contract(bench, resolved, searched)), ""]
+        measured = _load(root / "final_bench" / "contract.json")
+        lines += [contract_line(measured or bench_contract(bench, resolved, searched)), ""]
 
     lines += ["## The chosen model", ""]
     if arch_file.is_file():

@@ -297,6 +297,12 @@ class Pipeline:
         first = self.budget.model if self.budget and self.budget.model else (names[0] if names else None)
         reference = ["--reference", first] if first else []
         invoke(["bench", arch, *names, *self._bench_args(), *reference, "--out", d / "bench.json"])
+        if self.budget and not self.cfg.latency.force_table and self.cfg.search.args.get("measure", True):
+            from autovit.search.budget import OnnxTimer, measure_contract
+
+            timer = OnnxTimer(self.resolution, self.cfg.latency.threads, max(self.cfg.latency.bench_rounds, 5),
+                              self._num_classes())
+            save_json(d / "contract.json", measure_contract(str(arch), self.budget, timer))
         return {"bench": str(d / "bench.json")}
 
 
