@@ -68,9 +68,10 @@ PROFILES = {
     # 703 steps of batch 64 = one CIFAR-10 epoch (45,000 training images)
     "cpu": Profile("cpu", "cpu", standalone_steps=2 * 703, supernet_passes=8000, n_subnets=12, val_images=5000,
                    test_images=0, calib_images=1024, population=16, generations=8, parents=4),
-    "gpu": Profile("gpu", "cuda", standalone_steps=15 * 176, supernet_passes=40 * 176 * 4, n_subnets=16,
+    # 176 steps of batch 256 = one epoch; units run several at a time on the one GPU (gpu_study.py)
+    "gpu": Profile("gpu", "cuda", standalone_steps=10 * 176, supernet_passes=30 * 176, n_subnets=16,
                    val_images=5000, test_images=0, calib_images=2048, population=16, generations=8, parents=4,
-                   batch_size=256, num_workers=12, amp=True, channels_last=True),
+                   batch_size=256, num_workers=2, amp=True, channels_last=True, threads=1),
     "smoke": Profile("smoke", "cpu", standalone_steps=4, supernet_passes=8, n_subnets=3, val_images=64,
                      test_images=64, calib_images=64, population=4, generations=1, parents=2, batch_size=16,
                      threads=1, results_dir=RUNS / "evidence_smoke"),
@@ -86,6 +87,15 @@ def get_profile(name: str) -> Profile:
 def results_dir(study: str, profile: Profile) -> Path:
     """Where a study's unit files live: benchmarks/results/<study>/<profile> (smoke: under runs/)."""
     return (profile.results_dir or RESULTS) / study / profile.name
+
+
+def run_dir(study: str, profile: Profile, unit: str, arch: Any = None) -> Path:
+    """Checkpoints of a unit (git-ignored runs/); named after the arch too, so a checkpoint of
+    another arch (a re-planned study, a re-run search) is never resumed."""
+    import hashlib
+
+    tag = f"_{hashlib.sha1(arch.key().encode()).hexdigest()[:8]}" if arch is not None else ""
+    return (profile.results_dir or RUNS / "evidence") / "_runs" / profile.name / study / f"{unit}{tag}"
 
 
 # ---------------------------------------------------------------------------------- records

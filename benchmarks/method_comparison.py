@@ -104,8 +104,9 @@ def run_training(profile: ev.Profile, search: dict[str, Any], data_dir: str) -> 
     cfg = ev.train_config(profile, data_dir, seed, max_steps=profile.standalone_steps)
     data = build_datasets(cfg)
     seed_everything(seed)
-    model = AutoViT(ev.load_arch(search["winner"]["proxy_arch"]), num_classes=data.num_classes)
-    out = ev.RUNS / STUDY / profile.name / f"train_{search['method']}_s{seed}"
+    arch = ev.load_arch(search["winner"]["proxy_arch"])
+    model = AutoViT(arch, num_classes=data.num_classes)
+    out = ev.run_dir(STUDY, profile, f"train_{search['method']}_s{seed}", arch)
     res = ev.train_standalone(model, cfg, data, out, ev.limited(data.val, profile.val_images),
                               ev.limited(data.test, profile.test_images), log)
     return {"method": search["method"], "seed": seed, "key": search["winner"]["key"], "config": cfg.to_dict(), **res}

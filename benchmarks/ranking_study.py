@@ -4,7 +4,7 @@
    deployment latency (luts/xxs_ort_1t_256.json, 256 px) -- smallest, largest and one per
    equal-count latency bin of a seeded pool -- mapped to the CIFAR proxy layout (xxs_cifar).
 2. One unit per subnet (`subnetNN`): trained alone from scratch with one recipe (the library's
-   Trainer, cifar-cpu preset, `standalone_steps` steps; resumed from runs/ranking_study/ after an
+   Trainer, cifar-cpu preset, `standalone_steps` steps; resumed from runs/evidence/_runs/ after an
    interruption); top-1 on the full test split and on the 5,000 held-out training images, at half
    the steps (same run, mid-schedule) and at the end; per-image test correctness; wall time,
    machine, versions.
@@ -38,8 +38,9 @@ def run_subnet(profile: ev.Profile, row: dict[str, Any], data_dir: str, seed: in
     cfg = ev.train_config(profile, data_dir, seed, max_steps=profile.standalone_steps)
     data = build_datasets(cfg)
     seed_everything(seed)
-    model = AutoViT(ev.load_arch(row["arch"]), num_classes=data.num_classes)
-    out = ev.RUNS / STUDY / profile.name / row["name"]
+    arch = ev.load_arch(row["arch"])
+    model = AutoViT(arch, num_classes=data.num_classes)
+    out = ev.run_dir(STUDY, profile, row["name"], arch)
     res = ev.train_standalone(model, cfg, data, out, ev.limited(data.val, profile.val_images),
                               ev.limited(data.test, profile.test_images), log)
     log(f"{row['name']}: test top-1 {res['full']['test_top1']:.2f}% after {res['steps']} steps "

@@ -13,7 +13,7 @@ an average one, which this budget does not charge). Choices:
 - uniform_2x: uniform at twice the budget (schedule length)
 
 A unit trains the supernet on the CIFAR proxy (src/autovit/spaces/xxs_cifar.yaml; checkpoints in
-runs/supernet_ranking/<profile>/<choice>/, resumed after an interruption) and evaluates the ranking
+runs/evidence/_runs/<profile>/supernet_ranking/<choice>/, resumed after an interruption) and evaluates the ranking
 study's subnets (benchmarks/ranking_study.py plan) with inherited weights on 5,000 held-out
 training images after BN recalibration. The table (benchmarks/results/supernet_ranking/<profile>.md)
 gives Kendall tau / Spearman rho with bootstrap CIs against whatever standalone units exist.
@@ -67,7 +67,7 @@ def trained_supernet(profile: ev.Profile, choice: str, data_dir: str, seed: int 
         raise ev.AutovitError(f"unknown supernet training choice '{choice}'", hint=f"use one of {', '.join(CHOICES)}")
     cfg = supernet_config(profile, choice, data_dir, seed)
     data = build_datasets(cfg)
-    out = ev.RUNS / STUDY / profile.name / choice
+    out = ev.run_dir(STUDY, profile, choice)
     seed_everything(seed)
     supernet = Supernet(ev.proxy_space(), num_classes=data.num_classes)
     trainer = Trainer(cfg, supernet, data, out_dir=out, console=LogConsole())

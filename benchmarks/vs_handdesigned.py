@@ -64,7 +64,7 @@ def run_training(profile: ev.Profile, name: str, seed: int, arch: Any, data_dir:
     data = build_datasets(cfg)
     seed_everything(seed)
     model = build(name, arch)
-    out = ev.RUNS / STUDY / profile.name / f"train_{name}_s{seed}"
+    out = ev.run_dir(STUDY, profile, f"train_{name}_s{seed}", arch if name == SEARCHED else None)
     res = ev.train_standalone(model, cfg, data, out, ev.limited(data.val, profile.val_images),
                               ev.limited(data.test, profile.test_images), log, checkpoints=name == SEARCHED)
     log(f"{name} seed {seed}: test top-1 {res['full']['test_top1']:.2f}%")
@@ -145,7 +145,8 @@ def main() -> int:
             if unknown:
                 raise ev.AutovitError(f"unknown model(s) {', '.join(unknown)}",
                                       hint=f"use {SEARCHED} and/or {', '.join(TIMM_MODELS)}")
-            arch = searched_arch(profile, args.arch)
+            needs_arch = SEARCHED in args.models or not args.no_latency
+            arch = searched_arch(profile, args.arch) if needs_arch else None
             cache = ev.UnitCache(ev.results_dir(STUDY, profile))
             todo = [(m, s) for s in args.seeds for m in args.models if cache.load(f"train_{m}_s{s}") is None]
             for m, s in todo[: args.max_units]:
