@@ -32,6 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 import _evidence as ev
+from autovit.errors import AutovitError
 from _log import log
 
 STUDY = "method_comparison"
@@ -211,7 +212,7 @@ def main() -> int:
                             cache.run(name, lambda u=search: run_training(profile, u, args.data_dir), log)
                         left = None if left is None else left - 1
         print(report(profile, args.seeds))
-    except ev.AutovitError as err:
+    except AutovitError as err:
         print(f"error: {err.message}" + (f"\nhint: {err.hint}" if err.hint else ""), file=sys.stderr)
         return 2
     return 0

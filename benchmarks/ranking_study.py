@@ -25,6 +25,7 @@ import sys
 from typing import Any
 
 import _evidence as ev
+from autovit.errors import AutovitError
 from _log import log
 
 STUDY = "ranking_study"
@@ -120,7 +121,7 @@ def main() -> int:
             for row in todo[: args.max_units]:
                 cache.run(row["name"], lambda r=row: run_subnet(profile, r, args.data_dir, 0), log)
         print(report(profile))
-    except ev.AutovitError as err:
+    except AutovitError as err:
         print(f"error: {err.message}" + (f"\nhint: {err.hint}" if err.hint else ""), file=sys.stderr)
         return 2
     return 0

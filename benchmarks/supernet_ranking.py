@@ -26,12 +26,13 @@ gives Kendall tau / Spearman rho with bootstrap CIs against whatever standalone 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import _evidence as ev
+from autovit.errors import AutovitError
 from _log import LogConsole, log
 
 CHOICES: dict[str, dict[str, Any]] = {
@@ -46,10 +47,14 @@ CHOICES: dict[str, dict[str, Any]] = {
 STUDY = "supernet_ranking"
 
 
-def steps_for(choice: str, passes: int) -> int:
+def passes_per_step(choice: str) -> int:
+    """Subnet forward/backward passes of one training step of `choice`."""
     opts = CHOICES[choice]
-    per_step = 1 if opts["sampling"] == "uniform" else 2 + opts["sandwich_random"]
-    return max((2 if choice == "uniform_2x" else 1) * passes // per_step, 1)
+    return 1 if opts["sampling"] == "uniform" else 2 + opts["sandwich_random"]
+
+
+def steps_for(choice: str, passes: int) -> int:
+    return max((2 if choice == "uniform_2x" else 1) * passes // passes_per_step(choice), 1)
 
 
 def supernet_config(profile: ev.Profile, choice: str, data_dir: str, seed: int) -> Any:
@@ -64,7 +69,7 @@ def trained_supernet(profile: ev.Profile, choice: str, data_dir: str, seed: int 
     from autovit.train.trainer import Trainer, seed_everything
 
     if choice not in CHOICES:
-        raise ev.AutovitError(f"unknown supernet training choice '{choice}'", hint=f"use one of {', '.join(CHOICES)}")
+        raise AutovitError(f"unknown supernet training choice '{choice}'", hint=f"use one of {', '.join(CHOICES)}")
     cfg = supernet_config(profile, choice, data_dir, seed)
     data = build_datasets(cfg)
     out = ev.run_dir(STUDY, profile, choice)
@@ -76,7 +81,7 @@ def trained_supernet(profile: ev.Profile, choice: str, data_dir: str, seed: int 
 
         trainer.model.load_state_dict(load_supernet_checkpoint(out / "supernet.pt").supernet.state_dict())
         trainer.step = cfg.max_steps
-        summary = ev.json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
+        summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
         trainer.elapsed_s = float(summary.get("train_time_s", 0.0))
         return trainer.model, trainer, data
     if (out / "checkpoints" / "last.pt").is_file():
@@ -102,7 +107,7 @@ def run_choice(profile: ev.Profile, choice: str, data_dir: str, seed: int) -> di
         log(f"{choice} {row['name']}: inherited top-1 {m['top1']:.2f}% ({time.perf_counter() - t0:.0f}s)")
     return {"choice": choice, "options": CHOICES[choice], "config": trainer.cfg.to_dict(),
             "supernet_steps": trainer.step, "supernet_train_s": round(trainer.elapsed_s, 1),
-            "passes": trainer.step * (1 if CHOICES[choice]["sampling"] == "uniform" else 4),
+            "passes": trainer.step * passes_per_step(choice),
             "val_images": min(profile.val_images, len(data.val)), "calib_images": profile.calib_images,
             "inherited": inherited}
 
@@ -171,10 +176,10 @@ def main() -> int:
             cache = ev.UnitCache(ev.results_dir(STUDY, profile))
             for choice in args.choices:
                 if choice not in CHOICES:
-                    raise ev.AutovitError(f"unknown choice '{choice}'", hint=f"use one of {', '.join(CHOICES)}")
+                    raise AutovitError(f"unknown choice '{choice}'", hint=f"use one of {', '.join(CHOICES)}")
                 cache.run(choice, lambda c=choice: run_choice(profile, c, args.data_dir, args.seed), log)
         print(report(profile))
-    except ev.AutovitError as err:
+    except AutovitError as err:
         print(f"error: {err.message}" + (f"\nhint: {err.hint}" if err.hint else ""), file=sys.stderr)
         return 2
     return 0

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 import _evidence as ev
+from autovit.errors import AutovitError
 from _log import log
 
 STUDY = "vs_handdesigned"
@@ -43,7 +44,7 @@ def searched_arch(profile: ev.Profile, arch_path: Path | None) -> Any:
         return ev.to_proxy(Arch.load(arch_path))
     unit = ev.UnitCache(ev.results_dir("method_comparison", profile)).load("search_latency_s0")
     if unit is None:
-        raise ev.AutovitError("no searched model yet: method_comparison has no unit search_latency_s0 for profile "
+        raise AutovitError("no searched model yet: method_comparison has no unit search_latency_s0 for profile "
                               f"'{profile.name}'", hint="run benchmarks/method_comparison.py --seeds 0 --max-units 1 "
                                                         "first, or pass --arch an arch JSON file")
     return ev.load_arch(unit["winner"]["proxy_arch"])
@@ -143,7 +144,7 @@ def main() -> int:
         if not args.report:
             unknown = sorted(set(args.models) - {SEARCHED, *TIMM_MODELS})
             if unknown:
-                raise ev.AutovitError(f"unknown model(s) {', '.join(unknown)}",
+                raise AutovitError(f"unknown model(s) {', '.join(unknown)}",
                                       hint=f"use {SEARCHED} and/or {', '.join(TIMM_MODELS)}")
             needs_arch = SEARCHED in args.models or not args.no_latency
             arch = searched_arch(profile, args.arch) if needs_arch else None
@@ -154,7 +155,7 @@ def main() -> int:
             if not args.no_latency:
                 cache.run("latency", lambda: run_latency(arch, args.rounds, args.runs), log)
         print(report(profile, args.seeds))
-    except ev.AutovitError as err:
+    except AutovitError as err:
         print(f"error: {err.message}" + (f"\nhint: {err.hint}" if err.hint else ""), file=sys.stderr)
         return 2
     return 0
