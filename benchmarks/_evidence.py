@@ -337,6 +337,14 @@ def limited(dataset: Any, n: int, seed: int = 0) -> Any:
     return Subset(dataset, np.sort(np.random.default_rng(seed).permutation(len(dataset))[:n]).tolist())
 
 
+def batches(dataset: Any, batch_size: int = 250) -> list[tuple[Any, Any]]:
+    """`dataset` (eval transform) as a list of tensor batches, transformed once: evaluating many
+    subnets on the same images then costs only the forward passes."""
+    from autovit.data import eval_loader
+
+    return [(images, target) for images, target in eval_loader(dataset, batch_size)]
+
+
 def predict_correct(model: Any, dataset: Any, batch_size: int = 256, device: Any = None) -> np.ndarray:
     """Per-image top-1 correctness of `model` (eval mode) on `dataset`."""
     import torch

@@ -48,13 +48,12 @@ class SearchContext:
 
     def accuracy_fn(self) -> Callable[[Any], float]:
         if self._built is None:
-            from autovit.data import eval_loader
             from autovit.supernet.evaluate import SubnetEvaluator
 
             import supernet_ranking
 
             supernet, trainer, data = supernet_ranking.trained_supernet(self.profile, self.choice, self.data_dir)
-            val = eval_loader(ev.limited(data.val, self.profile.val_images), 250)
+            val = ev.batches(ev.limited(data.val, self.profile.val_images))
             self._built = (SubnetEvaluator(supernet, trainer.calibration_batches(), val), data)
         evaluator = self._built[0]
         return lambda arch: evaluator(ev.to_proxy(arch))

@@ -92,12 +92,11 @@ def trained_supernet(profile: ev.Profile, choice: str, data_dir: str, seed: int 
 
 
 def run_choice(profile: ev.Profile, choice: str, data_dir: str, seed: int) -> dict[str, Any]:
-    from autovit.data import eval_loader
     from autovit.supernet.evaluate import SubnetEvaluator
 
     plan = ev.study_plan(profile, seed)
     supernet, trainer, data = trained_supernet(profile, choice, data_dir, seed)
-    val = eval_loader(ev.limited(data.val, profile.val_images), 250)
+    val = ev.batches(ev.limited(data.val, profile.val_images))
     evaluator = SubnetEvaluator(supernet, trainer.calibration_batches(), val)
     inherited = {}
     for row in plan:
