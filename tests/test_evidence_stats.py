@@ -112,3 +112,14 @@ def test_proxy_space_gives_the_transformer_stages_real_token_grids():
     deploy = ev.to_deploy(arch)
     assert deploy.resolution == 256 and deploy.layout == ev.deploy_space().layout
     assert ev.to_proxy(deploy) == arch                 # same choices both ways
+
+
+def test_stratified_archs_span_predicted_latency_and_are_reproducible():
+    archs = ev.stratified_archs(6, seed=0, pool=300)
+    keys = [a.key() for a in archs]
+    assert len(set(keys)) == 6 and keys == [a.key() for a in ev.stratified_archs(6, seed=0, pool=300)]
+    space = ev.deploy_space()
+    assert archs[0] == space.smallest() and archs[1] == space.largest()
+    lat = ev.latency_model().predict(archs)
+    assert lat[0] == min(lat) and lat[1] == max(lat)
+    assert list(lat[2:]) == sorted(lat[2:])     # one arch per latency bin, bins in order
