@@ -104,9 +104,10 @@ def machine_record(threads: int | None = None) -> dict[str, Any]:
     import torch
 
     from autovit.bench import versions
+    from autovit.latency.measure import device_fingerprint
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+    return {"platform": platform.platform(), "processor": device_fingerprint("torch")["cpu"],
             "cpus": os.cpu_count(), "torch_threads": threads or torch.get_num_threads(), "gpu": gpu,
             "versions": versions()}
 
