@@ -19,6 +19,7 @@ from autovit.errors import AutovitError
 
 SAMPLING_MODES = ("uniform", "sandwich")
 KD_MODES = ("none", "soft", "hard")
+ARCH_DISTRIBUTIONS = ("per_dimension", "uniform_arch")  # how a random subnet is drawn: autovit.supernet.sampling
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class TrainConfig:
     sampling: str = "uniform"               # uniform (Eq. 4-5) | sandwich (largest + smallest + k random)
     sandwich_random: int = 2
     inplace_kd: bool = False                # sandwich: distil subnets from the largest subnet's logits
+    arch_distribution: str = "per_dimension"  # per_dimension (Eq. 4-5) | uniform_arch (autovit.supernet.sampling)
     init_from: str | None = None            # larger supernet checkpoint (cross-supernet inheritance)
     # distillation -------------------------------------------------------------------------
     kd: str = "none"                        # none | soft (Eq. 10) | hard (Eq. 11)
@@ -129,6 +131,9 @@ class TrainConfig:
     def check(self) -> None:
         if self.sampling not in SAMPLING_MODES:
             raise AutovitError(f"unknown sampling '{self.sampling}'", hint=f"use one of {SAMPLING_MODES}")
+        if self.arch_distribution not in ARCH_DISTRIBUTIONS:
+            raise AutovitError(f"unknown arch_distribution '{self.arch_distribution}'",
+                               hint=f"use one of {ARCH_DISTRIBUTIONS}")
         if self.kd not in KD_MODES:
             raise AutovitError(f"unknown kd '{self.kd}'", hint=f"use one of {KD_MODES}")
         if self.kd != "none" and not (self.teacher_model or self.teacher_checkpoint):

@@ -94,11 +94,16 @@ def resolve_threads(requested: int | None, local_world_size: int = 1) -> tuple[i
     return max(1, cpus // max(local_world_size, 1)), f"{cpus} available CPUs / {local_world_size} process(es)"
 
 
-def step_archs(space: Any, seed: int, step: int, sampling: str, sandwich_random: int = 2) -> list[Arch]:
-    """The subnets trained at `step`: a pure function of (seed, step) -- identical on every rank."""
+def step_archs(space: Any, seed: int, step: int, sampling: str, sandwich_random: int = 2,
+               distribution: str = "per_dimension") -> list[Arch]:
+    """The subnets trained at `step`: a pure function of (seed, step) -- identical on every rank.
+    `distribution` is how a random subnet is drawn (`autovit.supernet.sampling`)."""
+    from autovit.supernet.sampling import sample_arch
+
     if sampling == "uniform":
-        return [space.sample(random.Random(sample_seed(seed, step, 0)))]
-    randoms = [space.sample(random.Random(sample_seed(seed, step, k))) for k in range(1, sandwich_random + 1)]
+        return [sample_arch(space, random.Random(sample_seed(seed, step, 0)), distribution)]
+    randoms = [sample_arch(space, random.Random(sample_seed(seed, step, k)), distribution)
+               for k in range(1, sandwich_random + 1)]
     return [space.largest(), space.smallest(), *randoms]
 
 
@@ -209,7 +214,8 @@ class Trainer:
     def archs_for(self, step: int) -> list[Arch | None]:
         if not self.supernet:
             return [None]
-        return step_archs(self.space, self.cfg.seed, step, self.cfg.sampling, self.cfg.sandwich_random)
+        return step_archs(self.space, self.cfg.seed, step, self.cfg.sampling, self.cfg.sandwich_random,
+                          self.cfg.arch_distribution)
 
     def _autocast(self) -> Any:
         return torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()

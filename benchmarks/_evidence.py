@@ -1,0 +1,415 @@
+"""Shared machinery of the evidence studies (issue 13, docs/evidence.md): the study profiles, the
+per-unit result cache, the CIFAR proxy <-> deployment arch mapping, standalone training with a
+half-length checkpoint, per-image correctness, and the statistics (rank correlations with
+bootstrap CIs, paired accuracy comparisons).
+
+A study is a set of units (one subnet trained alone, one supernet training choice, one search
+seed, ...). Each finished unit is one JSON file under benchmarks/results/<study>/<profile>/,
+written atomically and committed, so a study accumulates over several runs on a small machine:
+a unit that exists is never recomputed, a unit file that cannot be read is a clear error.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from autovit.errors import AutovitError
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+RUNS = ROOT / "runs"
+PROXY_SPACE_FILE = ROOT / "src" / "autovit" / "spaces" / "xxs_cifar.yaml"
+LUT = ROOT / "luts" / "xxs_ort_1t_256.json"
+# mobilevit_xxs measured with this table's reference network in interleaved rounds
+# (benchmarks/results/search_cifar10.md): the deployment budget in table units.
+DEFAULT_BUDGET_MS = 30.0
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The size of every study. `cpu` is the default; `gpu` the bigger study for one modern GPU
+    (AMP, channels_last); `smoke` proves the code in a minute (its numbers mean nothing)."""
+
+    name: str
+    device: str
+    standalone_steps: int        # steps of each subnet trained alone (half of it is the settling check)
+    supernet_passes: int         # subnet forward/backward passes per supernet training choice
+    n_subnets: int               # ranking-study subnets, stratified over predicted latency
+    val_images: int              # held-out images (from train) for inherited accuracy and search
+    test_images: int             # test-split images for standalone accuracy (0: all 10,000)
+    calib_images: int
+    population: int
+    generations: int
+    parents: int
+    batch_size: int = 64
+    num_workers: int = 0
+    amp: bool = False
+    channels_last: bool = False
+    threads: int | None = None
+    results_dir: Path | None = None  # None: benchmarks/results/<study>/<profile>
+
+    def train_overrides(self) -> dict[str, Any]:
+        return dict(batch_size=self.batch_size, num_workers=self.num_workers, device=self.device, amp=self.amp,
+                    channels_last=self.channels_last, threads=self.threads)
+
+
+PROFILES = {
+    # 703 steps of batch 64 = one CIFAR-10 epoch (45,000 training images)
+    "cpu": Profile("cpu", "cpu", standalone_steps=2 * 703, supernet_passes=8000, n_subnets=12, val_images=5000,
+                   test_images=0, calib_images=1024, population=16, generations=8, parents=4),
+    # 176 steps of batch 256 = one epoch; units run several at a time on the one GPU (gpu_study.py)
+    "gpu": Profile("gpu", "cuda", standalone_steps=10 * 176, supernet_passes=30 * 176, n_subnets=16,
+                   val_images=5000, test_images=0, calib_images=2048, population=16, generations=8, parents=4,
+                   batch_size=256, num_workers=2, amp=True, channels_last=True, threads=1),
+    "smoke": Profile("smoke", "cpu", standalone_steps=4, supernet_passes=8, n_subnets=3, val_images=64,
+                     test_images=64, calib_images=64, population=4, generations=1, parents=2, batch_size=16,
+                     threads=1, results_dir=RUNS / "evidence_smoke"),
+}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise AutovitError(f"unknown profile '{name}'", hint=f"use one of {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def results_dir(study: str, profile: Profile) -> Path:
+    """Where a study's unit files live: benchmarks/results/<study>/<profile> (smoke: under runs/)."""
+    return (profile.results_dir or RESULTS) / study / profile.name
+
+
+def run_dir(study: str, profile: Profile, unit: str, arch: Any = None) -> Path:
+    """Checkpoints of a unit (git-ignored runs/); named after the arch too, so a checkpoint of
+    another arch (a re-planned study, a re-run search) is never resumed."""
+    import hashlib
+
+    tag = f"_{hashlib.sha1(arch.key().encode()).hexdigest()[:8]}" if arch is not None else ""
+    return (profile.results_dir or RUNS / "evidence") / "_runs" / profile.name / study / f"{unit}{tag}"
+
+
+# ---------------------------------------------------------------------------------- records
+def machine_record(threads: int | None = None) -> dict[str, Any]:
+    """Where a unit ran: platform, CPU, cores, torch threads, GPU, library versions."""
+    import torch
+
+    from autovit.bench import versions
+    from autovit.latency.measure import device_fingerprint
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"platform": platform.platform(), "processor": device_fingerprint("torch")["cpu"],
+            "cpus": os.cpu_count(), "torch_threads": threads or torch.get_num_threads(), "gpu": gpu,
+            "versions": versions()}
+
+
+def command_line() -> str:
+    return " ".join([Path(sys.executable).name, *sys.argv])
+
+
+class UnitCache:
+    """One JSON file per finished unit under `folder`: a unit that exists is never recomputed."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def path(self, name: str) -> Path:
+        return self.folder / f"{name}.json"
+
+    def load(self, name: str) -> dict[str, Any] | None:
+        """The unit's result, None when it has not run; a file that is not a result is an error."""
+        path = self.path(name)
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise AutovitError(f"unit result {path} is corrupt ({err})",
+                               hint="delete the file to recompute that unit") from None
+        if not isinstance(data, dict) or data.get("unit") != name:
+            raise AutovitError(f"unit result {path} is not the result of unit '{name}'",
+                               hint="delete the file to recompute that unit") from None
+        return data
+
+    def save(self, name: str, result: dict[str, Any]) -> dict[str, Any]:
+        from autovit.io_utils import save_json
+
+        result = {"unit": name, **result}
+        save_json(self.path(name), result)
+        return result
+
+    def run(self, name: str, compute: Callable[[], dict[str, Any]], log: Callable[[str], None] = print) -> dict:
+        """The cached result of unit `name`, or `compute()`'s, saved with its wall time and machine."""
+        cached = self.load(name)
+        if cached is not None:
+            return cached
+        log(f"unit {name}: computing")
+        t0 = time.time()
+        result = compute()
+        result.setdefault("wall_s", round(time.time() - t0, 1))
+        result.setdefault("machine", machine_record())
+        result.setdefault("command", command_line())
+        result.setdefault("finished", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        saved = self.save(name, result)
+        log(f"unit {name}: done in {result['wall_s']:.0f}s -> {self.path(name)}")
+        return saved
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.folder.glob("*.json")) if self.folder.is_dir() else []
+
+
+# ---------------------------------------------------------------------------------- statistics
+def _bootstrap(stat: Callable[[np.ndarray], float], n: int, n_boot: int, seed: int) -> tuple[float, float] | None:
+    """Percentile 95% CI of `stat(indices)` over resampled index sets; resamples where the
+    statistic is undefined (e.g. all ties) are dropped."""
+    rng = np.random.default_rng(seed)
+    values = [stat(rng.integers(0, n, n)) for _ in range(n_boot)]
+    values = [v for v in values if np.isfinite(v)]
+    if len(values) < n_boot // 2:
+        return None
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def rank_correlation(x: Sequence[float], y: Sequence[float], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Kendall tau and Spearman rho of x vs y with their p-values and paired-bootstrap 95% CIs."""
+    import warnings
+
+    from scipy.stats import kendalltau, spearmanr
+
+    warnings.filterwarnings("ignore", message=".*is constant.*")  # undefined statistics are reported as None
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    n = len(x)
+    out: dict[str, Any] = {"n": n}
+    if n < 3:
+        return {**out, "kendall_tau": None, "spearman_rho": None, "note": "fewer than 3 pairs"}
+    for name, fn in (("kendall_tau", kendalltau), ("spearman_rho", spearmanr)):
+        res = fn(x, y)
+        stat = float(res.statistic)
+        out[name] = stat if np.isfinite(stat) else None
+        out[name + "_p"] = float(res.pvalue) if np.isfinite(res.pvalue) else None
+        out[name + "_ci95"] = _bootstrap(lambda i, fn=fn: float(fn(x[i], y[i]).statistic), n, n_boot, seed)
+    return out
+
+
+def paired_accuracy(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict:
+    """A vs B on the same images: top-1 difference (points) with a paired-bootstrap 95% CI, and the
+    exact McNemar test on the discordant images."""
+    from scipy.stats import binomtest
+
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    if a.shape != b.shape:
+        raise AutovitError(f"paired comparison needs the same images: {a.shape} vs {b.shape}")
+    diff = a.astype(float) - b.astype(float)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    ci = _bootstrap(lambda i: 100 * float(diff[i].mean()), len(diff), n_boot, seed)
+    return {"images": len(diff), "top1_a": 100 * float(a.mean()), "top1_b": 100 * float(b.mean()),
+            "diff_points": 100 * float(diff.mean()), "diff_ci95": ci, "only_a_correct": only_a,
+            "only_b_correct": only_b, "mcnemar_p": float(p)}
+
+
+def paired_over_seeds(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+    """Per-seed paired differences a - b: mean, t-based 95% CI and paired t-test p (n seeds)."""
+    from scipy import stats
+
+    d = np.asarray(a, float) - np.asarray(b, float)
+    out: dict[str, Any] = {"n": len(d), "mean_diff": float(d.mean()) if len(d) else None}
+    if len(d) >= 2 and d.std(ddof=1) > 0:
+        half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
+        out.update(ci95=(out["mean_diff"] - half, out["mean_diff"] + half),
+                   ttest_p=float(stats.ttest_rel(a, b).pvalue))
+    return out
+
+
+def pack_bools(values: Iterable[bool]) -> str:
+    """Per-image correctness as compact base64 (bit-packed) for a unit's JSON."""
+    arr = np.asarray(list(values), bool)
+    return base64.b64encode(np.packbits(arr).tobytes()).decode()
+
+
+def unpack_bools(text: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), np.uint8))[:n].astype(bool)
+
+
+# ---------------------------------------------------------------------------------- spaces and archs
+def proxy_space() -> Any:
+    from autovit.space import SearchSpace
+
+    return SearchSpace.from_yaml(PROXY_SPACE_FILE)
+
+
+def deploy_space() -> Any:
+    from autovit.space import SearchSpace
+
+    return SearchSpace.builtin("xxs")
+
+
+def to_deploy(arch: Any) -> Any:
+    """The same choices at the deployment setting (xxs layout, 256 px): what latency is predicted for."""
+    space = deploy_space()
+    return space.validate(arch.replace(layout=space.layout, resolution=space.resolution[0]))
+
+
+def to_proxy(arch: Any) -> Any:
+    """The same choices in the CIFAR proxy layout at 32 px: what is trained and evaluated."""
+    space = proxy_space()
+    return space.validate(arch.replace(layout=space.layout, resolution=space.resolution[0]))
+
+
+def latency_model() -> Any:
+    """The deployment latency model (xxs, onnxruntime, 1 thread, 256 px). Only predictions are
+    used, so another machine (a GPU box) may load it: the table's fingerprint is not enforced."""
+    from autovit.search.runner import load_latency_model
+
+    return load_latency_model(LUT, deploy_space(), force=True)
+
+
+def stratified_archs(n: int, seed: int, pool: int = 4000) -> list[Any]:
+    """`n` distinct deployment archs, one from each of `n` equal-count bins of predicted latency
+    over a seeded pool (per-dimension draws), the largest and smallest archs included."""
+    space = deploy_space()
+    rng = random.Random(seed)
+    archs = {a.key(): a for a in (space.sample(rng) for _ in range(pool))}
+    archs = list(archs.values())
+    lat = latency_model().predict(archs)
+    order = np.argsort(lat)
+    picked = [space.smallest(), space.largest()] if n >= 2 else []
+    bins = np.array_split(order, max(n - len(picked), 1))
+    for b in bins[: n - len(picked)]:
+        picked.append(archs[int(rng.choice(list(b)))])
+    return picked
+
+
+def study_plan(profile: Profile, seed: int = 0) -> list[dict[str, Any]]:
+    """The ranking study's subnets (fixed once, in the committed unit `plan` of ranking_study):
+    name, proxy arch, predicted deployment latency, params and MACs at 32 px."""
+    from autovit.costs import count_macs, count_params
+
+    def compute() -> dict[str, Any]:
+        archs = stratified_archs(profile.n_subnets, seed)
+        lat = latency_model().predict(archs)
+        rows = []
+        for i, (arch, ms) in enumerate(zip(archs, lat)):
+            proxy = to_proxy(arch)
+            rows.append({"name": f"subnet{i:02d}", "arch": proxy.to_dict(), "key": proxy.key(),
+                         "predicted_deploy_ms": float(ms), "params": count_params(proxy, 10),
+                         "macs_32px": count_macs(proxy, 10)})
+        return {"seed": seed, "latency_table": str(LUT.relative_to(ROOT)), "subnets": rows}
+
+    return UnitCache(results_dir("ranking_study", profile)).run("plan", compute)["subnets"]
+
+
+def load_arch(data: dict[str, Any]) -> Any:
+    from autovit.arch import Arch
+
+    return proxy_space().validate(Arch.from_dict(data))
+
+
+# ---------------------------------------------------------------------------------- training
+def train_config(profile: Profile, data_dir: str, seed: int, **changes: Any) -> Any:
+    """The one recipe of every study: the cifar-cpu preset at 32 px, held-out validation split of
+    5,000 training images (never the test split), the profile's runtime settings."""
+    from autovit.train.config import preset
+
+    base = dict(data_dir=data_dir, resolution=32, val_size=5000, calib_images=profile.calib_images,
+                ckpt_every_steps=100, eval_every_epoch=False, progress=False, tensorboard=False,
+                log_every_steps=10, seed=seed, **profile.train_overrides())
+    base.update(changes)
+    return preset("cifar-cpu").replace(**base)
+
+
+def limited(dataset: Any, n: int, seed: int = 0) -> Any:
+    """A fixed, seeded subset of `n` images of `dataset` (all when n is 0 or more than it has);
+    not the first n: CIFAR-10's test split is stored sorted by class."""
+    from autovit.data import Subset
+
+    if not n or n >= len(dataset):
+        return dataset
+    return Subset(dataset, np.sort(np.random.default_rng(seed).permutation(len(dataset))[:n]).tolist())
+
+
+def batches(dataset: Any, batch_size: int = 250) -> list[tuple[Any, Any]]:
+    """`dataset` (eval transform) as a list of tensor batches, transformed once: evaluating many
+    subnets on the same images then costs only the forward passes."""
+    from autovit.data import eval_loader
+
+    return [(images, target) for images, target in eval_loader(dataset, batch_size)]
+
+
+def predict_correct(model: Any, dataset: Any, batch_size: int = 256, device: Any = None) -> np.ndarray:
+    """Per-image top-1 correctness of `model` (eval mode) on `dataset`."""
+    import torch
+
+    from autovit.data import eval_loader
+
+    device = device or next(model.parameters()).device
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for images, target in eval_loader(dataset, batch_size):
+            logits = model(images.to(device))
+            out.append((logits.argmax(1).cpu() == target).numpy())
+    return np.concatenate(out) if out else np.zeros(0, bool)
+
+
+def train_standalone(model: Any, cfg: Any, data: Any, out_dir: Path, val: Any, test: Any,
+                     log: Callable[[str], None], checkpoints: bool = True) -> dict[str, Any]:
+    """Trains `model` alone for cfg.max_steps, recording held-out and test top-1 at half the steps
+    (same run, mid-schedule: the rank-settling check) and at the end. With `checkpoints` (autovit
+    models) an interrupted run resumes from out_dir; timm models cannot be checkpointed by the
+    Trainer, so an interrupted one restarts its unit."""
+    from _log import LogConsole
+    from autovit.io_utils import save_json
+    from autovit.train.trainer import Trainer
+
+    trainer = Trainer(cfg, model, data, out_dir=out_dir if checkpoints else None, console=LogConsole())
+    last = out_dir / "checkpoints" / "last.pt"
+    if checkpoints and last.is_file():
+        trainer.resume(last)
+    half_file = out_dir / "half.json"
+    if not checkpoints and half_file.is_file():
+        half_file.unlink()
+    half_step = max(cfg.max_steps // 2, 1)
+
+    def at_half(tr: Any, step_log: Any) -> None:
+        if tr.step == half_step and not half_file.is_file():
+            save_json(half_file, scores(tr.model, val, test, "half", tr.step, tr.device))
+            log(f"half ({tr.step} steps): held-out top-1 {json.loads(half_file.read_text())['val_top1']:.2f}%")
+
+    trainer.callbacks.append(at_half)
+    trainer.fit()
+    result = scores(trainer.model, val, test, "full", trainer.step, trainer.device)
+    half = json.loads(half_file.read_text()) if half_file.is_file() else None
+    return {"steps": trainer.step, "train_s": round(trainer.elapsed_s, 1), "full": result, "half": half}
+
+
+def scores(model: Any, val: Any, test: Any, name: str, step: int, device: Any) -> dict[str, Any]:
+    val_c, test_c = predict_correct(model, val, device=device), predict_correct(model, test, device=device)
+    return {"name": name, "step": step, "val_top1": 100 * float(val_c.mean()), "val_images": len(val_c),
+            "test_top1": 100 * float(test_c.mean()), "test_images": len(test_c), "test_correct": pack_bools(test_c)}
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join("" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
+                                       for v in row) + " |")
+    return lines
+
+
+def fmt_ci(ci: Sequence[float] | None, digits: int = 2) -> str:
+    return "n/a" if not ci else f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"

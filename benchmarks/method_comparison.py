@@ -1,0 +1,221 @@
+"""Issue 13 method comparison: latency-aware search vs random search vs FLOPs-constrained search,
+judged by the winners trained alone on the test split.
+
+Per seed (>= 3), three search units on the same supernet (benchmarks/supernet_ranking.py, choice
+`--supernet-choice`) and the same evaluator (inherited top-1 on 5,000 held-out training images,
+BN recalibrated):
+- `search_latency_sN`: coarse-to-fine search of the XXS space under the deployment latency budget
+  (`--budget-ms` in units of luts/xxs_ort_1t_256.json, 256 px; default 30 ms = mobilevit_xxs
+  measured on the table's machine, benchmarks/results/search_cifar10.md);
+- `search_random_sN`: random search, same budget, same number of evaluations (search/baselines.py);
+- `search_flops_sN`: the same search under MACs <= the latency-aware winner's MACs (deployment
+  MACs, 1000-class head) and no latency budget.
+Candidates are deployment archs; accuracy is measured on their CIFAR proxy (same choices, xxs_cifar
+layout at 32 px). Then one unit per winner (`train_<method>_sN`): trained alone with the ranking
+study's recipe (training seed N), top-1 and per-image correctness on the full test split.
+
+Report: per method, inherited and standalone top-1 over seeds; latency-aware vs each baseline,
+paired on the same test images (pooled over seeds: difference with paired-bootstrap 95% CI, exact
+McNemar p) and over seeds (paired t).
+
+    python benchmarks/method_comparison.py --seeds 0 1 2 --max-units 2    # CPU: ~1 h per search unit
+    python benchmarks/method_comparison.py --report
+    python benchmarks/method_comparison.py --profile smoke --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable
+
+import numpy as np
+
+import _evidence as ev
+from autovit.errors import AutovitError
+from _log import log
+
+STUDY = "method_comparison"
+METHODS = {"latency": "latency-aware search (ours)", "random": "random search", "flops": "FLOPs-constrained search"}
+
+
+class SearchContext:
+    """The supernet, evaluator, space and latency model shared by every search unit (built once)."""
+
+    def __init__(self, profile: ev.Profile, choice: str, data_dir: str) -> None:
+        self.profile, self.choice, self.data_dir = profile, choice, data_dir
+        self._built: tuple[Any, Any] | None = None
+
+    def accuracy_fn(self) -> Callable[[Any], float]:
+        if self._built is None:
+            from autovit.supernet.evaluate import SubnetEvaluator
+
+            import supernet_ranking
+
+            supernet, trainer, data = supernet_ranking.trained_supernet(self.profile, self.choice, self.data_dir)
+            val = ev.batches(ev.limited(data.val, self.profile.val_images))
+            self._built = (SubnetEvaluator(supernet, trainer.calibration_batches(), val), data)
+        evaluator = self._built[0]
+        return lambda arch: evaluator(ev.to_proxy(arch))
+
+
+def search_config(profile: ev.Profile, budget_ms: float, seed: int, coarse_samples: int) -> Any:
+    from autovit.search import SearchConfig
+
+    return SearchConfig(latency_budget_ms=budget_ms, population=profile.population, generations=profile.generations,
+                        parents=profile.parents, coarse_samples=coarse_samples, coarse_top_k=profile.population,
+                        num_classes=1000, seed=seed)
+
+
+def run_search(ctx: SearchContext, method: str, seed: int, budget_ms: float, coarse_samples: int,
+               cache: ev.UnitCache) -> dict[str, Any]:
+    from autovit.search import flops_constrained_search, random_search
+    from autovit.search.coarse import coarse_search
+    from autovit.search.evolution import EvolutionarySearch
+
+    space, lat = ev.deploy_space(), ev.latency_model()
+    cfg = search_config(ctx.profile, budget_ms, seed, coarse_samples)
+    acc = ctx.accuracy_fn()
+    if method == "latency":
+        result = EvolutionarySearch(space, acc, lat, cfg).run(coarse=coarse_search(space, cfg, lat))
+    else:
+        ours = cache.run(f"search_latency_s{seed}", lambda: run_search(ctx, "latency", seed, budget_ms,
+                                                                        coarse_samples, cache), log)
+        if method == "random":
+            result = random_search(space, acc, lat, cfg, ours["evaluations"])
+        else:
+            result = flops_constrained_search(space, acc, lat, cfg, ours["winner"]["macs"])
+    b = result.best
+    log(f"search {method} seed {seed}: {b.accuracy:.2f}% inherited, {b.latency_ms:.2f} ms predicted")
+    return {"method": method, "seed": seed, "budget_ms": budget_ms, "supernet_choice": ctx.choice,
+            "settings": cfg.to_dict(), "evaluations": result.evaluations,
+            "val_images": ctx.profile.val_images,
+            "winner": {"deploy_arch": b.arch.to_dict(), "proxy_arch": ev.to_proxy(b.arch).to_dict(), "key": b.key,
+                       "inherited_val_top1": b.accuracy, "predicted_ms": b.latency_ms, "params": b.params,
+                       "macs": b.macs, "within_budget_predicted": b.latency_ms <= budget_ms}}
+
+
+def run_training(profile: ev.Profile, search: dict[str, Any], data_dir: str) -> dict[str, Any]:
+    from autovit.data import build_datasets
+    from autovit.model import AutoViT
+    from autovit.train.trainer import seed_everything
+
+    seed = search["seed"]
+    cfg = ev.train_config(profile, data_dir, seed, max_steps=profile.standalone_steps)
+    data = build_datasets(cfg)
+    seed_everything(seed)
+    arch = ev.load_arch(search["winner"]["proxy_arch"])
+    model = AutoViT(arch, num_classes=data.num_classes)
+    out = ev.run_dir(STUDY, profile, f"train_{search['method']}_s{seed}", arch)
+    res = ev.train_standalone(model, cfg, data, out, ev.limited(data.val, profile.val_images),
+                              ev.limited(data.test, profile.test_images), log)
+    return {"method": search["method"], "seed": seed, "key": search["winner"]["key"], "config": cfg.to_dict(), **res}
+
+
+def summary(profile: ev.Profile, seeds: list[int]) -> dict[str, Any]:
+    cache = ev.UnitCache(ev.results_dir(STUDY, profile))
+    per_method: dict[str, Any] = {}
+    for m in METHODS:
+        searches = {s: cache.load(f"search_{m}_s{s}") for s in seeds}
+        trains = {s: cache.load(f"train_{m}_s{s}") for s in seeds}
+        per_method[m] = {
+            "seeds_searched": [s for s, u in searches.items() if u], "seeds_trained": [s for s, u in trains.items() if u],
+            "inherited_val_top1": {s: u["winner"]["inherited_val_top1"] for s, u in searches.items() if u},
+            "predicted_ms": {s: u["winner"]["predicted_ms"] for s, u in searches.items() if u},
+            "params": {s: u["winner"]["params"] for s, u in searches.items() if u},
+            "test_top1": {s: u["full"]["test_top1"] for s, u in trains.items() if u},
+        }
+    comparisons = {}
+    for other in ("random", "flops"):
+        both = [s for s in seeds if cache.load(f"train_latency_s{s}") and cache.load(f"train_{other}_s{s}")]
+        if not both:
+            continue
+        a = [cache.load(f"train_latency_s{s}")["full"] for s in both]
+        b = [cache.load(f"train_{other}_s{s}")["full"] for s in both]
+        ca = np.concatenate([ev.unpack_bools(x["test_correct"], x["test_images"]) for x in a])
+        cb = np.concatenate([ev.unpack_bools(x["test_correct"], x["test_images"]) for x in b])
+        comparisons[other] = {"seeds": both, "pooled_images": ev.paired_accuracy(ca, cb),
+                              "over_seeds": ev.paired_over_seeds([x["test_top1"] for x in a],
+                                                                 [x["test_top1"] for x in b])}
+    return {"profile": profile.name, "seeds": seeds, "methods": per_method, "latency_vs": comparisons}
+
+
+def report(profile: ev.Profile, seeds: list[int]) -> str:
+    from autovit.io_utils import atomic_write_text, save_json
+
+    s = summary(profile, seeds)
+
+    def mean(d: dict) -> str:
+        return "n/a" if not d else f"{np.mean(list(d.values())):.2f} (n={len(d)})"
+
+    lines = [f"# Latency-aware search vs random vs FLOPs-constrained, winners trained alone (issue 13, `{profile.name}`)",
+             "", f"- Seeds {seeds}; search: population {profile.population}, {profile.generations} generations, "
+             f"inherited top-1 on {profile.val_images} held-out training images; winners trained alone for "
+             f"{profile.standalone_steps} steps (cifar-cpu recipe), top-1 on the test split",
+             f"- Regenerate: `python benchmarks/method_comparison.py --profile {profile.name} --report`; each unit's "
+             f"JSON (machine, versions, command, wall time) is under "
+             f"{ev.results_dir(STUDY, profile).relative_to(ev.ROOT) if profile.results_dir is None else ev.results_dir(STUDY, profile)}/",
+             ""]
+    lines += ev.md_table(["method", "inherited top-1 (mean)", "predicted ms (mean)", "standalone test top-1 (mean)",
+                          "searched seeds", "trained seeds"],
+                         [[METHODS[m], mean(v["inherited_val_top1"]), mean(v["predicted_ms"]), mean(v["test_top1"]),
+                           v["seeds_searched"], v["seeds_trained"]] for m, v in s["methods"].items()])
+    lines += [""]
+    for other, c in s["latency_vs"].items():
+        p, o = c["pooled_images"], c["over_seeds"]
+        lines.append(f"- Latency-aware vs {METHODS[other]} (seeds {c['seeds']}, {p['images']} paired test images): "
+                     f"{p['diff_points']:+.2f} points (95% CI {ev.fmt_ci(p['diff_ci95'])}), McNemar p = "
+                     f"{p['mcnemar_p']:.3g}; over seeds mean {o['mean_diff']:+.2f}"
+                     + (f", t-test p = {o['ttest_p']:.3g}" if "ttest_p" in o else " (too few seeds for a t-test)"))
+    if not s["latency_vs"]:
+        lines.append("- No paired comparison yet: no seed has both winners trained.")
+    lines += ["", "The pooled McNemar test treats the seeds' test predictions as independent images; the seed-level "
+                  "t-test is the stricter reading with 3 seeds.", ""]
+    text = "\n".join(lines)
+    folder = ev.results_dir(STUDY, profile).parent
+    save_json(folder / f"{profile.name}.json", s)
+    atomic_write_text(folder / f"{profile.name}.md", text)
+    return text
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="cpu", choices=list(ev.PROFILES))
+    ap.add_argument("--data-dir", default="/work/shared/data/cifar10")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--supernet-choice", default="sandwich_kd", help="the supernet_ranking.py unit to search")
+    ap.add_argument("--budget-ms", type=float, default=ev.DEFAULT_BUDGET_MS)
+    ap.add_argument("--coarse-samples", type=int, default=100_000)
+    ap.add_argument("--max-units", type=int, default=None, help="compute at most this many new units, then report")
+    ap.add_argument("--report", action="store_true")
+    args = ap.parse_args()
+    profile = ev.get_profile(args.profile)
+    try:
+        if not args.report:
+            cache = ev.UnitCache(ev.results_dir(STUDY, profile))
+            ctx = SearchContext(profile, args.supernet_choice, args.data_dir)
+            left = args.max_units
+            for seed in args.seeds:
+                for m in METHODS:
+                    for kind in ("search", "train"):
+                        name = f"{kind}_{m}_s{seed}"
+                        if cache.load(name) is not None:
+                            continue
+                        if left is not None and left <= 0:
+                            break
+                        if kind == "search":
+                            cache.run(name, lambda m=m, s=seed: run_search(ctx, m, s, args.budget_ms,
+                                                                           args.coarse_samples, cache), log)
+                        else:
+                            search = cache.load(f"search_{m}_s{seed}")
+                            cache.run(name, lambda u=search: run_training(profile, u, args.data_dir), log)
+                        left = None if left is None else left - 1
+        print(report(profile, args.seeds))
+    except AutovitError as err:
+        print(f"error: {err.message}" + (f"\nhint: {err.hint}" if err.hint else ""), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Issue 13: the searched model against hand-designed mobile models from timm.
+
+Models: the latency-aware search's winner (benchmarks/method_comparison.py unit
+`search_latency_s0`, or `--arch` an arch JSON), mobilevit_xxs, mobilenetv3_small_100,
+mobilenetv3_large_100 and mobilenetv4_conv_small (random init). Units:
+- `train_<model>_s<seed>` (3 seeds): trained alone with the ranking study's recipe (cifar-cpu
+  preset, 32 px, same images and steps), top-1 and per-image correctness on the test split;
+- `latency`: batch-1 latency at the deployment setting (256 px, onnxruntime, 1 thread), all
+  models in the same interleaved rounds (autovit.search.measured / autovit.bench).
+
+Caveat: the searched model is trained in the CIFAR proxy layout (xxs_cifar: stride-1 stem), the
+timm models in their ImageNet layouts (32x downsampling, 1x1 final map at 32 px); their latency is
+measured for all at 256 px in the deployment layouts. This is the comparison a user makes when
+picking an off-the-shelf model; it is not a layout-matched comparison.
+
+    python benchmarks/vs_handdesigned.py --max-units 1
+    python benchmarks/vs_handdesigned.py --report
+    python benchmarks/vs_handdesigned.py --profile smoke --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import _evidence as ev
+from autovit.errors import AutovitError
+from _log import log
+
+STUDY = "vs_handdesigned"
+TIMM_MODELS = ("mobilevit_xxs", "mobilenetv3_small_100", "mobilenetv3_large_100", "mobilenetv4_conv_small")
+SEARCHED = "searched"
+
+
+def searched_arch(profile: ev.Profile, arch_path: Path | None) -> Any:
+    """The searched model's proxy arch: `arch_path`, else the latency-aware seed-0 winner."""
+    if arch_path is not None:
+        from autovit.arch import Arch
+
+        return ev.to_proxy(Arch.load(arch_path))
+    unit = ev.UnitCache(ev.results_dir("method_comparison", profile)).load("search_latency_s0")
+    if unit is None:
+        raise AutovitError("no searched model yet: method_comparison has no unit search_latency_s0 for profile "
+                              f"'{profile.name}'", hint="run benchmarks/method_comparison.py --seeds 0 --max-units 1 "
+                                                        "first, or pass --arch an arch JSON file")
+    return ev.load_arch(unit["winner"]["proxy_arch"])
+
+
+def build(name: str, arch: Any) -> Any:
+    from autovit.bench import resolve_model
+    from autovit.model import AutoViT
+
+    return AutoViT(arch, num_classes=10) if name == SEARCHED else resolve_model(name, num_classes=10).module.train()
+
+
+def run_training(profile: ev.Profile, name: str, seed: int, arch: Any, data_dir: str) -> dict[str, Any]:
+    from autovit.data import build_datasets
+    from autovit.train.trainer import seed_everything
+
+    cfg = ev.train_config(profile, data_dir, seed, max_steps=profile.standalone_steps)
+    data = build_datasets(cfg)
+    seed_everything(seed)
+    model = build(name, arch)
+    out = ev.run_dir(STUDY, profile, f"train_{name}_s{seed}", arch if name == SEARCHED else None)
+    res = ev.train_standalone(model, cfg, data, out, ev.limited(data.val, profile.val_images),
+                              ev.limited(data.test, profile.test_images), log, checkpoints=name == SEARCHED)
+    log(f"{name} seed {seed}: test top-1 {res['full']['test_top1']:.2f}%")
+    return {"model": name, "seed": seed, "arch": arch.to_dict() if name == SEARCHED else None,
+            "params": sum(p.numel() for p in model.parameters()), "config": cfg.to_dict(), **res}
+
+
+def run_latency(arch: Any, rounds: int, runs: int) -> dict[str, Any]:
+    from autovit.search.measured import measure_archs
+
+    ms = measure_archs({SEARCHED: ev.to_deploy(arch)}, list(TIMM_MODELS), resolution=256, threads=1, rounds=rounds,
+                       runs=runs, num_classes=1000)
+    return {"resolution": 256, "threads": 1, "backend": "onnxruntime", "rounds": rounds, "runs": runs,
+            "searched_key": arch.key(), "median_ms": ms}
+
+
+def report(profile: ev.Profile, seeds: list[int]) -> str:
+    from autovit.io_utils import atomic_write_text, save_json
+
+    cache = ev.UnitCache(ev.results_dir(STUDY, profile))
+    lat = cache.load("latency")
+    rows, by_model = [], {}
+    for name in (SEARCHED, *TIMM_MODELS):
+        units = {s: cache.load(f"train_{name}_s{s}") for s in seeds}
+        done = {s: u for s, u in units.items() if u}
+        by_model[name] = done
+        accs = [u["full"]["test_top1"] for u in done.values()]
+        ms = lat["median_ms"].get(name) if lat else None
+        rows.append({"model": name, "seeds": sorted(done), "test_top1_mean": float(np.mean(accs)) if accs else None,
+                     "test_top1_sd": float(np.std(accs, ddof=1)) if len(accs) > 1 else None,
+                     "params": next(iter(done.values()))["params"] if done else None, "latency_ms": ms,
+                     "latency_vs_searched": ms / lat["median_ms"][SEARCHED] if lat and ms else None})
+    paired = {}
+    for name in TIMM_MODELS:
+        both = [s for s in seeds if s in by_model[SEARCHED] and s in by_model[name]]
+        if both:
+            paired[name] = ev.paired_over_seeds([by_model[SEARCHED][s]["full"]["test_top1"] for s in both],
+                                                [by_model[name][s]["full"]["test_top1"] for s in both])
+    lines = [f"# Searched model vs hand-designed mobile models (issue 13, `{profile.name}`)", "",
+             f"- Same recipe for all (cifar-cpu preset, 32 px, {profile.standalone_steps} steps, batch "
+             f"{profile.batch_size}), seeds {seeds}, top-1 on the test split",
+             "- Latency: batch 1 at 256 px (deployment setting), onnxruntime, 1 thread, interleaved rounds" +
+             (f" ({lat['rounds']} rounds x {lat['runs']} runs; machine in latency.json)" if lat else " (not measured yet)"),
+             "- Layouts differ (see the script docstring): searched model in the CIFAR proxy layout, timm models in "
+             "their ImageNet layouts", ""]
+    lines += ev.md_table(["model", "seeds", "test top-1 mean", "sd", "params", "latency (ms)", "latency / searched"],
+                         [[r["model"], r["seeds"], ev.fmt(r["test_top1_mean"], 2), ev.fmt(r["test_top1_sd"], 2),
+                           "n/a" if r["params"] is None else f"{r['params']:,}", ev.fmt(r["latency_ms"], 2),
+                           ev.fmt(r["latency_vs_searched"], 2)] for r in rows])
+    lines += [""] + [f"- searched - {n}: {p['mean_diff']:+.2f} points over {p['n']} seeds"
+                     + (f" (95% CI {ev.fmt_ci(p['ci95'])}, paired t p = {p['ttest_p']:.3g})" if "ttest_p" in p else "")
+                     for n, p in paired.items()] + [""]
+    text = "\n".join(lines)
+    folder = ev.results_dir(STUDY, profile).parent
+    save_json(folder / f"{profile.name}.json", {"profile": profile.name, "seeds": seeds, "rows": rows,
+                                                "paired_vs_searched": paired})
+    atomic_write_text(folder / f"{profile.name}.md", text)
+    return text
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="cpu", choices=list(ev.PROFILES))
+    ap.add_argument("--data-dir", default="/work/shared/data/cifar10")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--models", nargs="+", default=[SEARCHED, *TIMM_MODELS])
+    ap.add_argument("--arch", type=Path, default=None, help="arch JSON of the searched model (default: search unit)")
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved latency rounds")
+    ap.add_argument("--runs", type=int, default=20, help="timed inferences per model per round")
+    ap.add_argument("--no-latency", action="store_true", help="skip the latency unit (e.g. on a GPU box)")
+    ap.add_argument("--max-units", type=int, default=None)
+    ap.add_argument("--report", action="store_true")
+    args = ap.parse_args()
+    profile = ev.get_profile(args.profile)
+    try:
+        if not args.report:
+            unknown = sorted(set(args.models) - {SEARCHED, *TIMM_MODELS})
+            if unknown:
+                raise AutovitError(f"unknown model(s) {', '.join(unknown)}",
+                                      hint=f"use {SEARCHED} and/or {', '.join(TIMM_MODELS)}")
+            needs_arch = SEARCHED in args.models or not args.no_latency
+            arch = searched_arch(profile, args.arch) if needs_arch else None
+            cache = ev.UnitCache(ev.results_dir(STUDY, profile))
+            todo = [(m, s) for s in args.seeds for m in args.models if cache.load(f"train_{m}_s{s}") is None]
+            for m, s in todo[: args.max_units]:
+                cache.run(f"train_{m}_s{s}", lambda m=m, s=s: run_training(profile, m, s, arch, args.data_dir), log)
+            if not args.no_latency:
+                cache.run("latency", lambda: run_latency(arch, args.rounds, args.runs), log)
+        print(report(profile, args.seeds))
+    except AutovitError as err:
+        print(f"error: {err.message}" + (f"\nhint: {err.hint}" if err.hint else ""), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""The evidence studies' shared machinery (benchmarks/_evidence.py): rank correlations with
+bootstrap CIs, paired accuracy comparisons, the per-unit result cache, the proxy arch mapping."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autovit.errors import AutovitError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import _evidence as ev  # noqa: E402
+
+
+def test_rank_correlation_on_known_data():
+    perfect = ev.rank_correlation([1, 2, 3, 4, 5, 6], [10, 20, 30, 40, 50, 60], n_boot=200)
+    assert perfect["kendall_tau"] == pytest.approx(1.0) and perfect["spearman_rho"] == pytest.approx(1.0)
+    assert perfect["kendall_tau_ci95"] == pytest.approx((1.0, 1.0))
+    # one swapped pair of 5: 9 concordant, 1 discordant -> tau 0.8; rho = 1 - 6*2/(5*24) = 0.9
+    r = ev.rank_correlation([1, 2, 3, 4, 5], [1, 2, 3, 5, 4], n_boot=200)
+    assert r["kendall_tau"] == pytest.approx(0.8) and r["spearman_rho"] == pytest.approx(0.9)
+    lo, hi = r["kendall_tau_ci95"]
+    assert -1 <= lo < 0.8 <= hi <= 1
+    reverse = ev.rank_correlation(range(12), range(12, 0, -1), n_boot=200)
+    assert reverse["kendall_tau"] == pytest.approx(-1.0) and reverse["kendall_tau_p"] < 1e-4
+    assert ev.rank_correlation([1, 2], [2, 1])["kendall_tau"] is None  # fewer than 3 pairs: no statistic
+
+
+def test_bootstrap_ci_is_seeded_and_shrinks_with_n():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=200)
+    y = x + rng.normal(scale=1.0, size=200)
+    a = ev.rank_correlation(x, y, n_boot=200, seed=1)
+    assert a["kendall_tau_ci95"] == ev.rank_correlation(x, y, n_boot=200, seed=1)["kendall_tau_ci95"]
+    small = ev.rank_correlation(x[:12], y[:12], n_boot=200, seed=1)
+    width = lambda r: r["kendall_tau_ci95"][1] - r["kendall_tau_ci95"][0]  # noqa: E731
+    assert width(a) < width(small)
+    assert a["kendall_tau_ci95"][0] < a["kendall_tau"] < a["kendall_tau_ci95"][1]
+
+
+def test_paired_accuracy_counts_discordant_images_and_mcnemar():
+    a = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0, 0] * 10, bool)
+    b = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 1] * 10, bool)
+    r = ev.paired_accuracy(a, b)
+    assert (r["top1_a"], r["top1_b"], r["diff_points"]) == pytest.approx((80.0, 50.0, 30.0))
+    assert (r["only_a_correct"], r["only_b_correct"]) == (40, 10)
+    from scipy.stats import binomtest
+
+    assert r["mcnemar_p"] == pytest.approx(binomtest(40, 50, 0.5).pvalue)
+    assert r["diff_ci95"][0] < 30 < r["diff_ci95"][1]
+    same = ev.paired_accuracy(a, a)
+    assert same["mcnemar_p"] == 1.0 and same["diff_ci95"] == pytest.approx((0.0, 0.0))
+    with pytest.raises(AutovitError, match="same images"):
+        ev.paired_accuracy(a, b[:50])
+
+
+def test_paired_over_seeds():
+    r = ev.paired_over_seeds([50.0, 52.0, 54.0], [49.0, 50.0, 51.0])
+    assert r["mean_diff"] == pytest.approx(2.0)
+    assert r["ci95"][0] < 2.0 < r["ci95"][1]
+    assert 0 < r["ttest_p"] < 0.1
+    assert "ttest_p" not in ev.paired_over_seeds([50.0], [49.0])
+
+
+def test_bools_pack_round_trip():
+    values = np.random.default_rng(0).random(10_001) < 0.6
+    assert np.array_equal(ev.unpack_bools(ev.pack_bools(values), len(values)), values)
+
+
+def test_unit_cache_computes_once_and_refuses_corrupt_files(tmp_path):
+    cache = ev.UnitCache(tmp_path / "study")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"value": 42}
+
+    first = cache.run("subnet00", compute, log=lambda m: None)
+    assert first["value"] == 42 and first["unit"] == "subnet00" and "machine" in first and "wall_s" in first
+    again = cache.run("subnet00", compute, log=lambda m: None)
+    assert again == first and len(calls) == 1          # resumed: not recomputed
+    assert cache.names() == ["subnet00"]
+    cache.path("subnet01").write_text('{"unit": "subnet01", "value": ')   # interrupted writer
+    with pytest.raises(AutovitError, match="corrupt") as err:
+        cache.run("subnet01", compute, log=lambda m: None)
+    assert "delete the file" in err.value.hint and len(calls) == 1
+    cache.path("subnet02").write_text(json.dumps({"unit": "subnet05", "value": 1}))   # copied under another name
+    with pytest.raises(AutovitError, match="not the result of unit 'subnet02'"):
+        cache.load("subnet02")
+    cache.path("subnet01").unlink()
+    assert cache.run("subnet01", compute, log=lambda m: None)["value"] == 42 and len(calls) == 2
+
+
+def test_proxy_space_gives_the_transformer_stages_real_token_grids():
+    import torch
+
+    from autovit.model import AutoViT
+
+    proxy = ev.proxy_space()
+    arch = proxy.largest()
+    seen = []
+    model = AutoViT(arch, num_classes=10)
+    hooks = [m.register_forward_hook(lambda mod, i, o: seen.append(tuple(o.shape[-2:]))) for m in model.stages]
+    model(torch.zeros(1, 3, 32, 32))
+    for h in hooks:
+        h.remove()
+    assert seen[-4:] == [(16, 16), (8, 8), (4, 4), (2, 2)]   # the 4 transformer stages (2x2 patches: 8x8..1x1 tokens)
+    deploy = ev.to_deploy(arch)
+    assert deploy.resolution == 256 and deploy.layout == ev.deploy_space().layout
+    assert ev.to_proxy(deploy) == arch                 # same choices both ways
+
+
+def test_stratified_archs_span_predicted_latency_and_are_reproducible():
+    archs = ev.stratified_archs(6, seed=0, pool=300)
+    keys = [a.key() for a in archs]
+    assert len(set(keys)) == 6 and keys == [a.key() for a in ev.stratified_archs(6, seed=0, pool=300)]
+    space = ev.deploy_space()
+    assert archs[0] == space.smallest() and archs[1] == space.largest()
+    lat = ev.latency_model().predict(archs)
+    assert lat[0] == min(lat) and lat[1] == max(lat)
+    assert list(lat[2:]) == sorted(lat[2:])     # one arch per latency bin, bins in order
