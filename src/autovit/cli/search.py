@@ -63,54 +63,20 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Latency-aware coarse-to-fine search of a trained supernet (paper Algorithm 1)."""
-    from autovit.errors import AutovitError
-    from autovit.io_utils import ensure_writable_dir
-    from autovit.search import SearchConfig, parse_count, parse_latency_list
-    from autovit.search.coarse import coarse_search
-    from autovit.search.evolution import EvolutionarySearch
-    from autovit.search.outputs import load_baselines
-    from autovit.search.runner import (init_distributed, load_latency_model, load_supernet_checkpoint,
-                                       search_inputs, validation_evaluator)
+    import os
 
-    from autovit.search.budget import LatencyBudget
+    from autovit.search.session import SearchRunConfig, run_search
 
-    budget_spec = LatencyBudget.parse(latency_budget) if latency_budget else None
-    config_values: dict[str, Any] = dict(
-        latency_budget_ms=budget_spec.ms if budget_spec else None,
-        params_budget=parse_count(params_budget) if params_budget else None,
-        macs_budget=parse_count(macs_budget, "MACs budget") if macs_budget else None,
-        budgets_ms=parse_latency_list(budgets) if budgets else (), objective=objective, cost_lambda=cost_lambda,
-        cost_metric=cost_metric, min_accuracy=min_accuracy, coarse_samples=coarse_samples, coarse_top_k=coarse_top_k,
-        coarse_rank=coarse_rank, population=population, generations=generations, parents=parents, p_depth=p_depth,
-        p_block=p_block, p_crossover=p_crossover, seed=seed)
-    SearchConfig(**config_values)  # bad settings fail before anything is loaded
-    ensure_writable_dir(out)
-    if (latency_budget or budgets) and lut is None:
-        raise AutovitError("a latency budget needs a latency table", hint="pass --lut TABLE.json "
-                                                                         "(build one with `autovit latency profile`)")
-    if not resume and (out / "state.json").is_file():
-        raise AutovitError(f"{out} already holds a search", hint="pass --resume to continue it, or another --out")
-    base = baselines and load_baselines(baselines)
-    rank, _ = init_distributed()
-    loaded = load_supernet_checkpoint(supernet, space)
-    config = SearchConfig(**config_values, num_classes=loaded.num_classes)
-    latency_model = load_latency_model(lut, loaded.space, force_table) if lut else None
-    timer = budget_timer = None
-    if measure and not force_table and latency_model is not None:
-        from autovit.search.budget import OnnxTimer
-
-        # the budget in the table's units (its head size); the candidates as they ship
-        res, threads = latency_model.table.resolution, int(latency_model.fingerprint.get("threads", 1))
-        budget_timer = OnnxTimer(res, threads, num_classes=latency_model.table.num_classes)
-        timer = OnnxTimer(res, threads, num_classes=loaded.num_classes)
-    resolved = None
-    if budget_spec is not None:
-        from autovit.search.budget import prepare_budget
-
-        resolved = prepare_budget(budget_spec, latency_model, loaded.space, out, resume, budget_timer)
-        config = config.replace(latency_budget_ms=resolved.ms_table)
-    quiet = as_json or rank != 0
-    with _progress_bar(quiet) as bar:
+    cfg = SearchRunConfig(
+        supernet=supernet, out=out, lut=lut, latency_budget=latency_budget, params_budget=params_budget,
+        macs_budget=macs_budget, budgets_ms=budgets or (), objective=objective, cost_lambda=cost_lambda,
+        cost_metric=cost_metric, min_accuracy=min_accuracy, space=space, dataset=data, data_dir=data_dir,
+        val_images=val_images, calib_images=calib_images, batch_size=batch_size, population=population,
+        generations=generations, parents=parents, p_depth=p_depth, p_block=p_block, p_crossover=p_crossover,
+        coarse_samples=coarse_samples, coarse_top_k=coarse_top_k, coarse_rank=coarse_rank, seed=seed,
+        resume=resume, measure=measure, verify_candidates=verify_candidates, compare=compare, impact=impact,
+        baselines=baselines, force_table=force_table, device=device)
+    with _progress_bar(as_json or int(os.environ.get("RANK", "0")) != 0) as bar:
         tasks: dict[str, Any] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
@@ -118,96 +84,14 @@ def search(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        coarse = None if resume else coarse_search(loaded.space, config, latency_model, progress)
-        evaluator, data_info = validation_evaluator(loaded, data, data_dir, val_images, calib_images, batch_size,
-                                                    device, seed)
-        inputs = search_inputs(loaded, lut, data=data, data_dir=data_dir, val_images=val_images,
-                               calib_images=calib_images)
-        engine = EvolutionarySearch(loaded.space, evaluator, latency_model, config, out, progress=progress,
-                                    inputs=inputs)
-        result = engine.run(resume=resume, coarse=coarse)
-        # Baselines evaluate like the search (split across ranks), so every rank runs them.
-        comparison_runs = _baselines(result, evaluator, latency_model, loaded.space) if compare else {}
-    if rank != 0:
+        run = run_search(cfg, progress)
+    if run.summary is None:  # not rank 0 under torchrun
         return
-    verification = None
-    if resolved is not None and timer is not None and result.best is not None:
-        from autovit.search.budget import verify_search
-
-        verification = verify_search(result, latency_model, resolved, timer, verify_candidates)
-    summary = _finish(result, engine, evaluator, latency_model, loaded, out, measure, comparison_runs, impact,
-                      base or [], data_info, supernet, lut, verification)
-    if verification is not None:
-        from autovit.search.budget import finish_verification
-
-        summary["latency_budget"] = finish_verification(out, resolved, verification)
     if as_json:
-        print_json(summary)
+        print_json(run.summary)
     else:
-        _print_summary(result, summary, out)
-    if verification is not None and verification.chosen is None:
-        raise AutovitError(f"no candidate of the search measures within the latency budget {resolved.budget} on "
-                           f"this machine (see {out / 'report.md'})",
-                           hint="raise the budget, pass --verify-candidates N to time more of the front, or "
-                                "re-profile the latency table on a quiet machine (`autovit latency profile`)")
-
-
-def _baselines(result: Any, evaluator: Any, latency_model: Any, space: Any) -> dict[str, Any]:
-    """Random search (same evaluations and budgets) and FLOPs-constrained search (MACs <= the winner's)."""
-    from autovit.search.baselines import flops_constrained_search, random_search
-
-    if result.best is None:
-        return {}
-    return {"random search": random_search(space, evaluator, latency_model, result.config, result.evaluations),
-            "FLOPs-constrained": flops_constrained_search(space, evaluator, latency_model, result.config,
-                                                          result.best.macs)}
-
-
-def _finish(result: Any, engine: Any, evaluator: Any, latency_model: Any, loaded: Any, out: Path, measure: bool,
-            comparison_runs: dict[str, Any], impact: bool, base: list, data_info: dict, supernet: Path,
-            lut: Path | None, verification: Any = None) -> dict[str, Any]:
-    """Impact table, measured latency and every output file of a finished search (rank 0)."""
-    from autovit.latency.impact import latency_impact
-    from autovit.search.outputs import write_outputs
-    from autovit.search.runner import finite, measured_latencies
-
-    if result.best is None:
-        from autovit.errors import AutovitError
-
-        raise AutovitError("the search evaluated no candidate", hint="raise --generations or --population")
-    space = loaded.space
-    rows = latency_impact(result.best.arch, space, evaluator, engine.latency_of) if impact else None
-    extra = {name: r.best.arch for name, r in comparison_runs.items() if r.best is not None}
-    measured: dict[str, float] = {}
-    if measure and (verification is None or extra or result.best_per_budget):
-        table_classes = getattr(getattr(latency_model, "table", None), "num_classes", 1000)
-        measured = measured_latencies(result, extra, num_classes=table_classes)
-    if verification is not None:  # the winner's time from the verification rounds
-        measured.update({r.key: r.measured_ms for r in verification.rows})
-    comparison = [{"name": "latency-aware search (ours)", "accuracy": result.best.accuracy,
-                   "latency_ms": finite(result.best.latency_ms), "measured_ms": measured.get(result.best.key),
-                   "params": result.best.params, "macs": result.best.macs, "evaluations": result.evaluations}]
-    for name, r in comparison_runs.items():
-        if r.best is not None:
-            comparison.append({"name": name, "accuracy": r.best.accuracy, "latency_ms": finite(r.best.latency_ms),
-                               "measured_ms": measured.get(name), "params": r.best.params, "macs": r.best.macs,
-                               "evaluations": r.evaluations})
-    notes = [f"accuracy: top-1 on {data_info['val_images']} held-out validation images of {data_info['dataset']} "
-             f"({data_info['resolution']}px), inherited weights, BN recalibrated on {data_info['calib_images']} "
-             "training images", f"supernet: {supernet}", f"latency table: {lut or 'none'}"]
-    if measure:
-        notes.append("measured latency: this machine, onnxruntime, batch 1, 1 thread (autovit bench)")
-    files = write_outputs(out, result, result.cloud, measured, rows, base, comparison if comparison_runs else [],
-                          {k: v.history for k, v in comparison_runs.items()}, notes,
-                          {"data": data_info, "supernet": str(supernet), "lut": str(lut) if lut else None})
-    return {"out": str(out), "best": files.get("best") and str(files["best"]), "accuracy": result.best.accuracy,
-            "predicted_ms": finite(result.best.latency_ms), "measured_ms": measured.get(result.best.key),
-            "params": result.best.params, "macs": result.best.macs, "key": result.best.key,
-            "evaluations": result.evaluations, "timing": result.timing, "comparison": comparison,
-            "best_per_budget": {f"{k:g}": None if v is None else {"key": v.key, "accuracy": v.accuracy,
-                                                                  "predicted_ms": v.latency_ms, "params": v.params}
-                                for k, v in result.best_per_budget.items()},
-            "files": {k: str(v) for k, v in files.items()}}
+        _print_summary(run.result, run.summary, out)
+    run.check_budget()
 
 
 def _print_summary(result: Any, summary: dict[str, Any], out: Path) -> None:
@@ -371,7 +255,5 @@ def _extract(supernet: Path, arch_path: str, calib_data: str | None,
 
 def register(app: typer.Typer) -> None:
     """Adds `autovit search` and `autovit export` to the main app."""
-    from autovit.run_folder import holding_run_folder
-
-    app.command("search")(holding_run_folder("search")(search))
+    app.command("search")(search)
     app.command("export")(export)
