@@ -26,11 +26,10 @@ def bench(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON report here."),
 ) -> None:
     """Compare our models and any timm model: params, MACs and measured CPU latency."""
-    from autovit.bench import bench_models
-    from autovit.io_utils import ensure_writable_file, save_json
+    from autovit.api import BenchConfig, bench as run_bench
 
-    if out is not None:
-        ensure_writable_file(out)
+    cfg = BenchConfig(models=tuple(models), resolution=resolution, threads=threads, rounds=rounds, runs=runs,
+                      warmup=warmup, reference=reference, latency=latency, num_classes=num_classes, pin=pin, out=out)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True, disable=as_json) as bar:
         tasks: dict[str, int] = {}
@@ -40,11 +39,7 @@ def bench(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, description=f"{stage:8s} {label}")
 
-        report = bench_models(models, resolution=resolution, threads=threads, rounds=rounds, runs=runs,
-                              warmup=warmup, reference=reference, latency=latency, num_classes=num_classes,
-                              pin=pin, progress=progress)
-    if out is not None:
-        save_json(out, report.to_dict())
+        report = run_bench(cfg, progress)
     if as_json:
         print_json(report.to_dict())
         return

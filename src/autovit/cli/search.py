@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from autovit.cli._common import console, err_console, make_table, print_json
+from autovit.cli._common import console, err_console, make_table, print_json, print_problem, usage_errors
 
 
 def _progress_bar(disable: bool) -> Progress:
@@ -146,39 +146,18 @@ def export(
     as_json: bool = typer.Option(False, "--json", help="Print the export report as JSON."),
 ) -> None:
     """Export a subnet with its inherited weights for deployment, each format checked against PyTorch."""
-    from autovit.errors import AutovitError
-    from autovit.export import export_subnet, parse_formats
-    from autovit.io_utils import ensure_writable_dir
+    from autovit.api import ExportConfig, export_model
+    from autovit.export import parse_formats
 
     fmts = parse_formats(formats)
-    ensure_writable_dir(out)
-    if (supernet is None) == (subnet is None):
-        raise AutovitError("pass exactly one of --supernet (with --arch) or --subnet")
-    meta: dict[str, Any] = {}
-    if supernet is not None and arch is None:
-        raise AutovitError("--supernet needs --arch", hint="pass the arch JSON to extract, e.g. runs/search/best.json")
-    if finetune_steps > 0:
-        if supernet is None:
-            raise AutovitError("--finetune-steps needs --supernet and --arch (it starts from the inherited weights)")
-        subnet, supernet = _finetune(supernet, arch, out / "finetune", finetune_steps, finetune_args), None
-    if supernet is not None:
-        model, meta = _extract(supernet, arch, calib_data, calib_images)
-    elif (subnet / "arch.json").is_file():  # a saved subnet folder (autovit.subnet_io)
-        from autovit.subnet_io import load_subnet
-
-        model = load_subnet(subnet)
-        meta = {"source": str(subnet)}
-    else:  # a training checkpoint of one subnet
-        from autovit.train.checkpoint import load_model_from_checkpoint
-
-        model = load_model_from_checkpoint(subnet)
-        if not hasattr(model, "arch"):
-            raise AutovitError(f"{subnet} holds a supernet", hint="use --supernet CKPT --arch ARCH.json")
-        meta = {"source": str(subnet)}
+    cfg = ExportConfig(out=out, supernet=supernet, arch=arch, subnet=subnet, formats=fmts, dataset=calib_data,
+                       calib_images=calib_images, finetune_steps=finetune_steps,
+                       finetune=finetune_settings(finetune_args))
     with _progress_bar(as_json) as bar:
         task = bar.add_task("export", total=len(fmts))
-        report = export_subnet(model, out, fmts, meta=meta,
-                               progress=lambda f: bar.update(task, advance=0, description=f"export {f}"))
+        report = export_model(cfg, progress=lambda f: bar.update(task, advance=0, description=f"export {f}"),
+                              warn=lambda message: print_problem("warning", message),
+                              console=err_console)
         bar.update(task, completed=len(fmts))
     if as_json:
         print_json(report.to_dict())
@@ -190,67 +169,31 @@ def export(
                                                               "file", "note"], rows))
 
 
-def _finetune(supernet: Path, arch: str, out: Path, steps: int, extra: str | None) -> Path:
-    """Runs the standalone trainer (same recipe as the supernet) from the inherited weights; returns
-    the folder of the fine-tuned subnet."""
+def finetune_settings(flags: str | None) -> dict[str, Any]:
+    """`--finetune-args '--lr 5e-4 --set mixup=0'` -> the TrainConfig fields those `autovit train`
+    flags set (parsed by that command's own options, so spellings and values are checked alike)."""
     import shlex
-    import subprocess
-    import sys
 
+    from autovit.cli.supernet import build_config, config_flags, train_standalone
     from autovit.errors import AutovitError
 
-    from autovit.train.checkpoint import read_checkpoint
+    if not flags:
+        return {}
+    app = typer.Typer(add_completion=False)
+    app.command()(train_standalone)
+    command = typer.main.get_command(app)
+    try:
+        ctx = command.make_context("train", ["--arch", "-", *shlex.split(flags)], resilient_parsing=False)
+    except usage_errors() as err:
+        raise AutovitError(f"--finetune-args: {getattr(err, 'format_message', err.__str__)()}",
+                           hint="pass `autovit train` flags, e.g. '--dataset cifar10 --lr 5e-4'") from None
+    params = ctx.params
+    given = {k: v for k, v in config_flags(params).items() if v is not None}
+    base = build_config(params.get("config"), params.get("preset_name"), {}, params.get("sets"))
     from autovit.train.config import TrainConfig
 
-    cmd = [sys.executable, "-c", "from autovit.cli import main; main()", "train", "--arch", str(arch),
-           "--supernet", str(supernet), "--max-steps", str(steps), "--out", str(out)]
-    saved = read_checkpoint(supernet).get("config")
-    if isinstance(saved, dict):  # the supernet's own recipe and data, with a step budget instead of a time budget
-        fields = TrainConfig.__dataclass_fields__
-        cfg = TrainConfig.from_dict({**{k: v for k, v in saved.items() if k in fields}, "time_budget_s": None,
-                                     "init_from": None})
-        out.mkdir(parents=True, exist_ok=True)
-        cfg.save_yaml(out / "finetune_config.yaml")
-        cmd += ["--config", str(out / "finetune_config.yaml")]
-    cmd += shlex.split(extra or "")
-    err_console.print(f"[dim]fine-tuning: autovit {' '.join(cmd[3:])}[/]")
-    if subprocess.run(cmd).returncode != 0:
-        raise AutovitError("fine-tuning failed (see the messages above)", hint="fix the `autovit train` flags "
-                                                                                "given with --finetune-args")
-    return out / "subnet"
-
-
-def _extract(supernet: Path, arch_path: str, calib_data: str | None,
-             calib_images: int | None) -> tuple[Any, dict[str, Any]]:
-    """The subnet `arch_path` of the supernet checkpoint with inherited weights, BN recalibrated on the
-    training data (the supernet's shared BN statistics do not fit a single subnet). With a search's
-    best.json, the recalibration repeats the search's (same images, batching and seed), so the
-    exported model is the one whose accuracy the search reported."""
-    from autovit.search.runner import calibration_set, load_supernet_checkpoint, search_calibration
-
-    loaded = load_supernet_checkpoint(supernet)
-    arch = loaded.supernet.space.parse_arch(arch_path)
-    meta: dict[str, Any] = {"supernet": str(supernet), "space": loaded.space.name, "bn_recalibrated_images": 0}
-    searched = search_calibration(arch_path)
-    recipe = dict(searched or {"dataset": None, "data_dir": None, "images": 2000, "batch_size": 64, "seed": 0})
-    if calib_data is not None:
-        recipe["dataset"], recipe["data_dir"] = calib_data, None
-    if calib_images is not None:
-        recipe["images"] = calib_images
-    if recipe["images"] > 0:
-        from autovit.supernet import recalibrate_bn
-
-        batches = calibration_set(loaded, recipe)
-        loaded.supernet.set_active(arch)
-        recalibrate_bn(loaded.supernet, batches)
-        meta["bn_recalibrated_images"] = sum(len(b[1]) for b in batches)
-        meta["dataset"] = recipe["dataset"] or (loaded.train_config or {}).get("dataset")
-        meta["bn_calibration"] = {**recipe, "as_in_search": searched is not None and recipe == searched}
-        if searched is not None and recipe != searched:
-            err_console.print("[yellow]warning:[/] BN is recalibrated with other settings than the search used "
-                              "(--calib-data/--calib-images): the exported model's accuracy will differ from "
-                              "the one best.json reports")
-    return loaded.supernet.extract(arch).eval(), meta
+    defaults = TrainConfig().to_dict()
+    return {**{k: v for k, v in base.to_dict().items() if v != defaults.get(k)}, **given}
 
 
 def register(app: typer.Typer) -> None:

@@ -84,16 +84,6 @@ class SearchRunConfig:
             put("budgets_ms", parse_latency_list(self.budgets_ms))
         self.search_config()  # bad settings fail before anything is loaded
 
-    @classmethod
-    def option_types(cls) -> dict[str, type]:
-        """Field name -> the plain type an option of that field takes (for checking config files)."""
-        kinds = {"int": int, "float": float, "bool": bool, "str": str}
-        out = {}
-        for f in fields(cls):
-            text = str(f.type)
-            out[f.name] = next((t for k, t in kinds.items() if text.startswith(k)), str)
-        return out
-
     def replace(self, **changes: Any) -> "SearchRunConfig":
         return dataclasses.replace(self, **changes)
 
@@ -104,6 +94,39 @@ class SearchRunConfig:
         return SearchConfig(latency_budget_ms=latency_budget_ms, params_budget=self.params_budget,
                             macs_budget=self.macs_budget, budgets_ms=self.budgets_ms, num_classes=num_classes,
                             **{name: getattr(self, name) for name in _ALGORITHM})
+
+
+# `autovit search` flags spelled otherwise than the SearchRunConfig field they set.
+OPTION_FIELDS = {"lambda": "cost_lambda", "budgets": "budgets_ms"}
+_WITH_UNITS = ("latency_budget", "params_budget", "macs_budget", "budgets_ms")
+_KINDS = {"int": (int, "integer"), "float": ((int, float), "float"), "bool": (bool, "boolean"),
+          "str": (str, "string"), "Path": (str, "path")}
+
+
+def search_option_names() -> list[str]:
+    """The settings a config file may give, spelled as `autovit search` flags (coarse_samples, lambda)."""
+    fields_to_flags = {v: k for k, v in OPTION_FIELDS.items()}
+    return sorted(fields_to_flags.get(f.name, f.name) for f in fields(SearchRunConfig))
+
+
+def search_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings spelled as `autovit search` flags (e.g. from a pipeline config's `search.args`) ->
+    SearchRunConfig fields, each value checked to be of its field's type."""
+    types = {f.name: str(f.type) for f in fields(SearchRunConfig)}
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        name = OPTION_FIELDS.get(str(key).replace("-", "_"), str(key).replace("-", "_"))
+        if name not in types:
+            raise AutovitError(f"unknown search option '{key}'", hint="see `autovit search --help`")
+        kind, label = next((v for k, v in _KINDS.items() if types[name].startswith(k)), (object, "value"))
+        if name in _WITH_UNITS and isinstance(value, str):
+            pass  # '300M', '12ms': parsed by SearchRunConfig
+        elif value is not None or "None" not in types[name]:
+            if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+                raise AutovitError(f"Invalid value for '--{str(key).replace('_', '-')}': {value!r} is not a "
+                                   f"valid {label}")
+        out[name] = value
+    return out
 
 
 @dataclass
