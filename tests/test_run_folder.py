@@ -360,7 +360,8 @@ def test_search_resume_with_another_supernet_or_evaluation_settings_is_refused(t
 
     from autovit.search import SearchConfig
     from autovit.search.evolution import EvolutionarySearch
-    from autovit.search.runner import load_supernet_checkpoint, search_inputs
+    from autovit.search.runner import search_inputs
+    from autovit.train.checkpoint import load_supernet_checkpoint
 
     space = tiny_space()
     lut = write_toy_table(tmp_path / "lut.json", space)

@@ -336,7 +336,8 @@ def _extract(supernet: Path, arch_path: str, calib_data: str | None, calib_image
     training data (the supernet's shared BN statistics do not fit a single subnet). With a search's
     best.json, the recalibration repeats the search's (same images, batching and seed), so the
     exported model is the one whose accuracy the search reported."""
-    from autovit.search.runner import calibration_set, load_supernet_checkpoint, search_calibration
+    from autovit.search.runner import calibration_set, search_calibration
+    from autovit.train.checkpoint import load_supernet_checkpoint
 
     loaded = load_supernet_checkpoint(supernet)
     arch = loaded.supernet.space.parse_arch(arch_path)

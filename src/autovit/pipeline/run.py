@@ -152,7 +152,7 @@ class Pipeline:
         return LatencyBudget.parse(text) if text else None
 
     def _num_classes(self) -> int:
-        from autovit.search.runner import load_supernet_checkpoint
+        from autovit.train.checkpoint import load_supernet_checkpoint
 
         return load_supernet_checkpoint(self.supernet_ckpt).num_classes
 

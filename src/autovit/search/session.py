@@ -170,8 +170,8 @@ def _run(cfg: SearchRunConfig, progress: ProgressFn) -> SearchRunResult:
     from autovit.search.coarse import coarse_search
     from autovit.search.evolution import EvolutionarySearch
     from autovit.search.outputs import load_baselines
-    from autovit.search.runner import (load_latency_model, load_supernet_checkpoint, search_inputs,
-                                       validation_evaluator)
+    from autovit.search.runner import load_latency_model, search_inputs, validation_evaluator
+    from autovit.train.checkpoint import load_supernet_checkpoint
     from autovit.train.distributed import init_distributed
 
     out = cfg.out
