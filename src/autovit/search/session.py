@@ -26,7 +26,8 @@ _ALGORITHM = ("objective", "cost_lambda", "cost_metric", "min_accuracy", "coarse
 
 @dataclass(frozen=True)
 class SearchRunConfig:
-    """Everything one search run needs. Budgets are typed: `latency_budget` a `LatencyBudget` (a time
+    """Everything one search run needs; the algorithm's settings default to `SearchConfig`'s (paper
+    section 4.1). Budgets are typed: `latency_budget` a `LatencyBudget` (a time
     or a model timed here; text such as '12ms' or 'mobilevit_xxs' is parsed on construction),
     `params_budget`/`macs_budget` plain counts ('2M' is parsed), `budgets_ms` a sweep in ms."""
 
@@ -37,26 +38,26 @@ class SearchRunConfig:
     params_budget: float | None = None
     macs_budget: float | None = None
     budgets_ms: tuple[float, ...] = ()
-    objective: str = "eq2"
-    cost_lambda: float = 1.0
-    cost_metric: str = "params"
-    min_accuracy: float | None = None
+    objective: str = SearchConfig.objective
+    cost_lambda: float = SearchConfig.cost_lambda
+    cost_metric: str = SearchConfig.cost_metric
+    min_accuracy: float | None = SearchConfig.min_accuracy
     space: str | None = None               # expected space, checked against the checkpoint
     dataset: str | None = None             # default: the supernet's training data
     data_dir: str | None = None
     val_images: int | None = None
     calib_images: int | None = None        # default: the training config's
     batch_size: int = 256
-    population: int = 50
-    generations: int = 20
-    parents: int = 10
-    p_depth: float = 0.2
-    p_block: float = 0.4
-    p_crossover: float = 0.5
-    coarse_samples: int = 100_000
-    coarse_top_k: int = 50
-    coarse_rank: str = "auto"
-    seed: int = 0
+    population: int = SearchConfig.population
+    generations: int = SearchConfig.generations
+    parents: int = SearchConfig.parents
+    p_depth: float = SearchConfig.p_depth
+    p_block: float = SearchConfig.p_block
+    p_crossover: float = SearchConfig.p_crossover
+    coarse_samples: int = SearchConfig.coarse_samples
+    coarse_top_k: int = SearchConfig.coarse_top_k
+    coarse_rank: str = SearchConfig.coarse_rank
+    seed: int = SearchConfig.seed
     resume: bool = False
     measure: bool = True                   # time the budget and the winner here (False: trust the table)
     verify_candidates: int = 6
