@@ -1,4 +1,4 @@
-"""`autovit bench`: params, MACs and onnxruntime CPU latency of models side by side."""
+"""`autovit bench`: params, MACs and CPU latency (onnxruntime or torch) of models side by side."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def bench(
     latency: bool = typer.Option(True, "--latency/--no-latency", help="Measure latency (else only params/MACs)."),
     num_classes: int = typer.Option(1000, "--num-classes", help="Classifier size."),
     pin: bool = typer.Option(True, "--pin/--no-pin", help="Pin the process to the last CPU while timing."),
+    backend: str = typer.Option("ort", "--backend", help="ort (onnxruntime CPU) or torch (eager PyTorch)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON report here."),
 ) -> None:
@@ -29,7 +30,8 @@ def bench(
     from autovit.api import BenchConfig, bench as run_bench
 
     cfg = BenchConfig(models=tuple(models), resolution=resolution, threads=threads, rounds=rounds, runs=runs,
-                      warmup=warmup, reference=reference, latency=latency, num_classes=num_classes, pin=pin, out=out)
+                      warmup=warmup, reference=reference, latency=latency, num_classes=num_classes, pin=pin,
+                      backend=backend, out=out)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True, disable=as_json) as bar:
         tasks: dict[str, int] = {}
@@ -49,7 +51,8 @@ def bench(
         lat = ([f"{r.median_ms:.2f}", f"{r.iqr_ms:.2f}", f"{r.ratio_to_ref:.3f}"] if r.median_ms is not None
                else ["-", "-", "-"])
         rows.append([r.name, r.source, f"{r.params / 1e6:.3f}", f"{r.macs / 1e9:.3f}", *lat])
-    title = f"{resolution}x{resolution}, batch 1, onnxruntime, {threads} thread(s), {rounds} rounds x {runs} runs"
+    title = (f"{resolution}x{resolution}, batch 1, {report.settings['backend']}, {threads} thread(s), {rounds} rounds x "
+             f"{runs} runs")
     table = make_table(title, ["model", "source", "params M", "GMACs", "median ms", "IQR ms", "ratio"], rows)
     table.columns[0].no_wrap = True
     table.caption = f"ratio: median per-round latency ratio to {ref}"

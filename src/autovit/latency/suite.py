@@ -33,7 +33,7 @@ from autovit.latency.blocks import BlockSig, context_key, context_pair, space_bl
 from autovit.latency.imputation import DEFAULT_PER_FEATURE, blocks_to_measure, impute_entries
 from autovit.latency.lut import LatencyTable, clamp_negative_costs, fingerprint_id
 from autovit.latency.predictor import FEATURES, LatencyModel
-from autovit.latency.profile import Progress, _seeded_model, fit_archs, reference_arch
+from autovit.latency.profile import Progress, fit_archs, reference_arch, seeded_model
 from autovit.onnx_export import export_onnx
 from autovit.space import SearchSpace
 
@@ -102,7 +102,7 @@ def export_suite(space: SearchSpace, out: str | Path, resolution: int | None = N
         return stem
 
     torch.manual_seed(0)
-    ref = write(_seeded_model(reference_arch(res), 1000), size, "reference", "reference")
+    ref = write(seeded_model(reference_arch(res), 1000), size, "reference", "reference")
     contexts: dict[str, str] = {}
     blocks = []
     steps = len(sigs) + fit_subnets
@@ -122,7 +122,7 @@ def export_suite(space: SearchSpace, out: str | Path, resolution: int | None = N
     subnets = []
     for j, arch in enumerate(fit_archs(space, fit_subnets, seed) if fit_subnets else []):
         arch = arch.replace(resolution=res)
-        f = write(_seeded_model(arch, num_classes), size, f"subnets/fit{j:02d}", "subnet", arch=arch.key())
+        f = write(seeded_model(arch, num_classes), size, f"subnets/fit{j:02d}", "subnet", arch=arch.key())
         subnets.append({"file": f, "arch": arch.to_dict()})
         if progress:
             progress("export", len(sigs) + j + 1, steps)
