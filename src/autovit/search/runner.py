@@ -1,5 +1,6 @@
-"""Wiring of the real components for `autovit search`: the supernet checkpoint, the latency table,
-the held-out validation split and BN-calibration set, and the outputs of a finished run."""
+"""Inputs of a real search (`autovit.search.session`): the latency table at the supernet's resolution,
+the held-out validation split and BN-calibration set, the digests a resumed search must match, and
+the measured latencies of a finished run. (The supernet comes from `train.checkpoint`.)"""
 
 from __future__ import annotations
 
