@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 from pathlib import Path
 
@@ -65,3 +66,13 @@ def test_search_config_holds_typed_budgets() -> None:
     assert autovit.SearchRunConfig(supernet="s.pt", latency_budget="12ms").search_config().latency_budget_ms == 12.0
     with pytest.raises(AutovitError, match="the latency budget must be positive, got '0ms'"):
         autovit.SearchRunConfig(supernet="s.pt", latency_budget="0ms")
+
+
+def test_no_public_name_is_shadowed_by_a_submodule() -> None:
+    """`import autovit.bench` sets the attribute `autovit.bench` to the module: a lazily exported
+    function of that name would turn into a module once any code imports the submodule."""
+    package = Path(autovit.__file__).parent
+    clashes = [name for name in autovit.__all__ if (package / f"{name}.py").exists() or (package / name).is_dir()]
+    assert clashes == []
+    importlib.import_module("autovit.bench")
+    assert callable(autovit.run_bench) and autovit.run_bench.__module__ == "autovit.api"

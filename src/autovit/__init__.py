@@ -23,7 +23,7 @@ _EXPORTS = {
     # the Python API (autovit.api): one typed config and one function per job
     **{name: "autovit.api" for name in (
         "BenchConfig", "ExportConfig", "ProfileConfig", "SearchRunConfig", "TrainSubnetConfig",
-        "TrainSupernetConfig", "ValidateConfig", "bench", "export_model", "profile_latency", "run_search",
+        "TrainSupernetConfig", "ValidateConfig", "export_model", "profile_latency", "run_bench", "run_search",
         "train_subnet", "train_supernet", "validate_latency")},
     "LatencyBudget": "autovit.search.budget", "LatencyModel": "autovit.latency.predictor",
     "PipelineConfig": "autovit.pipeline", "run_pipeline": "autovit.pipeline",

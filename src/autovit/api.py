@@ -5,7 +5,7 @@
     train_supernet(TrainSupernetConfig) / train_subnet(TrainSubnetConfig) -> TrainResult
     run_search(SearchRunConfig)      -> SearchRunResult   (autovit.search.session)
     export_model(ExportConfig)       -> ExportReport      extract (optionally fine-tune) and export
-    bench(BenchConfig)               -> BenchReport       params, MACs and latency side by side
+    run_bench(BenchConfig)           -> BenchReport       params, MACs and latency side by side
 
 The `autovit` commands build these configs from their options and print the results; `autovit run`
 (autovit.pipeline) calls the functions directly. Long jobs checkpoint and resume as their commands
@@ -32,8 +32,8 @@ Progress = Callable[[str, int, int], None]
 Message = Callable[[str], None]
 
 __all__ = ["BenchConfig", "ExportConfig", "ProfileConfig", "ProfileResult", "SearchRunConfig", "SearchRunResult",
-           "TrainResult", "TrainSubnetConfig", "TrainSupernetConfig", "ValidateConfig", "ValidationResult", "bench",
-           "export_model", "profile_latency", "run_search", "train_subnet", "train_supernet", "validate_latency"]
+           "TrainResult", "TrainSubnetConfig", "TrainSupernetConfig", "ValidateConfig", "ValidationResult",
+           "export_model", "profile_latency", "run_bench", "run_search", "train_subnet", "train_supernet", "validate_latency"]
 
 
 def _quiet(_: str) -> None:
@@ -382,7 +382,7 @@ class BenchConfig:
     out: Path | None = None               # also write the JSON report here
 
 
-def bench(cfg: BenchConfig, progress: Callable[[str, int, int, str], None] | None = None) -> "BenchReport":
+def run_bench(cfg: BenchConfig, progress: Callable[[str, int, int, str], None] | None = None) -> "BenchReport":
     """Params, MACs and measured batch-1 latency of `cfg.models`, timed in interleaved rounds."""
     from autovit.bench import bench_models
     from autovit.io_utils import ensure_writable_file, save_json

@@ -62,7 +62,7 @@ def phase_progress(enabled: bool = True) -> Iterator[Any]:
     if not enabled:
         yield None
         return
-    bar = Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    bar = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("eta"), TimeRemainingColumn(), console=err_console, transient=False)
     tasks: dict[str, Any] = {}
 

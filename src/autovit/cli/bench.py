@@ -27,7 +27,7 @@ def bench(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON report here."),
 ) -> None:
     """Compare our models and any timm model: params, MACs and measured CPU latency."""
-    from autovit.api import BenchConfig, bench as run_bench
+    from autovit.api import BenchConfig, run_bench
 
     cfg = BenchConfig(models=tuple(models), resolution=resolution, threads=threads, rounds=rounds, runs=runs,
                       warmup=warmup, reference=reference, latency=latency, num_classes=num_classes, pin=pin,

@@ -156,6 +156,13 @@ class Pipeline:
 
         return load_supernet_checkpoint(self.supernet_ckpt).num_classes
 
+    def _progress(self, stage: str) -> Callable[[str, int, int], None] | None:
+        """The progress callback of one stage: its phases named after it ('validation export')."""
+        progress = self.progress
+        if progress is None:
+            return None
+        return lambda phase, done, total: progress(f"{stage} {phase}", done, total)
+
     def _warn(self, message: str) -> None:
         self.log(f"warning: {message}")
 
@@ -167,7 +174,7 @@ class Pipeline:
         api.profile_latency(api.ProfileConfig(out=d / "table.json", space=str(self.space_file), threads=lat.threads,
                                               rounds=lat.rounds, fit_subnets=lat.fit_subnets, blocks=lat.measure,
                                               seed=self.cfg.seed, force_unstable=lat.force_unstable),
-                            self.progress, warn=self._warn, note=self.log)
+                            self._progress("latency"), warn=self._warn, note=self.log)
         return {"table": str(d / "table.json"), "profiled": True}
 
     def _validate(self, d: Path) -> dict[str, Any]:
@@ -175,7 +182,7 @@ class Pipeline:
         api.validate_latency(api.ValidateConfig(lut=self.table, samples=lat.validate_samples, rounds=lat.rounds,
                                                 plot=d / "validation.png", out=d / "validation.json",
                                                 latency_budget=self.budget),
-                             self.progress, warn=self._warn, note=self.log)
+                             self._progress("validation"), warn=self._warn, note=self.log)
         return {"validation": str(d / "validation.json")}
 
     def _supernet(self, d: Path) -> dict[str, Any]:
@@ -195,7 +202,7 @@ class Pipeline:
 
     def _bench(self, models: list[str], out: Path, reference: str | None = None) -> None:
         lat = self.cfg.latency
-        api.bench(api.BenchConfig(models=tuple(models), resolution=self.resolution, threads=lat.threads,
+        api.run_bench(api.BenchConfig(models=tuple(models), resolution=self.resolution, threads=lat.threads,
                                   rounds=lat.bench_rounds, num_classes=self._num_classes(), reference=reference,
                                   out=out))
 
@@ -217,7 +224,7 @@ class Pipeline:
                               baselines=(self.root / "baselines" / "baselines.json"
                                          if self._baseline_names() else None),
                               **search_options(s.args))
-        api.run_search(cfg, self.progress).check_budget()
+        api.run_search(cfg, self._progress("search")).check_budget()
         budget = _read_json(d / "budget.json") if (d / "budget.json").is_file() else None
         return {"best": str(d / "best.json"), "latency_budget": budget}
 
