@@ -101,7 +101,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def inherited_top1(args: argparse.Namespace) -> dict | None:
     """Test top-1 of the searched arch with inherited supernet weights (BN recalibrated)."""
     from autovit.data import build_datasets, eval_loader
-    from autovit.search.runner import load_supernet_checkpoint
+    from autovit.train.checkpoint import load_supernet_checkpoint
     from autovit.supernet.bn_calibration import calibration_batches
     from autovit.supernet.evaluate import SubnetEvaluator
 

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from autovit.export import to_tflite
 from autovit.io_utils import atomic_write_text, save_json
 from autovit.latency.measure import pin_process
 from autovit.latency.predictor import LatencyModel
-from autovit.latency.profile import _seeded_model, fit_archs, sample_distinct
+from autovit.latency.profile import fit_archs, sample_distinct, seeded_model
 from autovit.latency.suite import export_suite, import_measurements
 from autovit.latency.validate import error_metrics
 from autovit.space import SearchSpace
@@ -67,12 +68,6 @@ class LiteRTTimer:
             self.reference_ms.append(ref)
             ratios.append(self._time(it) / ref)
         return float(np.median(ratios))
-
-
-def to_tflite(module: torch.nn.Module, shape: tuple[int, ...], path: Path) -> None:
-    import litert_torch
-
-    litert_torch.convert(module.eval(), (torch.randn(*shape),)).export(str(path))
 
 
 def main() -> None:
@@ -131,7 +126,7 @@ def main() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.is_file():
             tmp = path.with_suffix(".tmp.tflite")
-            to_tflite(_seeded_model(arch, 1000), (1, 3, res, res), tmp)
+            to_tflite(seeded_model(arch, 1000), torch.randn(1, 3, res, res), tmp)
             tmp.replace(path)
         truth.append(timer.ratio(path))
         print(f"[{time.time() - t0:6.0f}s] held-out {j + 1}/{len(held)}", flush=True)

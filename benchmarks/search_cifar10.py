@@ -89,7 +89,8 @@ def main() -> None:
     from autovit.search.evolution import EvolutionarySearch
     from autovit.search.measured import measure_archs
     from autovit.search.outputs import write_outputs
-    from autovit.search.runner import load_latency_model, load_supernet_checkpoint, validation_evaluator
+    from autovit.search.runner import load_latency_model, validation_evaluator
+    from autovit.train.checkpoint import load_supernet_checkpoint
 
     torch.set_num_threads(args.threads)
     t_start = time.time()

@@ -378,7 +378,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> _FakeClock:
     monkeypatch.setattr(measure_mod, "time_runner", fake)
     monkeypatch.setattr(measure_mod.MeasureConfig, "runner",
                         lambda self, module, size, key=None: _FakeRunner(str(key)))
-    monkeypatch.setattr(profile_mod, "_seeded_model", lambda arch, num_classes: None)  # fake runners need no model
+    monkeypatch.setattr(profile_mod, "seeded_model", lambda arch, num_classes: None)  # fake runners need no model
     # the stability precheck times the machine as it is now, on every (re)run: not part of what resumes
     monkeypatch.setattr(profile_mod, "reference_stability", lambda *args, **kwargs: (1.0, 0.0))
     return fake

@@ -138,6 +138,20 @@ def test_bench_measures_latency_and_writes_report(capsys: pytest.CaptureFixture[
     assert len(row["rounds_ms"]) == 2 and data["machine"]["threads"] == 1
 
 
+def test_bench_times_on_the_torch_backend_and_restores_threads(capsys: pytest.CaptureFixture[str]) -> None:
+    """One timing path for tables and bench: the backend is a parameter; torch's thread count (which
+    the torch backend sets) is back afterwards."""
+    import torch
+
+    torch.set_num_threads(2)
+    data = run_json(capsys, "bench", "autovit_xxs", "--resolution", "32", "--rounds", "2", "--runs", "2",
+                    "--warmup", "1", "--no-pin", "--backend", "torch", "--threads", "1")
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(1)  # as tests/conftest.py sets it
+    assert data["settings"]["backend"] == "torch" and data["machine"]["backend"] == "torch"
+    assert data["models"][0]["median_ms"] > 0
+
+
 @pytest.mark.parametrize("args,message", [
     (("autovit_xxx",), "unknown model 'autovit_xxx'"),
     (("not_a_model_at_all",), "unknown model 'not_a_model_at_all'"),
@@ -145,6 +159,7 @@ def test_bench_measures_latency_and_writes_report(capsys: pytest.CaptureFixture[
     (("autovit_xxs", "--threads", "0"), "threads must be >= 1"),
     (("autovit_xxs", "--rounds", "0"), "need rounds >= 1"),
     (("autovit_xxs", "--resolution", "16"), "resolution must be >= 32"),
+    (("autovit_xxs", "--backend", "tvm"), "unknown latency backend 'tvm'"),
 ])
 def test_bench_bad_input_exits_2(capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str) -> None:
     code, out, err = run(capsys, "bench", *args, "--no-latency")

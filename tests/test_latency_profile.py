@@ -155,7 +155,7 @@ def test_a_fit_that_drops_the_table_warns(mocked) -> None:
 def test_subnet_timing_and_validation_report(mocked, tmp_path) -> None:
     space = SearchSpace.builtin("xxs")
     table = synthetic_table(space, seed=0)
-    mocked.setattr(prof, "_seeded_model", lambda arch, n: None)
+    mocked.setattr(prof, "seeded_model", lambda arch, n: None)
     archs = prof.fit_archs(space, 12, seed=0)
     # whole subnets: make "measured" = exact table sum * 1.1 + 0.02 so the fitted model is exact
     raw = LatencyModel(table)
@@ -240,10 +240,10 @@ def test_measure_paired_alternates_reference_and_network(monkeypatch) -> None:
 
 
 def test_profile_cli_prints_warnings_as_one_line_and_names_the_spreads(mocked, tmp_path, capsys) -> None:
-    from autovit.cli import latency as latency_cli
     from autovit.cli import main
+    from autovit.latency import measure
 
-    mocked.setattr(latency_cli, "_pin", lambda cpu: None)
+    mocked.setattr(measure, "pin_process", lambda cpu: None)
     mocked.setattr(prof, "measure_rounds", lambda *a, **k: fake_rounds(*a, spread=True, **k))
     with pytest.raises(SystemExit) as exc:
         main(["latency", "profile", "--out", str(tmp_path / "t.json"), "--fit-subnets", "0", "--rounds", "5",

@@ -112,33 +112,25 @@ def test_shipped_configs_parse() -> None:
         assert cfg.name and cfg.out
 
 
-def test_invoked_commands_do_not_leak_cpu_pinning(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_timing_process_restores_cpu_pinning_and_threads() -> None:
+    """Latency timing pins the process and sets torch's thread count; both come back afterwards (also
+    on an error), or the next pipeline stage (training) runs 1 thread on 1 CPU, ~10x slower."""
     import os
 
     import torch
-    import typer
 
-    import autovit.cli
-    from autovit.latency.measure import pin_process
-    from autovit.pipeline.run import invoke
+    from autovit.latency.measure import timing_process, torch_runner
 
     if not hasattr(os, "sched_getaffinity") or (os.cpu_count() or 1) < 2:
         pytest.skip("needs CPU affinity and 2 CPUs")
     os.sched_setaffinity(0, range(os.cpu_count() or 1))  # earlier tests in this worker may have pinned it
-    leaky = typer.Typer()
-
-    @leaky.command()
-    def measure() -> None:  # like `autovit latency profile`: pins the process, one thread
-        pin_process()
-        torch.set_num_threads(1)
-
-    @leaky.command()
-    def other() -> None:
-        pass
-
-    monkeypatch.setattr(autovit.cli, "app", leaky)
     before, threads = os.sched_getaffinity(0), torch.get_num_threads()
-    invoke(["measure"])
+    with pytest.raises(RuntimeError, match="timing failed"):
+        with timing_process() as cpu:
+            assert os.sched_getaffinity(0) == {cpu} == {max(before)}
+            torch_runner(torch.nn.Identity(), (1, 3), threads=threads + 1)
+            assert torch.get_num_threads() == threads + 1
+            raise RuntimeError("timing failed")
     assert os.sched_getaffinity(0) == before and torch.get_num_threads() == threads
 
 

@@ -262,34 +262,32 @@ def _pipeline_config(tmp_path: Path, **train: object) -> PipelineConfig:
 def test_pipeline_retrains_the_supernet_when_lr_or_seed_change(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """The bug: with a new lr the supernet stage resumed the finished checkpoint (`--resume auto`)."""
-    from autovit.pipeline import run as pipeline_run
+    from autovit import api
 
-    invoked: list[list[str]] = []
+    calls: list = []
 
-    def fake_invoke(args: list) -> None:  # `supernet train`: leaves a checkpoint and the weights
-        args = [str(a) for a in args]
-        invoked.append(args)
-        out = Path(args[args.index("--out") + 1])
-        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (out / "checkpoints" / "last.pt").write_text(Path(args[args.index("--config") + 1]).read_text())
-        (out / "supernet.pt").write_text("weights")
+    def fake_train(cfg: "api.TrainSupernetConfig", console: object = None) -> None:  # leaves a checkpoint
+        calls.append(cfg)
+        (cfg.out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (cfg.out / "checkpoints" / "last.pt").write_text(yaml.safe_dump(cfg.train.to_dict()))
+        (cfg.out / "supernet.pt").write_text("weights")
 
-    monkeypatch.setattr(pipeline_run, "invoke", fake_invoke)
+    monkeypatch.setattr(api, "train_supernet", fake_train)
 
-    def run(cfg: PipelineConfig) -> list[str]:
+    def run(cfg: PipelineConfig) -> "api.TrainSupernetConfig":
         pipe = Pipeline(cfg, log=lambda m: None)
         with open_run_folder(pipe.root, "pipeline"):
             run_stages(pipe.root, [s for s in pipe.stages() if s.name in ("latency", "supernet")], pipe.log)
-        return invoked[-1]
+        return calls[-1]
 
     first = run(_pipeline_config(tmp_path, lr=0.001))
-    assert "--resume" not in first
+    assert first.resume is None
     (tmp_path / "run" / "supernet" / MARKER).write_text(  # as if killed mid-training: resumes
         (tmp_path / "run" / "supernet" / MARKER).read_text().replace('"done"', '"running"'))
-    assert run(_pipeline_config(tmp_path, lr=0.001))[-1] == "--resume"
+    assert run(_pipeline_config(tmp_path, lr=0.001)).resume == "auto"
     for seed in (0, 1):
         cfg = PipelineConfig.from_dict({**_pipeline_config(tmp_path, lr=0.01).to_dict(), "seed": seed})
-        assert "--resume" not in run(cfg)  # trained from scratch with the new settings
+        assert run(cfg).resume is None  # trained from scratch with the new settings
         trained = yaml.safe_load((tmp_path / "run" / "supernet" / "checkpoints" / "last.pt").read_text())
         assert (trained["lr"], trained["seed"]) == (0.01, cfg.seed)
 
@@ -362,7 +360,8 @@ def test_search_resume_with_another_supernet_or_evaluation_settings_is_refused(t
 
     from autovit.search import SearchConfig
     from autovit.search.evolution import EvolutionarySearch
-    from autovit.search.runner import load_supernet_checkpoint, search_inputs
+    from autovit.search.runner import search_inputs
+    from autovit.train.checkpoint import load_supernet_checkpoint
 
     space = tiny_space()
     lut = write_toy_table(tmp_path / "lut.json", space)
@@ -397,8 +396,12 @@ def test_tampered_search_state_is_one_clear_error(tmp_path: Path, text: str) -> 
         SearchState.load(tmp_path, tiny_space())
 
 
-def test_a_stage_command_with_a_bad_flag_is_one_clear_error() -> None:
-    from autovit.pipeline.run import invoke
+def test_a_search_setting_of_the_wrong_type_is_one_clear_error() -> None:
+    from autovit.search.session import SearchRunConfig, search_options
 
-    with pytest.raises(AutovitError, match="`autovit search --supernet`: Invalid value for '--population'"):
-        invoke(["search", "--supernet", "x.pt", "--population", "many"])
+    with pytest.raises(AutovitError, match="Invalid value for '--population': 'many' is not a valid integer"):
+        search_options({"population": "many"})
+    with pytest.raises(AutovitError, match="parents \\(8\\) cannot exceed the population \\(4\\)"):
+        SearchRunConfig(supernet="x.pt", **search_options({"population": 4, "parents": 8}))
+    cfg = SearchRunConfig(supernet="x.pt", **search_options({"lambda": 2, "macs_budget": "300M", "budgets": "8ms,10ms"}))
+    assert (cfg.cost_lambda, cfg.macs_budget, cfg.budgets_ms) == (2, 300e6, (8.0, 10.0))

@@ -111,7 +111,8 @@ def test_export_recalibrates_bn_exactly_as_the_search_did(tmp_path, capsys) -> N
     exported BN buffers equal the search evaluator's for that arch, and the exported model scores
     the accuracy best.json reports. Other --calib-images give other statistics (and a warning)."""
     from autovit.arch import Arch
-    from autovit.search.runner import load_supernet_checkpoint, validation_evaluator
+    from autovit.search.runner import validation_evaluator
+    from autovit.train.checkpoint import load_supernet_checkpoint
     from autovit.subnet_io import load_subnet
     from autovit.supernet import recalibrate_bn
     from autovit.supernet.evaluate import evaluate

@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 
 from autovit.search import SearchConfig, random_search, search
 from autovit.search.baselines import flops_constrained_search
-from autovit.latency.impact import latency_impact, removals
+from autovit.search.impact import latency_impact, removals
 from autovit.search.outputs import load_baselines, write_outputs
 from search_toys import MacsLatency, params_accuracy, tiny_space
 

@@ -20,6 +20,13 @@ _EXPORTS = {
     "stage_costs": "autovit.costs", "ArchError": "autovit.errors", "AutovitError": "autovit.errors",
     "SpaceError": "autovit.errors", "AutoViT": "autovit.model", "build_model": "autovit.model",
     "SearchSpace": "autovit.space", "paper_arch": "autovit.registry", "resolve_arch": "autovit.registry",
+    # the Python API (autovit.api): one typed config and one function per job
+    **{name: "autovit.api" for name in (
+        "BenchConfig", "ExportConfig", "ProfileConfig", "SearchRunConfig", "TrainSubnetConfig",
+        "TrainSupernetConfig", "ValidateConfig", "export_model", "profile_latency", "run_bench", "run_search",
+        "train_subnet", "train_supernet", "validate_latency")},
+    "LatencyBudget": "autovit.search.budget", "LatencyModel": "autovit.latency.predictor",
+    "PipelineConfig": "autovit.pipeline", "run_pipeline": "autovit.pipeline",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,4 +1,4 @@
-"""Side-by-side comparison of models: params, MACs and measured CPU latency (onnxruntime).
+"""Side-by-side comparison of models: params, MACs and measured CPU latency (onnxruntime or torch).
 
 Used by `autovit bench`, `benchmarks/bench_models.py` and the pipeline report. A model is named
 either `autovit_xxs|xs|s`, the path of an arch JSON, or any timm model name (random weights;
@@ -10,13 +10,11 @@ to the reference model (the first one unless named).
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -135,20 +133,6 @@ def model_costs(model: BenchModel, resolution: int, num_classes: int = 1000) -> 
     return measured_costs(model.module, resolution)
 
 
-@contextlib.contextmanager
-def pinned(cpu: int | None = None) -> Iterator[int | None]:
-    """Pins this process to one CPU (the last by default) and restores the affinity afterwards."""
-    from autovit.latency.measure import pin_process
-
-    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    try:
-        yield pin_process(cpu)
-    finally:
-        if before is not None:
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(0, before)
-
-
 def versions() -> dict[str, str]:
     import onnxruntime
     import timm
@@ -162,10 +146,10 @@ def versions() -> dict[str, str]:
 def bench_models(names: Sequence[str], resolution: int = 256, threads: int = 1, rounds: int = 7,
                  runs: int = 20, warmup: int = 10, reference: str | None = None, latency: bool = True,
                  num_classes: int = 1000, opt_level: str = "all", pin: bool = True,
-                 progress: ProgressFn | None = None) -> BenchReport:
-    """Params, MACs and (optionally) onnxruntime CPU latency of each named model at batch 1."""
-    from autovit.latency.measure import device_fingerprint, measure_interleaved, ort_runner
-    from autovit.onnx_export import export_onnx
+                 progress: ProgressFn | None = None, backend: str = "ort") -> BenchReport:
+    """Params, MACs and (optionally) CPU latency of each named model at batch 1, timed on `backend`
+    ('ort': onnxruntime, 'torch': eager PyTorch) by the latency tables' timing path."""
+    from autovit.latency.measure import MeasureConfig, measure_interleaved, timing_process
 
     names = list(dict.fromkeys(names))  # drop repeats, keep order
     if not names:
@@ -187,15 +171,15 @@ def bench_models(names: Sequence[str], resolution: int = 256, threads: int = 1, 
         rows.append(BenchRow(name, model.source, params, macs))
     step("build", len(names), len(names), "")
 
+    timing = MeasureConfig(backend=backend, threads=threads, opt_level=opt_level)
     cpu = None
     if latency:
-        runners = []
-        for i, model in enumerate(models):
-            step("export", i, len(models), model.name)
-            onnx_bytes = export_onnx(model.module, None, (1, 3, resolution, resolution))
-            runners.append(ort_runner(onnx_bytes, threads, opt_level))
-        step("export", len(models), len(models), "")
-        with pinned() if pin else contextlib.nullcontext() as cpu:
+        with timing_process(pin=pin) as cpu:  # the torch backend sets the thread count: restored after
+            runners = []
+            for i, model in enumerate(models):
+                step("export", i, len(models), model.name)
+                runners.append(timing.runner(model.module, (1, 3, resolution, resolution)))
+            step("export", len(models), len(models), "")
             per_round: list[list[float]] = [[] for _ in runners]
             for r in range(rounds):
                 step("measure", r, rounds, f"round {r + 1}/{rounds}")
@@ -213,9 +197,9 @@ def bench_models(names: Sequence[str], resolution: int = 256, threads: int = 1, 
 
     settings = dict(resolution=resolution, threads=threads, rounds=rounds, runs=runs, warmup=warmup,
                     reference=reference, latency=latency, num_classes=num_classes, batch=1,
-                    backend="onnxruntime", graph_optimization=opt_level, pinned_cpu=cpu,
+                    backend={"ort": "onnxruntime"}.get(backend, backend), graph_optimization=opt_level, pinned_cpu=cpu,
                     macs="FlopCounterMode FLOPs / 2 (closed form for autovit models)")
-    machine = device_fingerprint("ort", threads, opt_level, resolution)
+    machine = timing.fingerprint(resolution)
     return BenchReport(rows, settings, machine, versions())
 
 

@@ -104,18 +104,52 @@ def _onnx(model: AutoViT, out: Path, x: torch.Tensor, rtol: float) -> FormatResu
     return FormatResult("onnx", "ok", str(path), diff, rel, "onnx.checker passed; onnxruntime CPU vs PyTorch")
 
 
+def tflite_converter() -> Any | None:
+    """The LiteRT converter package (litert-torch, or its former name ai-edge-torch); None when neither
+    is installed."""
+    import importlib
+
+    for name in ("litert_torch", "ai_edge_torch"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
+def to_tflite(module: torch.nn.Module, example: torch.Tensor, path: str | Path) -> Any:
+    """Converts `module` with LiteRT and writes the .tflite file; returns the converted model (callable
+    on tensors, run by the LiteRT interpreter)."""
+    converter = tflite_converter()
+    if converter is None:
+        raise AutovitError("litert-torch is not installed", hint="pip install litert-torch")
+    edge = converter.convert(module.eval(), (example,))
+    edge.export(str(path))
+    return edge
+
+
+def to_coreml(module: torch.nn.Module, example: torch.Tensor, path: str | Path, float32: bool = True) -> Any:
+    """Converts `module` to a Core ML ML Program (FLOAT32 compute, or Core ML's default FLOAT16) and
+    writes the .mlpackage; returns the coremltools model."""
+    import coremltools as ct
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # torch.export, not tracing: the traced graph's shape arithmetic (unfold/fold) does not convert.
+        program = torch.export.export(module.eval(), (example,)).run_decompositions({})
+        precision = {"compute_precision": ct.precision.FLOAT32} if float32 else {}
+        mlmodel = ct.convert(program, convert_to="mlprogram", **precision)
+    mlmodel.save(str(path))  # a directory (.mlpackage): cannot be renamed into place atomically
+    return mlmodel
+
+
 def _coreml(model: AutoViT, out: Path, x: torch.Tensor, ref: torch.Tensor, rtol: float) -> FormatResult:
     try:
-        import coremltools as ct
+        import coremltools  # noqa: F401
     except ImportError:
         return FormatResult("coreml", "skipped", message="coremltools is not installed (pip install coremltools)")
     path = out / "model.mlpackage"
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # torch.export, not tracing: the traced graph's shape arithmetic does not convert.
-        program = torch.export.export(model, (x,)).run_decompositions({})
-        mlmodel = ct.convert(program, convert_to="mlprogram", compute_precision=ct.precision.FLOAT32)
-    mlmodel.save(str(path))  # a directory (.mlpackage): cannot be renamed into place atomically
+    mlmodel = to_coreml(model, x, path)
     try:
         name = mlmodel.get_spec().description.input[0].name
         pred = mlmodel.predict({name: x.numpy()})
@@ -127,18 +161,12 @@ def _coreml(model: AutoViT, out: Path, x: torch.Tensor, ref: torch.Tensor, rtol:
 
 
 def _tflite(model: AutoViT, out: Path, x: torch.Tensor, ref: torch.Tensor, rtol: float) -> FormatResult:
-    try:
-        import litert_torch as converter
-    except ImportError:
-        try:
-            import ai_edge_torch as converter
-        except ImportError:
-            return FormatResult("tflite", "skipped",
-                                message="litert-torch is not installed (pip install litert-torch; "
-                                        "it pulls in JAX, transformers and torchao)")
+    if tflite_converter() is None:
+        return FormatResult("tflite", "skipped",
+                            message="litert-torch is not installed (pip install litert-torch; "
+                                    "it pulls in JAX, transformers and torchao)")
     path = out / "model.tflite"
-    edge = converter.convert(model.eval(), (x,))
-    edge.export(str(path))
+    edge = to_tflite(model, x, path)
     diff, rel = _check("TFLite", ref, edge(x), max(rtol, MOBILE_RTOL))
     return FormatResult("tflite", "ok", str(path), diff, rel, "LiteRT interpreter vs PyTorch")
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import os
 import re
 import shutil
 import time
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator, TypeVar
+from typing import IO, Callable, Iterable, Iterator
 
 from autovit.errors import AutovitError
 from autovit.io_utils import ensure_writable_dir
@@ -123,22 +122,6 @@ def open_run_folder(folder: str | Path, kind: str,
         handle.close()
         if created and {p.name for p in folder.iterdir()} <= {MARKER_FILE, LOCK_FILE}:
             shutil.rmtree(folder)  # a run refused before it wrote anything leaves no folder behind
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def holding_run_folder(kind: str, param: str = "out") -> Callable[[F], F]:
-    """Decorates a CLI command so it runs inside `open_run_folder(<its `param` argument>, kind)`."""
-    def wrap(command: F) -> F:
-        @functools.wraps(command)
-        def held(*args: Any, **kwargs: Any) -> Any:
-            with open_run_folder(kwargs[param], kind):
-                return command(*args, **kwargs)
-
-        return held  # type: ignore[return-value]
-
-    return wrap
 
 
 def delete_run_folder(folder: str | Path, keep: Iterable[str | Path] = ()) -> bool:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -35,3 +36,40 @@ def make_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequenc
     for row in rows:
         table.add_row(*[str(v) for v in row])
     return table
+
+
+def usage_errors() -> tuple[type, ...]:
+    """Exception classes of a bad flag or value: typer >= 0.22 vendors its own click, older typer
+    raises click's."""
+    import typer
+
+    errors: list[type] = [getattr(typer, "TyperException", typer.BadParameter)]
+    try:
+        import click
+
+        errors.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+@contextlib.contextmanager
+def phase_progress(enabled: bool = True) -> Iterator[Any]:
+    """Yields `update(phase, done, total)` driving a rich progress bar with one task per phase
+    (export, measure, fit-..., coarse, fine), with ETA; yields None when not `enabled`."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    if not enabled:
+        yield None
+        return
+    bar = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("eta"), TimeRemainingColumn(), console=err_console, transient=False)
+    tasks: dict[str, Any] = {}
+
+    def update(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(phase, total=total)
+        bar.update(tasks[phase], completed=done, total=total)
+
+    with bar:
+        yield update

@@ -1,4 +1,4 @@
-"""`autovit bench`: params, MACs and onnxruntime CPU latency of models side by side."""
+"""`autovit bench`: params, MACs and CPU latency (onnxruntime or torch) of models side by side."""
 
 from __future__ import annotations
 
@@ -22,15 +22,16 @@ def bench(
     latency: bool = typer.Option(True, "--latency/--no-latency", help="Measure latency (else only params/MACs)."),
     num_classes: int = typer.Option(1000, "--num-classes", help="Classifier size."),
     pin: bool = typer.Option(True, "--pin/--no-pin", help="Pin the process to the last CPU while timing."),
+    backend: str = typer.Option("ort", "--backend", help="ort (onnxruntime CPU) or torch (eager PyTorch)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON report here."),
 ) -> None:
     """Compare our models and any timm model: params, MACs and measured CPU latency."""
-    from autovit.bench import bench_models
-    from autovit.io_utils import ensure_writable_file, save_json
+    from autovit.api import BenchConfig, run_bench
 
-    if out is not None:
-        ensure_writable_file(out)
+    cfg = BenchConfig(models=tuple(models), resolution=resolution, threads=threads, rounds=rounds, runs=runs,
+                      warmup=warmup, reference=reference, latency=latency, num_classes=num_classes, pin=pin,
+                      backend=backend, out=out)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True, disable=as_json) as bar:
         tasks: dict[str, int] = {}
@@ -40,11 +41,7 @@ def bench(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, description=f"{stage:8s} {label}")
 
-        report = bench_models(models, resolution=resolution, threads=threads, rounds=rounds, runs=runs,
-                              warmup=warmup, reference=reference, latency=latency, num_classes=num_classes,
-                              pin=pin, progress=progress)
-    if out is not None:
-        save_json(out, report.to_dict())
+        report = run_bench(cfg, progress)
     if as_json:
         print_json(report.to_dict())
         return
@@ -54,7 +51,8 @@ def bench(
         lat = ([f"{r.median_ms:.2f}", f"{r.iqr_ms:.2f}", f"{r.ratio_to_ref:.3f}"] if r.median_ms is not None
                else ["-", "-", "-"])
         rows.append([r.name, r.source, f"{r.params / 1e6:.3f}", f"{r.macs / 1e9:.3f}", *lat])
-    title = f"{resolution}x{resolution}, batch 1, onnxruntime, {threads} thread(s), {rounds} rounds x {runs} runs"
+    title = (f"{resolution}x{resolution}, batch 1, {report.settings['backend']}, {threads} thread(s), {rounds} rounds x "
+             f"{runs} runs")
     table = make_table(title, ["model", "source", "params M", "GMACs", "median ms", "IQR ms", "ratio"], rows)
     table.columns[0].no_wrap = True
     table.caption = f"ratio: median per-round latency ratio to {ref}"

@@ -2,52 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import typer
 
-from autovit.cli._common import console, err_console, make_table, print_json, print_problem
+from autovit.cli._common import console, err_console, make_table, phase_progress, print_json, print_problem
 
 latency_app = typer.Typer(help="Latency lookup tables, the Eq. 6 latency model and its validation.",
                           no_args_is_help=True)
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool = True) -> Iterator[Any]:
-    """A rich progress bar with one task per phase (export, measure, fit-...), with ETA."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    if not enabled:
-        yield None
-        return
-    bar = Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("eta"), TimeRemainingColumn(), console=err_console, transient=False)
-    tasks: dict[str, Any] = {}
-
-    def update(phase: str, done: int, total: int) -> None:
-        if phase not in tasks:
-            tasks[phase] = bar.add_task(phase, total=total)
-        bar.update(tasks[phase], completed=done, total=total)
-
-    with bar:
-        yield update
-
-
-def _config(backend: str, threads: int, opt_level: str, rounds: int) -> Any:
-    from autovit.latency.measure import MeasureConfig
-
-    return MeasureConfig(backend=backend, threads=threads, opt_level=opt_level, rounds=rounds)
-
-
-def _pin(cpu: Optional[int]) -> Optional[int]:
-    from autovit.latency.measure import pin_process
-
-    return pin_process(cpu)
 
 
 @latency_app.command("profile")
@@ -71,27 +36,15 @@ def profile(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Measure block variants in context, fit the latency model, write the table."""
-    from autovit.io_utils import ensure_writable_file
-    from autovit.latency.profile import UnstableMachineError, profile_log, profile_space
-    from autovit.space import SearchSpace
+    from autovit.api import ProfileConfig, profile_latency
 
-    ensure_writable_file(out)
-    sp = SearchSpace.load(space)
-    pinned = _pin(cpu)
-    config = _config(backend, threads, opt_level, rounds)
-    log = profile_log(out, sp, resolution, config, fit_subnets, seed, num_classes, measure, anchors_per_feature)
-    if log.reused:
-        err_console.print(f"resuming: {log.reused} timings reused from {log.path}")
-    try:
-        with _progress(not as_json) as progress:
-            model = profile_space(sp, resolution, config, fit_subnets, seed, num_classes, progress, max_spread,
-                                  force, measure=measure, anchors_per_feature=anchors_per_feature, log=log,
-                                  warn=_print_warning)
-    except UnstableMachineError:
-        log.discard()  # timings from an unstable machine are not worth resuming
-        raise
-    model.save(out)
-    log.discard()
+    cfg = ProfileConfig(out=out, space=space, backend=backend, threads=threads, resolution=resolution,
+                        opt_level=opt_level, rounds=rounds, fit_subnets=fit_subnets, seed=seed,
+                        num_classes=num_classes, cpu=cpu, max_spread=max_spread, force_unstable=force,
+                        blocks=measure, anchors_per_feature=anchors_per_feature)
+    with phase_progress(not as_json) as progress:
+        result = profile_latency(cfg, progress, warn=_print_warning, note=err_console.print)
+    model, pinned = result.model, result.pinned_cpu
     t = model.table
     spreads = reference_spreads(t)
     summary = {"out": str(out), "space": t.space, "resolution": t.resolution, "modules": len(t.entries),
@@ -225,43 +178,13 @@ def validate(
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Measure held-out subnets here and score the model, the ablations and the noise floor."""
-    from autovit.io_utils import ensure_writable_file, save_json
-    from autovit.latency.profile import partial_path
-    from autovit.latency.validate import plot_validation, run_validation, validation_log
-    from autovit.space import SearchSpace
+    from autovit.api import ValidateConfig, validate_latency
 
-    if out is not None:
-        ensure_writable_file(out)
-    if plot is not None:
-        ensure_writable_file(plot, "--plot")
-    model = _load_model(lut)
-    fp = model.fingerprint
-    config = _config(fp.get("backend", "ort"), int(fp.get("threads", 1)), fp.get("graph_optimization", "all"), rounds)
-    with warnings.catch_warnings():  # shown below as one clean line each, not as Python warnings
-        warnings.simplefilter("ignore")
-        problems = model.table.check_compatible(fingerprint=config.fingerprint(model.table.resolution), force=force)
-    for problem in problems:
-        _print_warning(f"using a mismatched latency table: {problem}")
-    space = SearchSpace.load(model.space_name)
-    _pin(cpu)
-    from autovit.search.budget import validation_groups
-
-    # Checkpoint of the timings: next to --out, else next to the table (when that folder is writable).
-    where = partial_path(out) if out else lut.with_name(lut.name + ".validate.partial.json")
-    groups = validation_groups(model, space, extremes, latency_budget)
-    log = (validation_log(where, model, space, samples, seed, config, groups)
-           if out or os.access(lut.parent, os.W_OK) else None)
-    if log and log.reused:
-        err_console.print(f"resuming: {log.reused} timings reused from {log.path}")
-    with _progress(not as_json) as progress:
-        report = run_validation(model, space, samples, seed, config, progress, groups, log,
-                                mlp_ablation=mlp_ablation)
-    if out:
-        save_json(out, report)
-    if log:
-        log.discard()
-    if plot:
-        plot_validation(report, plot)
+    cfg = ValidateConfig(lut=lut, samples=samples, seed=seed, rounds=rounds, plot=plot, out=out, cpu=cpu,
+                         force_table=force, mlp_ablation=mlp_ablation, extremes=extremes,
+                         latency_budget=latency_budget)
+    with phase_progress(not as_json) as progress:
+        report = validate_latency(cfg, progress, warn=_print_warning, note=err_console.print).report
     summary = {k: report[k] for k in ("space", "samples", "metrics", "retest_noise", "error_over_noise",
                                       "reference_ms_now", "reference_ms_table")}
     summary["ablations"], summary["groups"] = report["ablations"], report["groups"]
@@ -277,7 +200,7 @@ def validate(
     rows = [row("latency model", report["metrics"]), row("re-test noise", report["retest_noise"])]
     rows += [row(k.replace("_", " "), v) for k, v in report["ablations"].items() if k != "latency_model"]
     rows += [row(f"{k.replace('_', ' ')} ({v['n']} subnets)", v) for k, v in report["groups"].items()]
-    console.print(make_table(f"{samples} held-out subnets of '{space.name}'", cols, rows))
+    console.print(make_table(f"{samples} held-out subnets of '{report['space']}'", cols, rows))
     console.print(f"error / noise floor: {report['error_over_noise']:.2f}" + (f"; plot: {plot}" if plot else ""))
 
 
@@ -291,11 +214,11 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Stability check: time the reference network and fail (exit 2) if it spreads too much."""
-    from autovit.latency.measure import MeasureConfig
+    from autovit.latency.measure import MeasureConfig, timing_process
     from autovit.latency.profile import check_stability, reference_stability
 
-    pinned = _pin(cpu)
-    median_ms, spread = reference_stability(MeasureConfig(threads=threads, rounds=rounds), resolution, rounds)
+    with timing_process(cpu) as pinned:
+        median_ms, spread = reference_stability(MeasureConfig(threads=threads, rounds=rounds), resolution, rounds)
     data = {"reference_ms": median_ms, "spread": spread, "pinned_cpu": pinned, "max_spread": max_spread}
     if as_json:
         print_json(data)
@@ -327,7 +250,7 @@ def export_suite_cmd(
 
     ensure_writable_dir(out)
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
-    with _progress(not as_json) as progress:
+    with phase_progress(not as_json) as progress:
         summary = export_suite(SearchSpace.load(space), out, resolution, fit_subnets, fmts, progress=progress,
                                measure=measure, anchors_per_feature=anchors_per_feature, standalone=standalone)
     if as_json:

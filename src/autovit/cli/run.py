@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from autovit.cli._common import console
+from autovit.cli._common import console, phase_progress
 
 
 def run(config: Path = typer.Argument(..., help="Pipeline YAML, e.g. configs/quickstart.yaml."),
@@ -25,12 +25,14 @@ def run(config: Path = typer.Argument(..., help="Pipeline YAML, e.g. configs/qui
         cfg = dataclasses.replace(cfg, out=str(out))
     from rich.markup import escape
 
-    pipeline = Pipeline(cfg, log=lambda msg: console.print(f"[bold cyan]{escape(msg)}[/]"))  # checks the config
-    if fresh:
-        from autovit.run_folder import delete_run_folder
+    with phase_progress() as progress:
+        pipeline = Pipeline(cfg, log=lambda msg: console.print(f"[bold cyan]{escape(msg)}[/]"),  # checks the config
+                            console=console, progress=progress)
+        if fresh:
+            from autovit.run_folder import delete_run_folder
 
-        delete_run_folder(cfg.out, keep=[p for p in (cfg.latency.table, cfg.supernet.checkpoint) if p])
-    report = pipeline.run()
+            delete_run_folder(cfg.out, keep=[p for p in (cfg.latency.table, cfg.supernet.checkpoint) if p])
+        report = pipeline.run()
     console.print(f"\n[bold green]Report:[/] {report}")
 
 

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from autovit.cli._common import console, err_console, make_table, print_json
+from autovit.cli._common import console, err_console, make_table, print_json, print_problem, usage_errors
 
 
 def _progress_bar(disable: bool) -> Progress:
@@ -63,54 +63,20 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Latency-aware coarse-to-fine search of a trained supernet (paper Algorithm 1)."""
-    from autovit.errors import AutovitError
-    from autovit.io_utils import ensure_writable_dir
-    from autovit.search import SearchConfig, parse_count, parse_latency_list
-    from autovit.search.coarse import coarse_search
-    from autovit.search.evolution import EvolutionarySearch
-    from autovit.search.outputs import load_baselines
-    from autovit.search.runner import (init_distributed, load_latency_model, load_supernet_checkpoint,
-                                       search_inputs, validation_evaluator)
+    import os
 
-    from autovit.search.budget import LatencyBudget
+    from autovit.search.session import SearchRunConfig, run_search
 
-    budget_spec = LatencyBudget.parse(latency_budget) if latency_budget else None
-    config_values: dict[str, Any] = dict(
-        latency_budget_ms=budget_spec.ms if budget_spec else None,
-        params_budget=parse_count(params_budget) if params_budget else None,
-        macs_budget=parse_count(macs_budget, "MACs budget") if macs_budget else None,
-        budgets_ms=parse_latency_list(budgets) if budgets else (), objective=objective, cost_lambda=cost_lambda,
-        cost_metric=cost_metric, min_accuracy=min_accuracy, coarse_samples=coarse_samples, coarse_top_k=coarse_top_k,
-        coarse_rank=coarse_rank, population=population, generations=generations, parents=parents, p_depth=p_depth,
-        p_block=p_block, p_crossover=p_crossover, seed=seed)
-    SearchConfig(**config_values)  # bad settings fail before anything is loaded
-    ensure_writable_dir(out)
-    if (latency_budget or budgets) and lut is None:
-        raise AutovitError("a latency budget needs a latency table", hint="pass --lut TABLE.json "
-                                                                         "(build one with `autovit latency profile`)")
-    if not resume and (out / "state.json").is_file():
-        raise AutovitError(f"{out} already holds a search", hint="pass --resume to continue it, or another --out")
-    base = baselines and load_baselines(baselines)
-    rank, _ = init_distributed()
-    loaded = load_supernet_checkpoint(supernet, space)
-    config = SearchConfig(**config_values, num_classes=loaded.num_classes)
-    latency_model = load_latency_model(lut, loaded.space, force_table) if lut else None
-    timer = budget_timer = None
-    if measure and not force_table and latency_model is not None:
-        from autovit.search.budget import OnnxTimer
-
-        # the budget in the table's units (its head size); the candidates as they ship
-        res, threads = latency_model.table.resolution, int(latency_model.fingerprint.get("threads", 1))
-        budget_timer = OnnxTimer(res, threads, num_classes=latency_model.table.num_classes)
-        timer = OnnxTimer(res, threads, num_classes=loaded.num_classes)
-    resolved = None
-    if budget_spec is not None:
-        from autovit.search.budget import prepare_budget
-
-        resolved = prepare_budget(budget_spec, latency_model, loaded.space, out, resume, budget_timer)
-        config = config.replace(latency_budget_ms=resolved.ms_table)
-    quiet = as_json or rank != 0
-    with _progress_bar(quiet) as bar:
+    cfg = SearchRunConfig(
+        supernet=supernet, out=out, lut=lut, latency_budget=latency_budget, params_budget=params_budget,
+        macs_budget=macs_budget, budgets_ms=budgets or (), objective=objective, cost_lambda=cost_lambda,
+        cost_metric=cost_metric, min_accuracy=min_accuracy, space=space, dataset=data, data_dir=data_dir,
+        val_images=val_images, calib_images=calib_images, batch_size=batch_size, population=population,
+        generations=generations, parents=parents, p_depth=p_depth, p_block=p_block, p_crossover=p_crossover,
+        coarse_samples=coarse_samples, coarse_top_k=coarse_top_k, coarse_rank=coarse_rank, seed=seed,
+        resume=resume, measure=measure, verify_candidates=verify_candidates, compare=compare, impact=impact,
+        baselines=baselines, force_table=force_table, device=device)
+    with _progress_bar(as_json or int(os.environ.get("RANK", "0")) != 0) as bar:
         tasks: dict[str, Any] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
@@ -118,96 +84,14 @@ def search(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        coarse = None if resume else coarse_search(loaded.space, config, latency_model, progress)
-        evaluator, data_info = validation_evaluator(loaded, data, data_dir, val_images, calib_images, batch_size,
-                                                    device, seed)
-        inputs = search_inputs(loaded, lut, data=data, data_dir=data_dir, val_images=val_images,
-                               calib_images=calib_images)
-        engine = EvolutionarySearch(loaded.space, evaluator, latency_model, config, out, progress=progress,
-                                    inputs=inputs)
-        result = engine.run(resume=resume, coarse=coarse)
-        # Baselines evaluate like the search (split across ranks), so every rank runs them.
-        comparison_runs = _baselines(result, evaluator, latency_model, loaded.space) if compare else {}
-    if rank != 0:
+        run = run_search(cfg, progress)
+    if run.summary is None:  # not rank 0 under torchrun
         return
-    verification = None
-    if resolved is not None and timer is not None and result.best is not None:
-        from autovit.search.budget import verify_search
-
-        verification = verify_search(result, latency_model, resolved, timer, verify_candidates)
-    summary = _finish(result, engine, evaluator, latency_model, loaded, out, measure, comparison_runs, impact,
-                      base or [], data_info, supernet, lut, verification)
-    if verification is not None:
-        from autovit.search.budget import finish_verification
-
-        summary["latency_budget"] = finish_verification(out, resolved, verification)
     if as_json:
-        print_json(summary)
+        print_json(run.summary)
     else:
-        _print_summary(result, summary, out)
-    if verification is not None and verification.chosen is None:
-        raise AutovitError(f"no candidate of the search measures within the latency budget {resolved.budget} on "
-                           f"this machine (see {out / 'report.md'})",
-                           hint="raise the budget, pass --verify-candidates N to time more of the front, or "
-                                "re-profile the latency table on a quiet machine (`autovit latency profile`)")
-
-
-def _baselines(result: Any, evaluator: Any, latency_model: Any, space: Any) -> dict[str, Any]:
-    """Random search (same evaluations and budgets) and FLOPs-constrained search (MACs <= the winner's)."""
-    from autovit.search.baselines import flops_constrained_search, random_search
-
-    if result.best is None:
-        return {}
-    return {"random search": random_search(space, evaluator, latency_model, result.config, result.evaluations),
-            "FLOPs-constrained": flops_constrained_search(space, evaluator, latency_model, result.config,
-                                                          result.best.macs)}
-
-
-def _finish(result: Any, engine: Any, evaluator: Any, latency_model: Any, loaded: Any, out: Path, measure: bool,
-            comparison_runs: dict[str, Any], impact: bool, base: list, data_info: dict, supernet: Path,
-            lut: Path | None, verification: Any = None) -> dict[str, Any]:
-    """Impact table, measured latency and every output file of a finished search (rank 0)."""
-    from autovit.latency.impact import latency_impact
-    from autovit.search.outputs import write_outputs
-    from autovit.search.runner import finite, measured_latencies
-
-    if result.best is None:
-        from autovit.errors import AutovitError
-
-        raise AutovitError("the search evaluated no candidate", hint="raise --generations or --population")
-    space = loaded.space
-    rows = latency_impact(result.best.arch, space, evaluator, engine.latency_of) if impact else None
-    extra = {name: r.best.arch for name, r in comparison_runs.items() if r.best is not None}
-    measured: dict[str, float] = {}
-    if measure and (verification is None or extra or result.best_per_budget):
-        table_classes = getattr(getattr(latency_model, "table", None), "num_classes", 1000)
-        measured = measured_latencies(result, extra, num_classes=table_classes)
-    if verification is not None:  # the winner's time from the verification rounds
-        measured.update({r.key: r.measured_ms for r in verification.rows})
-    comparison = [{"name": "latency-aware search (ours)", "accuracy": result.best.accuracy,
-                   "latency_ms": finite(result.best.latency_ms), "measured_ms": measured.get(result.best.key),
-                   "params": result.best.params, "macs": result.best.macs, "evaluations": result.evaluations}]
-    for name, r in comparison_runs.items():
-        if r.best is not None:
-            comparison.append({"name": name, "accuracy": r.best.accuracy, "latency_ms": finite(r.best.latency_ms),
-                               "measured_ms": measured.get(name), "params": r.best.params, "macs": r.best.macs,
-                               "evaluations": r.evaluations})
-    notes = [f"accuracy: top-1 on {data_info['val_images']} held-out validation images of {data_info['dataset']} "
-             f"({data_info['resolution']}px), inherited weights, BN recalibrated on {data_info['calib_images']} "
-             "training images", f"supernet: {supernet}", f"latency table: {lut or 'none'}"]
-    if measure:
-        notes.append("measured latency: this machine, onnxruntime, batch 1, 1 thread (autovit bench)")
-    files = write_outputs(out, result, result.cloud, measured, rows, base, comparison if comparison_runs else [],
-                          {k: v.history for k, v in comparison_runs.items()}, notes,
-                          {"data": data_info, "supernet": str(supernet), "lut": str(lut) if lut else None})
-    return {"out": str(out), "best": files.get("best") and str(files["best"]), "accuracy": result.best.accuracy,
-            "predicted_ms": finite(result.best.latency_ms), "measured_ms": measured.get(result.best.key),
-            "params": result.best.params, "macs": result.best.macs, "key": result.best.key,
-            "evaluations": result.evaluations, "timing": result.timing, "comparison": comparison,
-            "best_per_budget": {f"{k:g}": None if v is None else {"key": v.key, "accuracy": v.accuracy,
-                                                                  "predicted_ms": v.latency_ms, "params": v.params}
-                                for k, v in result.best_per_budget.items()},
-            "files": {k: str(v) for k, v in files.items()}}
+        _print_summary(run.result, run.summary, out)
+    run.check_budget()
 
 
 def _print_summary(result: Any, summary: dict[str, Any], out: Path) -> None:
@@ -262,39 +146,18 @@ def export(
     as_json: bool = typer.Option(False, "--json", help="Print the export report as JSON."),
 ) -> None:
     """Export a subnet with its inherited weights for deployment, each format checked against PyTorch."""
-    from autovit.errors import AutovitError
-    from autovit.export import export_subnet, parse_formats
-    from autovit.io_utils import ensure_writable_dir
+    from autovit.api import ExportConfig, export_model
+    from autovit.export import parse_formats
 
     fmts = parse_formats(formats)
-    ensure_writable_dir(out)
-    if (supernet is None) == (subnet is None):
-        raise AutovitError("pass exactly one of --supernet (with --arch) or --subnet")
-    meta: dict[str, Any] = {}
-    if supernet is not None and arch is None:
-        raise AutovitError("--supernet needs --arch", hint="pass the arch JSON to extract, e.g. runs/search/best.json")
-    if finetune_steps > 0:
-        if supernet is None:
-            raise AutovitError("--finetune-steps needs --supernet and --arch (it starts from the inherited weights)")
-        subnet, supernet = _finetune(supernet, arch, out / "finetune", finetune_steps, finetune_args), None
-    if supernet is not None:
-        model, meta = _extract(supernet, arch, calib_data, calib_images)
-    elif (subnet / "arch.json").is_file():  # a saved subnet folder (autovit.subnet_io)
-        from autovit.subnet_io import load_subnet
-
-        model = load_subnet(subnet)
-        meta = {"source": str(subnet)}
-    else:  # a training checkpoint of one subnet
-        from autovit.train.checkpoint import load_model_from_checkpoint
-
-        model = load_model_from_checkpoint(subnet)
-        if not hasattr(model, "arch"):
-            raise AutovitError(f"{subnet} holds a supernet", hint="use --supernet CKPT --arch ARCH.json")
-        meta = {"source": str(subnet)}
+    cfg = ExportConfig(out=out, supernet=supernet, arch=arch, subnet=subnet, formats=fmts, dataset=calib_data,
+                       calib_images=calib_images, finetune_steps=finetune_steps,
+                       finetune=finetune_settings(finetune_args))
     with _progress_bar(as_json) as bar:
         task = bar.add_task("export", total=len(fmts))
-        report = export_subnet(model, out, fmts, meta=meta,
-                               progress=lambda f: bar.update(task, advance=0, description=f"export {f}"))
+        report = export_model(cfg, progress=lambda f: bar.update(task, advance=0, description=f"export {f}"),
+                              warn=lambda message: print_problem("warning", message),
+                              console=err_console)
         bar.update(task, completed=len(fmts))
     if as_json:
         print_json(report.to_dict())
@@ -306,79 +169,34 @@ def export(
                                                               "file", "note"], rows))
 
 
-def _finetune(supernet: Path, arch: str, out: Path, steps: int, extra: str | None) -> Path:
-    """Runs the standalone trainer (same recipe as the supernet) from the inherited weights; returns
-    the folder of the fine-tuned subnet."""
+def finetune_settings(flags: str | None) -> dict[str, Any]:
+    """`--finetune-args '--lr 5e-4 --set mixup=0'` -> the TrainConfig fields those `autovit train`
+    flags set (parsed by that command's own options, so spellings and values are checked alike)."""
     import shlex
-    import subprocess
-    import sys
 
+    from autovit.cli.supernet import build_config, config_flags, train_standalone
     from autovit.errors import AutovitError
 
-    from autovit.train.checkpoint import read_checkpoint
+    if not flags:
+        return {}
+    app = typer.Typer(add_completion=False)
+    app.command()(train_standalone)
+    command = typer.main.get_command(app)
+    try:
+        ctx = command.make_context("train", ["--arch", "-", *shlex.split(flags)], resilient_parsing=False)
+    except usage_errors() as err:
+        raise AutovitError(f"--finetune-args: {getattr(err, 'format_message', err.__str__)()}",
+                           hint="pass `autovit train` flags, e.g. '--dataset cifar10 --lr 5e-4'") from None
+    params = ctx.params
+    given = {k: v for k, v in config_flags(params).items() if v is not None}
+    base = build_config(params.get("config"), params.get("preset_name"), {}, params.get("sets"))
     from autovit.train.config import TrainConfig
 
-    cmd = [sys.executable, "-c", "from autovit.cli import main; main()", "train", "--arch", str(arch),
-           "--supernet", str(supernet), "--max-steps", str(steps), "--out", str(out)]
-    saved = read_checkpoint(supernet).get("config")
-    if isinstance(saved, dict):  # the supernet's own recipe and data, with a step budget instead of a time budget
-        fields = TrainConfig.__dataclass_fields__
-        cfg = TrainConfig.from_dict({**{k: v for k, v in saved.items() if k in fields}, "time_budget_s": None,
-                                     "init_from": None})
-        out.mkdir(parents=True, exist_ok=True)
-        cfg.save_yaml(out / "finetune_config.yaml")
-        cmd += ["--config", str(out / "finetune_config.yaml")]
-    cmd += shlex.split(extra or "")
-    err_console.print(f"[dim]fine-tuning: autovit {' '.join(cmd[3:])}[/]")
-    if subprocess.run(cmd).returncode != 0:
-        raise AutovitError("fine-tuning failed (see the messages above)", hint="fix the `autovit train` flags "
-                                                                                "given with --finetune-args")
-    return out / "subnet"
-
-
-def _extract(supernet: Path, arch_path: str, calib_data: str | None,
-             calib_images: int | None) -> tuple[Any, dict[str, Any]]:
-    """The subnet `arch_path` of the supernet checkpoint with inherited weights, BN recalibrated on the
-    training data (the supernet's shared BN statistics do not fit a single subnet). With a search's
-    best.json, the recalibration repeats the search's (same images, batching and seed), so the
-    exported model is the one whose accuracy the search reported."""
-    from autovit.search.runner import calibration_set, load_supernet_checkpoint, search_calibration
-
-    loaded = load_supernet_checkpoint(supernet)
-    arch = loaded.supernet.space.parse_arch(arch_path)
-    meta: dict[str, Any] = {"supernet": str(supernet), "space": loaded.space.name, "bn_recalibrated_images": 0}
-    if loaded.train_config:  # the preprocessing the supernet was trained with, for timm's pretrained_cfg
-        from autovit.data import data_config
-        from autovit.train.config import TrainConfig
-
-        fields = TrainConfig.__dataclass_fields__
-        meta["data_config"] = data_config(TrainConfig.from_dict({k: v for k, v in loaded.train_config.items()
-                                                                 if k in fields}))
-    searched = search_calibration(arch_path)
-    recipe = dict(searched or {"dataset": None, "data_dir": None, "images": 2000, "batch_size": 64, "seed": 0})
-    if calib_data is not None:
-        recipe["dataset"], recipe["data_dir"] = calib_data, None
-    if calib_images is not None:
-        recipe["images"] = calib_images
-    if recipe["images"] > 0:
-        from autovit.supernet import recalibrate_bn
-
-        batches = calibration_set(loaded, recipe)
-        loaded.supernet.set_active(arch)
-        recalibrate_bn(loaded.supernet, batches)
-        meta["bn_recalibrated_images"] = sum(len(b[1]) for b in batches)
-        meta["dataset"] = recipe["dataset"] or (loaded.train_config or {}).get("dataset")
-        meta["bn_calibration"] = {**recipe, "as_in_search": searched is not None and recipe == searched}
-        if searched is not None and recipe != searched:
-            err_console.print("[yellow]warning:[/] BN is recalibrated with other settings than the search used "
-                              "(--calib-data/--calib-images): the exported model's accuracy will differ from "
-                              "the one best.json reports")
-    return loaded.supernet.extract(arch).eval(), meta
+    defaults = TrainConfig().to_dict()
+    return {**{k: v for k, v in base.to_dict().items() if v != defaults.get(k)}, **given}
 
 
 def register(app: typer.Typer) -> None:
     """Adds `autovit search` and `autovit export` to the main app."""
-    from autovit.run_folder import holding_run_folder
-
-    app.command("search")(holding_run_folder("search")(search))
+    app.command("search")(search)
     app.command("export")(export)

@@ -13,7 +13,6 @@ from typing import Any, Optional
 import typer
 
 from autovit.cli._common import console, err_console, make_table, print_json
-from autovit.run_folder import holding_run_folder
 
 supernet_app = typer.Typer(help="Weight-sharing supernets: inspect, train, evaluate subnets.", no_args_is_help=True)
 
@@ -56,36 +55,20 @@ def _names(csv: Optional[str]) -> tuple[str, ...]:
     return tuple(n.strip() for n in csv.split(",") if n.strip()) if csv else ()
 
 
-def run_training(cfg: Any, make_model: Any, out: Path, resume: Optional[str], as_json: bool,
-                 report_val: bool = False, allow_changed: tuple[str, ...] = ()) -> None:
-    """Joins the torchrun group (if any), builds data and model, trains, prints a summary on rank 0."""
-    from autovit.data import build_datasets
-    from autovit.train import distributed as ddp
-    from autovit.train.trainer import Trainer, seed_everything
-
-    dist = ddp.init_distributed(cfg.device)
-    try:
-        data = build_datasets(cfg)
-        seed_everything(cfg.seed)  # identical initial weights everywhere (rank 0's are broadcast anyway)
-        log_to = err_console if as_json else console  # --json: stdout holds only the JSON
-        trainer = Trainer(cfg, make_model(data), data, out_dir=out, console=log_to if dist.is_main else None)
-        if resume:
-            trainer.resume(out if resume == "auto" else resume, allow_changed=allow_changed)
-        trainer.fit()
-        if not dist.is_main:
-            return
-        summary = {"out": str(out), "steps": trainer.step, "train_time_s": round(trainer.elapsed_s, 1),
-                   "final_loss": trainer.history[-1].loss if trainer.history else None}
-        if report_val and len(data.val):
-            summary["val"] = trainer.evaluate_val()["model"]
-        if as_json:
-            print_json(summary)
-            return
-        if "val" in summary:
-            console.print(f"val top-1 {summary['val']['top1']:.2f}%  top-5 {summary['val']['top5']:.2f}%")
-        console.print(f"[green]done[/]: {trainer.step} steps in {trainer.elapsed_s:.0f}s -> {out}")
-    finally:
-        ddp.cleanup()
+def print_training(result: Any, as_json: bool) -> None:
+    """The summary of a finished training run (rank 0 only)."""
+    if not result.is_main:
+        return
+    summary = {"out": str(result.out), "steps": result.steps, "train_time_s": result.train_time_s,
+               "final_loss": result.final_loss}
+    if result.val is not None:
+        summary["val"] = result.val
+    if as_json:
+        print_json(summary)
+        return
+    if result.val is not None:
+        console.print(f"val top-1 {result.val['top1']:.2f}%  top-5 {result.val['top5']:.2f}%")
+    console.print(f"[green]done[/]: {result.steps} steps in {result.train_time_s:.0f}s -> {result.out}")
 
 
 # Options shared by `supernet train` and `train` (typer needs them spelled out per command).
@@ -145,7 +128,6 @@ def info(
 
 
 @supernet_app.command("train")
-@holding_run_folder("train")
 def train_supernet(
     space: str = typer.Option("xxs", "--space", "-s", help="xxs | xs | s or a space YAML."),
     out: Path = typer.Option(Path("runs/supernet"), "--out", "-o", help="Run directory."),
@@ -164,16 +146,13 @@ def train_supernet(
     allow_changed: Optional[str] = _ALLOW_CHANGED, sets: Optional[list[str]] = _SET, as_json: bool = _JSON,
 ) -> None:
     """Train a weight-sharing supernet (one sampled subnet per step, or the sandwich rule)."""
-    from autovit.io_utils import ensure_writable_dir
-    from autovit.space import SearchSpace
-    from autovit.supernet import Supernet
+    from autovit import api
 
-    ensure_writable_dir(out)
     cfg = build_config(config, preset_name, config_flags(locals()), sets)
-    sp = SearchSpace.load(space)
-    run_training(cfg, lambda data: Supernet(sp, num_classes=data.num_classes, in_chans=data.in_chans,
-                                            drop_rate=cfg.drop_rate), out, resume_from or ("auto" if resume else None), as_json,
-                 allow_changed=_names(allow_changed))
+    result = api.train_supernet(api.TrainSupernetConfig(cfg, space, out, resume_from or ("auto" if resume else None),
+                                                        _names(allow_changed)),
+                                console=err_console if as_json else console)  # --json: stdout holds only the JSON
+    print_training(result, as_json)
 
 
 @supernet_app.command("eval")
@@ -242,20 +221,16 @@ def train_standalone(
     allow_changed: Optional[str] = _ALLOW_CHANGED, sets: Optional[list[str]] = _SET, as_json: bool = _JSON,
 ) -> None:
     """Train (or fine-tune) one subnet alone with the supernet recipe; writes OUT/subnet/."""
-    from autovit.io_utils import ensure_writable_dir
-    from autovit.model import AutoViT
-    from autovit.registry import resolve_arch
-    from autovit.space import SearchSpace
+    from autovit import api
 
-    ensure_writable_dir(out)
     cfg = build_config(config, preset_name, config_flags(locals()), sets)
-    a = SearchSpace.load(space).parse_arch(Path(arch)) if space else resolve_arch(arch)
-    run_training(cfg, lambda data: AutoViT(a, num_classes=data.num_classes, in_chans=data.in_chans,
-                                           drop_rate=cfg.drop_rate), out, resume_from or ("auto" if resume else None), as_json,
-                 report_val=True, allow_changed=_names(allow_changed))
+    result = api.train_subnet(api.TrainSubnetConfig(cfg, arch, space, out, resume_from or ("auto" if resume else None),
+                                                    _names(allow_changed)),
+                              console=err_console if as_json else console)
+    print_training(result, as_json)
 
 
 def register(app: typer.Typer) -> None:
     """Adds `autovit supernet ...` and the top-level `autovit train`."""
     app.add_typer(supernet_app, name="supernet")
-    app.command("train")(holding_run_folder("train")(train_standalone))
+    app.command("train")(train_standalone)

@@ -7,13 +7,14 @@ milliseconds are not (shared/references/anchors-latency.md, section 5).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -40,7 +41,8 @@ def summarize(samples_ms: Sequence[float], ratio: float | None = None) -> Timing
 
 
 def pin_process(cpu: int | None = None) -> int | None:
-    """Pin this process to one CPU (the last one by default) where the OS allows."""
+    """Pin this process to one CPU (the last one by default) where the OS allows; for scripts that own
+    their process. Library code times inside `timing_process`, which restores the affinity."""
     if not hasattr(os, "sched_setaffinity"):
         return None
     cpus = sorted(os.sched_getaffinity(0))
@@ -50,6 +52,25 @@ def pin_process(cpu: int | None = None) -> int | None:
     except OSError:
         return None
     return target
+
+
+@contextlib.contextmanager
+def timing_process(cpu: int | None = None, pin: bool = True) -> Iterator[int | None]:
+    """The process-wide state of a timing, scoped: pins this process to one CPU (the last by default;
+    `pin=False` leaves the affinity alone) and yields that CPU (None where the OS does not allow it);
+    on exit restores the affinity and torch's intra-op thread count (`torch_runner` sets it), so the
+    code after a timing (e.g. training) gets every CPU and thread back."""
+    import torch
+
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    threads = torch.get_num_threads()
+    try:
+        yield pin_process(cpu) if pin else None
+    finally:
+        if before is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, before)
+        torch.set_num_threads(threads)
 
 
 def ort_session(model: bytes | str, threads: int = 1, opt_level: str = "all") -> Any:

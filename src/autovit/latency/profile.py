@@ -53,14 +53,15 @@ def reference_arch(resolution: int) -> Arch:
     return SearchSpace.builtin("xxs").smallest().replace(resolution=resolution)
 
 
-def _seeded_model(arch: Arch, num_classes: int) -> torch.nn.Module:
+def seeded_model(arch: Arch, num_classes: int) -> torch.nn.Module:
+    """The network of `arch` with seed-0 weights, in eval mode: what every latency measurement times."""
     torch.manual_seed(0)
     return build_model(arch, num_classes).eval()
 
 
 def reference_runner(config: MeasureConfig, resolution: int) -> Callable[[], None]:
     arch = reference_arch(resolution)
-    return config.runner(_seeded_model(arch, 1000), (1, 3, resolution, resolution), f"reference|{arch.key()}")
+    return config.runner(seeded_model(arch, 1000), (1, 3, resolution, resolution), f"reference|{arch.key()}")
 
 
 def check_stability(spread: float, max_spread: float = MAX_REFERENCE_SPREAD, force: bool = False,
@@ -224,7 +225,7 @@ def subnet_runners(archs: Sequence[Arch], config: MeasureConfig, num_classes: in
                    progress: Progress | None = None) -> list[Callable[[], None]]:
     out = []
     for i, a in enumerate(archs):
-        out.append(config.runner(_seeded_model(a, num_classes), (1, 3, a.resolution, a.resolution),
+        out.append(config.runner(seeded_model(a, num_classes), (1, 3, a.resolution, a.resolution),
                                  f"subnet|{a.key()}|{num_classes}"))
         if progress:
             progress("export", i + 1, len(archs))

@@ -27,12 +27,13 @@ import torch
 
 from autovit.arch import Arch
 from autovit.errors import AutovitError
+from autovit.export import to_coreml, to_tflite
 from autovit.io_utils import atomic_write_text, save_json
 from autovit.latency.blocks import BlockSig, context_key, context_pair, space_blocks, standalone_block
 from autovit.latency.imputation import DEFAULT_PER_FEATURE, blocks_to_measure, impute_entries
 from autovit.latency.lut import LatencyTable, clamp_negative_costs, fingerprint_id
 from autovit.latency.predictor import FEATURES, LatencyModel
-from autovit.latency.profile import Progress, _seeded_model, fit_archs, reference_arch
+from autovit.latency.profile import Progress, fit_archs, reference_arch, seeded_model
 from autovit.onnx_export import export_onnx
 from autovit.space import SearchSpace
 
@@ -52,28 +53,15 @@ def _converters(formats: Sequence[str]) -> tuple[dict[str, Callable], list[str]]
     if bad:
         raise SuiteError(f"unknown export format(s) {bad}", hint=f"use any of {', '.join(FORMATS)}")
     if "tflite" in formats:
-        if importlib.util.find_spec("litert_torch"):
-
-            def to_tflite(module: torch.nn.Module, shape: tuple[int, ...], path: Path) -> None:
-                import litert_torch
-
-                litert_torch.convert(module.eval(), (torch.randn(*shape),)).export(str(path))
-
-            conv["tflite"] = to_tflite
+        if importlib.util.find_spec("litert_torch") or importlib.util.find_spec("ai_edge_torch"):
+            conv["tflite"] = lambda module, shape, path: to_tflite(module, torch.randn(*shape), path)
         else:
             notes.append("TFLite/LiteRT export skipped: `pip install litert-torch` (converts without TensorFlow; "
                          "time the files with LiteRT's benchmark_model on the device)")
     if "coreml" in formats:
         if importlib.util.find_spec("coremltools"):
-
-            def to_coreml(module: torch.nn.Module, shape: tuple[int, ...], path: Path) -> None:
-                import coremltools as ct
-
-                # torch.export keeps the unfold/fold shapes static (jit.trace fails on their `int` ops)
-                program = torch.export.export(module.eval(), (torch.randn(*shape),)).run_decompositions({})
-                ct.convert(program, convert_to="mlprogram").save(str(path))
-
-            conv["coreml"] = to_coreml
+            # Core ML's default FLOAT16 compute: what the device runs
+            conv["coreml"] = lambda module, shape, path: to_coreml(module, torch.randn(*shape), path, float32=False)
             notes.append("Core ML packages are converted here but cannot run on Linux: time them on a Mac/iPhone "
                          "(Xcode performance report, median prediction time)")
         else:
@@ -114,7 +102,7 @@ def export_suite(space: SearchSpace, out: str | Path, resolution: int | None = N
         return stem
 
     torch.manual_seed(0)
-    ref = write(_seeded_model(reference_arch(res), 1000), size, "reference", "reference")
+    ref = write(seeded_model(reference_arch(res), 1000), size, "reference", "reference")
     contexts: dict[str, str] = {}
     blocks = []
     steps = len(sigs) + fit_subnets
@@ -134,7 +122,7 @@ def export_suite(space: SearchSpace, out: str | Path, resolution: int | None = N
     subnets = []
     for j, arch in enumerate(fit_archs(space, fit_subnets, seed) if fit_subnets else []):
         arch = arch.replace(resolution=res)
-        f = write(_seeded_model(arch, num_classes), size, f"subnets/fit{j:02d}", "subnet", arch=arch.key())
+        f = write(seeded_model(arch, num_classes), size, f"subnets/fit{j:02d}", "subnet", arch=arch.key())
         subnets.append({"file": f, "arch": arch.to_dict()})
         if progress:
             progress("export", len(sigs) + j + 1, steps)

@@ -155,26 +155,15 @@ def _did_you_mean(key: str, names: list[str]) -> str:
     return f"did you mean '{close[0]}'? ({known})" if close else known
 
 
-def _search_command() -> Any:
-    import typer
-
-    from autovit.cli.search import search
-
-    app = typer.Typer(add_completion=False)
-    app.command()(search)
-    return typer.main.get_command(app)
-
-
 def check_search_args(args: Any) -> None:
-    """`search.args` must be `autovit search` flags (spelled as keys, e.g. coarse_samples) with values
-    those flags accept; the flags the pipeline sets itself are refused with the key to use instead."""
-    from autovit.pipeline.run import _flags, cli_exceptions
+    """`search.args` must be `autovit search` settings (spelled as keys, e.g. coarse_samples) with values
+    of their types; the settings the pipeline sets itself are refused with the key to use instead."""
+    from autovit.search.session import SearchRunConfig, search_option_names, search_options
 
     if not isinstance(args, Mapping):
         raise AutovitError("'search.args' must be a mapping of `autovit search` flags",
                            hint="e.g. args: {population: 20, generations: 10}")
-    command = _search_command()
-    names = sorted(opt[2:].replace("-", "_") for p in command.params for opt in p.opts if opt.startswith("--"))
+    names = search_option_names()
     for key in args:
         key = str(key)
         if key in PIPELINE_SEARCH_OPTIONS:
@@ -184,21 +173,11 @@ def check_search_args(args: Any) -> None:
             usable = [n for n in names if n not in PIPELINE_SEARCH_OPTIONS]
             raise AutovitError(f"unknown key '{key}' in search.args (not an `autovit search` option)",
                                hint=_did_you_mean(key, usable))
-    try:  # parse (not run) the flags: wrong values fail here, as they would when the stage starts
-        ctx = command.make_context("search", ["--supernet", "x", *_flags(dict(args))], resilient_parsing=False)
-    except cli_exceptions()[1] as err:
-        raise AutovitError(f"search.args: {getattr(err, 'format_message', err.__str__)()}",
-                           hint="see `autovit search --help` for the flags and their values") from None
-    from autovit.search.config import SearchConfig, parse_count
-
-    settings = {f.name for f in fields(SearchConfig)} - {"params_budget", "macs_budget", "latency_budget_ms", "seed"}
-    values = {k: v for k, v in ctx.params.items() if k in settings}
-    try:
-        if ctx.params.get("macs_budget"):
-            values["macs_budget"] = parse_count(ctx.params["macs_budget"], "MACs budget")
-        SearchConfig(**values)
+    try:  # wrong values fail here, as they would when the stage starts
+        SearchRunConfig(supernet="-", **search_options(args))
     except AutovitError as err:
-        raise AutovitError(f"search.args: {err.message}", err.hint) from None
+        raise AutovitError(f"search.args: {err.message}", err.hint or "see `autovit search --help` for the "
+                                                                      "settings and their values") from None
 
 
 def _fields(cls: type, data: Any, where: str) -> dict[str, Any]:

@@ -18,7 +18,8 @@ def evaluate_exported(pipe: "Pipeline", model_dir: Path) -> dict[str, Any]:
     """Top-1/top-5 of the exported model (reloaded from safetensors) on the held-out validation
     split and on the test split, with the supernet's data settings."""
     from autovit.data import build_datasets, eval_loader
-    from autovit.search.runner import data_config, load_supernet_checkpoint
+    from autovit.search.runner import data_config
+    from autovit.train.checkpoint import load_supernet_checkpoint
     from autovit.subnet_io import load_subnet
     from autovit.supernet.evaluate import evaluate
 

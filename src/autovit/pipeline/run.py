@@ -1,87 +1,24 @@
 """`autovit run CONFIG.yaml`: latency table -> supernet -> search -> export -> report.
 
-Each stage runs the same code as its CLI command (so a pipeline run and hand-run commands give the
-same files), lives in its own folder under the run directory, and is skipped when its outputs exist
-for the same configuration. Stages that are long (supernet training, search) also resume inside
+Each stage calls the library function its CLI command calls (autovit.api: so a pipeline run and
+hand-run commands give the same files), lives in its own folder under the run directory, and is
+skipped when its outputs exist for the same configuration. Stages that are long (supernet training, search) also resume inside
 themselves from their own checkpoints, so a crash loses at most one checkpoint interval.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
+from autovit import api
 from autovit.errors import AutovitError
 from autovit.io_utils import atomic_write_text, save_json
 from autovit.pipeline.config import PipelineConfig
 from autovit.pipeline.stages import Stage, run_stages
 from autovit.space import SearchSpace
-
-
-def invoke(args: list[str]) -> None:
-    """Runs one `autovit` CLI command in this process; raises on a non-zero exit.
-
-    In non-standalone mode click returns exit codes instead of raising (130 = interrupted)."""
-    from autovit.cli import app
-
-    import torch
-
-    what = f"`autovit {' '.join(map(str, args[:2]))}`"
-    # CLI commands assume a process of their own: the latency commands pin it to one CPU and set
-    # thread counts. Restore both, or the next stage (training) runs 2 threads on 1 CPU, ~10x slower.
-    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    threads = torch.get_num_threads()
-    exits, errors = cli_exceptions()
-    try:
-        code = app(args=[str(a) for a in args], standalone_mode=False)
-    except exits as exc:
-        code = exc.exit_code
-    except errors as exc:
-        raise AutovitError(f"{what}: {getattr(exc, 'format_message', exc.__str__)()}") from None
-    finally:
-        if affinity is not None:
-            os.sched_setaffinity(0, affinity)
-        torch.set_num_threads(threads)
-    if code == 130:
-        raise KeyboardInterrupt(f"{what} was interrupted; rerun `autovit run` to resume")
-    if isinstance(code, int) and code != 0:
-        raise AutovitError(f"{what} exited with code {code}")
-
-
-def cli_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
-    """(exit, usage error) exception classes a command may raise: typer >= 0.22 vendors its own click,
-    older typer raises click's."""
-    import typer
-
-    exits: list[type] = [typer.Exit]
-    errors: list[type] = [getattr(typer, "TyperException", typer.BadParameter)]
-    try:
-        import click
-
-        exits.append(click.exceptions.Exit)
-        errors.append(click.ClickException)
-    except ImportError:
-        pass
-    return tuple(exits), tuple(errors)
-
-
-def _flags(options: dict[str, Any]) -> list[str]:
-    """{'population': 20, 'compare': True} -> ['--population', '20', '--compare']."""
-    out: list[str] = []
-    for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            out.append(flag)
-        elif value is False:
-            out.append("--no-" + key.replace("_", "-"))
-        elif value is not None:
-            out += [flag, str(value)]
-    return out
 
 
 def _file_identity(path: str | None) -> dict[str, Any] | None:
@@ -102,10 +39,15 @@ def _read_json(path: Path) -> Any:
 class Pipeline:
     """The stages of one run folder, built from a `PipelineConfig`."""
 
-    def __init__(self, cfg: PipelineConfig, log: Callable[[str], None] = print) -> None:
+    def __init__(self, cfg: PipelineConfig, log: Callable[[str], None] = print, console: Any = None,
+                 progress: Callable[[str, int, int], None] | None = None) -> None:
+        """`log`: one line per stage event; `console`: a rich Console for the training log (None:
+        silent); `progress(phase, done, total)`: progress of the latency and search stages."""
         self.cfg = cfg
         self.root = Path(cfg.out)
         self.log = log
+        self.console = console
+        self.progress = progress
         base = SearchSpace.load(cfg.space)
         self.space = base.with_resolution(cfg.resolution) if cfg.resolution else base
         self.resolution = self.space.resolution[0]
@@ -210,83 +152,91 @@ class Pipeline:
         return LatencyBudget.parse(text) if text else None
 
     def _num_classes(self) -> int:
-        from autovit.search.runner import load_supernet_checkpoint
+        from autovit.train.checkpoint import load_supernet_checkpoint
 
         return load_supernet_checkpoint(self.supernet_ckpt).num_classes
+
+    def _progress(self, stage: str) -> Callable[[str, int, int], None] | None:
+        """The progress callback of one stage: its phases named after it ('validation export')."""
+        progress = self.progress
+        if progress is None:
+            return None
+        return lambda phase, done, total: progress(f"{stage} {phase}", done, total)
+
+    def _warn(self, message: str) -> None:
+        self.log(f"warning: {message}")
 
     def _latency(self, d: Path) -> dict[str, Any]:
         lat = self.cfg.latency
         if lat.table:
             shutil.copyfile(lat.table, d / "table.json")
             return {"table": str(lat.table), "profiled": False}
-        invoke(["latency", "profile", "--space", self.space_file, "--out", d / "table.json",
-                "--threads", lat.threads, "--rounds", lat.rounds, "--fit-subnets", lat.fit_subnets,
-                "--blocks", lat.measure, "--seed", self.cfg.seed, *(["--force-unstable"] if lat.force_unstable else []),
-                *(["--num-classes", lat.num_classes] if lat.num_classes else [])])
+        api.profile_latency(api.ProfileConfig(out=d / "table.json", space=str(self.space_file), threads=lat.threads,
+                                              rounds=lat.rounds, fit_subnets=lat.fit_subnets, blocks=lat.measure,
+                                              seed=self.cfg.seed, force_unstable=lat.force_unstable,
+                                              **({"num_classes": lat.num_classes} if lat.num_classes else {})),
+                            self._progress("latency"), warn=self._warn, note=self.log)
         return {"table": str(d / "table.json"), "profiled": True}
 
     def _validate(self, d: Path) -> dict[str, Any]:
-        invoke(["latency", "validate", "--lut", self.table, "--samples", self.cfg.latency.validate_samples,
-                "--rounds", self.cfg.latency.rounds, "--plot", d / "validation.png", "--out", d / "validation.json",
-                *(["--latency-budget", self.cfg.search.latency_budget] if self.budget else [])])
+        lat = self.cfg.latency
+        api.validate_latency(api.ValidateConfig(lut=self.table, samples=lat.validate_samples, rounds=lat.rounds,
+                                                plot=d / "validation.png", out=d / "validation.json",
+                                                latency_budget=self.budget),
+                             self._progress("validation"), warn=self._warn, note=self.log)
         return {"validation": str(d / "validation.json")}
 
     def _supernet(self, d: Path) -> dict[str, Any]:
+        from autovit.train.config import TrainConfig
+
         if self.cfg.supernet.checkpoint:
             if not self.supernet_ckpt.is_file():
                 raise AutovitError(f"supernet checkpoint not found: {self.supernet_ckpt}",
                                    hint="fix supernet.checkpoint in the config, or remove it to train one")
             return {"checkpoint": str(self.supernet_ckpt), "trained": False}
-        train = {"seed": self.cfg.seed, "resolution": self.resolution, **dict(self.cfg.supernet.train)}
-        cfg_file = d / "train.yaml"
-        atomic_write_text(cfg_file, yaml.safe_dump(train, sort_keys=False))
-        args = ["supernet", "train", "--space", self.space_file, "--config", cfg_file, "--out", d]
-        if (d / "checkpoints" / "last.pt").is_file():
-            args += ["--resume"]
-        invoke(args)
+        train = TrainConfig.from_dict({"seed": self.cfg.seed, "resolution": self.resolution,
+                                       **dict(self.cfg.supernet.train)})
+        resume = "auto" if (d / "checkpoints" / "last.pt").is_file() else None
+        api.train_supernet(api.TrainSupernetConfig(train, space=str(self.space_file), out=d, resume=resume),
+                           self.console)
         return {"checkpoint": str(d / "supernet.pt"), "trained": True}
 
-    def _bench_args(self) -> list[str]:
-        return ["--resolution", self.resolution, "--threads", self.cfg.latency.threads,
-                "--rounds", self.cfg.latency.bench_rounds,
-                "--num-classes", self._num_classes()]
+    def _bench(self, models: list[str], out: Path, reference: str | None = None) -> None:
+        lat = self.cfg.latency
+        api.run_bench(api.BenchConfig(models=tuple(models), resolution=self.resolution, threads=lat.threads,
+                                  rounds=lat.bench_rounds, num_classes=self._num_classes(), reference=reference,
+                                  out=out))
 
     def _baselines(self, d: Path) -> dict[str, Any]:
         if not self._baseline_names():
             save_json(d / "baselines.json", {"models": []})
             return {"models": []}
-        invoke(["bench", *self._baseline_names(), *self._bench_args(), "--out", d / "baselines.json"])
+        self._bench(self._baseline_names(), d / "baselines.json")
         return {"models": self._baseline_names()}
 
     def _search(self, d: Path) -> dict[str, Any]:
+        from autovit.search.session import SearchRunConfig, search_options
+
         s = self.cfg.search
-        # The budget as the user wrote it: `autovit search` times it against the table's reference.
-        args = ["search", "--supernet", self.supernet_ckpt, "--lut", self.table, "--seed", self.cfg.seed, "--out", d]
-        if self.budget:
-            args += ["--latency-budget", s.latency_budget]
-        if self._baseline_names():
-            args += ["--baselines", self.root / "baselines" / "baselines.json"]
-        if s.params_budget:
-            args += ["--params-budget", s.params_budget]
-        if s.budgets:
-            args += ["--budgets", s.budgets]
-        if self.cfg.latency.force_table:
-            args += ["--force-table"]
-        args += _flags(dict(s.args))
-        if (d / "state.json").is_file():
-            args.append("--resume")
-        invoke(args)
+        # The budget as the user wrote it (a LatencyBudget): the search times it against the table's reference.
+        cfg = SearchRunConfig(supernet=self.supernet_ckpt, lut=self.table, seed=self.cfg.seed, out=d,
+                              latency_budget=self.budget, params_budget=s.params_budget, budgets_ms=s.budgets or (),
+                              force_table=self.cfg.latency.force_table, resume=(d / "state.json").is_file(),
+                              baselines=(self.root / "baselines" / "baselines.json"
+                                         if self._baseline_names() else None),
+                              **search_options(s.args))
+        api.run_search(cfg, self._progress("search")).check_budget()
         budget = _read_json(d / "budget.json") if (d / "budget.json").is_file() else None
         return {"best": str(d / "best.json"), "latency_budget": budget}
 
     def _export(self, d: Path) -> dict[str, Any]:
         from autovit.pipeline.report import evaluate_exported
 
-        args = ["export", "--supernet", self.supernet_ckpt, "--arch", self.root / "search" / "best.json",
-                "--out", d / "model", "--formats", ",".join(self.cfg.export.formats)]
-        if self.cfg.export.finetune_steps:
-            args += ["--finetune-steps", self.cfg.export.finetune_steps]
-        invoke(args)
+        api.export_model(api.ExportConfig(out=d / "model", supernet=self.supernet_ckpt,
+                                          arch=str(self.root / "search" / "best.json"),
+                                          formats=tuple(self.cfg.export.formats),
+                                          finetune_steps=self.cfg.export.finetune_steps),
+                         warn=self._warn, console=self.console)
         metrics = evaluate_exported(self, d / "model")
         save_json(d / "export.json", metrics)
         return metrics
@@ -295,8 +245,7 @@ class Pipeline:
         arch = self.root / "export" / "model" / "arch.json"
         names = self._baseline_names()
         first = self.budget.model if self.budget and self.budget.model else (names[0] if names else None)
-        reference = ["--reference", first] if first else []
-        invoke(["bench", arch, *names, *self._bench_args(), *reference, "--out", d / "bench.json"])
+        self._bench([str(arch), *names], d / "bench.json", reference=first)
         if self.budget and not self.cfg.latency.force_table and self.cfg.search.args.get("measure", True):
             from autovit.search.budget import OnnxTimer, measure_contract
 

@@ -11,7 +11,7 @@ from autovit.search.coarse import CoarseResult, coarse_search
 from autovit.search.budget import LatencyBudget, ResolvedBudget
 from autovit.search.config import SearchConfig, parse_count, parse_latency, parse_latency_list
 from autovit.search.evolution import EvolutionarySearch, SearchResult, rank, search
-from autovit.latency.impact import latency_impact
+from autovit.search.impact import latency_impact
 from autovit.search.pareto import nondominated_sort, pareto_front
 from autovit.search.state import Candidate
 

@@ -343,8 +343,8 @@ class OnnxTimer:
     def __call__(self, models: Mapping[str, ModelSpec]) -> RatioTimes:
         import torch
 
-        from autovit.bench import pinned, resolve_model
-        from autovit.latency.measure import MeasureConfig, calibrate_runs, measure_paired, time_runner
+        from autovit.bench import resolve_model
+        from autovit.latency.measure import MeasureConfig, calibrate_runs, measure_paired, time_runner, timing_process
         from autovit.latency.profile import reference_runner
         from autovit.model import build_model
 
@@ -357,7 +357,7 @@ class OnnxTimer:
                       if isinstance(spec, Arch) else resolve_model(spec, self.num_classes).module)
             runners[name] = cfg.runner(module, size)
         reference = reference_runner(cfg, self.resolution)
-        with pinned():
+        with timing_process():
             if runners:
                 times = measure_paired(runners, reference, self.rounds)
                 ratio = {n: float(np.median(times.ratios(n))) for n in runners}

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 from autovit.errors import AutovitError
 from autovit.io_utils import atomic_write, atomic_write_text, save_json
 from autovit.search.evolution import SearchResult
-from autovit.latency.impact import ModuleImpact
+from autovit.search.impact import ModuleImpact
 from autovit.search.state import Candidate
 
 HISTORY_COLUMNS = ("index", "generation", "origin", "accuracy", "latency_ms", "params", "macs", "key")

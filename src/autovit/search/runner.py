@@ -1,11 +1,10 @@
-"""Wiring of the real components for `autovit search`: the supernet checkpoint, the latency table,
-the held-out validation split and BN-calibration set, and the outputs of a finished run."""
+"""Inputs of a real search (`autovit.search.session`): the latency table at the supernet's resolution,
+the held-out validation split and BN-calibration set, the digests a resumed search must match, and
+the measured latencies of a finished run. (The supernet comes from `train.checkpoint`.)"""
 
 from __future__ import annotations
 
 import math
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -13,47 +12,7 @@ from autovit.arch import Arch
 from autovit.errors import AutovitError
 from autovit.search.evolution import SearchResult
 from autovit.space import SearchSpace
-
-
-@dataclass
-class LoadedSupernet:
-    supernet: Any
-    space: SearchSpace  # at the resolution the supernet was trained at, when that is recorded
-    train_config: dict[str, Any] | None  # the training run's config (data settings), when recorded
-    num_classes: int
-
-
-def load_supernet_checkpoint(path: str | Path, space: str | None = None) -> LoadedSupernet:
-    """The supernet of a training checkpoint (or a bare `supernet_state` file), checked to be of
-    `space` when one is named."""
-    from autovit.supernet import Supernet, load_supernet_state
-    from autovit.train.checkpoint import (SUBNET_FORMAT, at_trained_resolution, model_state_of, read_checkpoint,
-                                          training_config_of)
-
-    ckpt = read_checkpoint(path)
-    payload = model_state_of(ckpt)
-    if payload.get("format") == SUBNET_FORMAT:
-        raise AutovitError(f"{path} holds a single trained subnet, not a supernet",
-                           hint="search needs the supernet checkpoint (`autovit supernet train`); export the "
-                                "subnet with `autovit export --subnet` instead")
-    try:
-        ckpt_space = SearchSpace.from_dict(payload["space"])
-        num_classes, in_chans = int(payload["num_classes"]), int(payload.get("in_chans", 3))
-    except (KeyError, TypeError, ValueError) as err:
-        raise AutovitError(f"corrupt supernet checkpoint {path}: {err}") from None
-    if space is not None:
-        wanted = SearchSpace.load(space)
-        if _structure(wanted) != _structure(ckpt_space):
-            raise AutovitError(f"{path} is a supernet of the space '{ckpt_space.name}', not of '{wanted.name}'",
-                               hint=f"drop --space (the checkpoint names its space) or pass --space {ckpt_space.name}")
-    cfg = training_config_of(ckpt, path)
-    # Searched at the resolution it was trained at; the supernet itself also accepts archs at the
-    # space file's resolution (e.g. `export --arch` of an arch sampled from that file).
-    searched = SearchSpace.from_dict(at_trained_resolution(payload, cfg, only=True)["space"])
-    payload = at_trained_resolution(payload, cfg)
-    supernet = Supernet(SearchSpace.from_dict(payload["space"]), num_classes=num_classes, in_chans=in_chans)
-    load_supernet_state(supernet, payload)
-    return LoadedSupernet(supernet.eval(), searched, cfg, num_classes)
+from autovit.train.checkpoint import LoadedSupernet
 
 
 def search_inputs(loaded: LoadedSupernet, lut: str | Path | None, **evaluation: Any) -> dict[str, Any]:
@@ -70,13 +29,6 @@ def search_inputs(loaded: LoadedSupernet, lut: str | Path | None, **evaluation: 
     table = hashlib.sha256(Path(lut).read_bytes()).hexdigest()[:16] if lut else None
     return {"supernet_weights": weights.hexdigest()[:16], "latency_table": table,
             **{k: (str(v) if isinstance(v, Path) else v) for k, v in evaluation.items()}}
-
-
-def _structure(space: SearchSpace) -> dict[str, Any]:
-    """The choices and layout of a space (not its name, description or resolution: a supernet is
-    the same network at every input resolution)."""
-    return {k: v for k, v in space.to_dict().items()
-            if k not in ("name", "description", "paper_param_range", "resolution")}
 
 
 class TableResolutionModel:
@@ -188,21 +140,6 @@ def data_config(loaded: LoadedSupernet, dataset: str | None = None, data_dir: st
     saved = {k: v for k, v in (loaded.train_config or {}).items() if k in TrainConfig.__dataclass_fields__}
     changes = {k: v for k, v in (("dataset", dataset), ("data_dir", data_dir)) if v is not None}
     return TrainConfig.from_dict({**saved, **changes})
-
-
-def init_distributed() -> tuple[int, int]:
-    """Joins the torchrun process group when launched by torchrun (gloo on CPU, nccl on GPU)."""
-    import torch
-    import torch.distributed as dist
-
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def measured_latencies(result: SearchResult, extra: Mapping[str, Arch] = (), references: Sequence[str] = (),

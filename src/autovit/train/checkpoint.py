@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,6 +20,7 @@ from torch import nn
 
 from autovit.arch import Arch
 from autovit.errors import AutovitError
+from autovit.space import SearchSpace
 from autovit.io_utils import atomic_torch_save, torch_load_tensors
 
 FORMAT = "autovit-train"
@@ -159,6 +161,58 @@ def at_trained_resolution(payload: Mapping[str, Any], config: Mapping[str, Any] 
     return payload if wanted == current else {**payload, "space": {**space, "resolution": wanted}}
 
 
+@dataclass
+class LoadedSupernet:
+    supernet: Any
+    space: SearchSpace  # at the resolution the supernet was trained at, when that is recorded
+    train_config: dict[str, Any] | None  # the training run's config (data settings), when recorded
+    num_classes: int
+
+
+def load_supernet_checkpoint(path: str | Path, space: str | None = None) -> LoadedSupernet:
+    """The supernet (in eval mode) of a training checkpoint or a bare `supernet_state` file, checked
+    to be of `space` when one is named, with the space it is searched in and its training config."""
+    return _loaded_supernet(read_checkpoint(path), path, space)
+
+
+def _loaded_supernet(ckpt: Mapping[str, Any], path: str | Path, space: str | None = None) -> LoadedSupernet:
+    from autovit.supernet import Supernet, load_supernet_state
+
+    payload = model_state_of(ckpt)
+    if payload.get("format") == SUBNET_FORMAT:
+        raise AutovitError(f"{path} holds a single trained subnet, not a supernet",
+                           hint="search needs the supernet checkpoint (`autovit supernet train`); export the "
+                                "subnet with `autovit export --subnet` instead")
+    cfg = training_config_of(ckpt, path)
+    try:
+        ckpt_space = SearchSpace.from_dict(payload["space"])
+        num_classes, in_chans = int(payload["num_classes"]), int(payload.get("in_chans", 3))
+    except (KeyError, TypeError, ValueError) as err:
+        raise AutovitError(f"corrupt supernet checkpoint {path}: {err}") from None
+    if space is not None:
+        wanted = SearchSpace.load(space)
+        if _structure(wanted) != _structure(ckpt_space):
+            raise AutovitError(f"{path} is a supernet of the space '{ckpt_space.name}', not of '{wanted.name}'",
+                               hint=f"drop --space (the checkpoint names its space) or pass --space {ckpt_space.name}")
+    try:
+        # Searched at the resolution it was trained at; the supernet itself also accepts archs at the
+        # space file's resolution (e.g. `export --arch` of an arch sampled from that file).
+        searched = SearchSpace.from_dict(at_trained_resolution(payload, cfg, only=True)["space"])
+        payload = at_trained_resolution(payload, cfg)
+        supernet = Supernet(SearchSpace.from_dict(payload["space"]), num_classes=num_classes, in_chans=in_chans)
+    except (KeyError, TypeError, ValueError) as err:
+        raise AutovitError(f"corrupt supernet checkpoint {path}: {err}") from None
+    load_supernet_state(supernet, payload)
+    return LoadedSupernet(supernet.eval(), searched, cfg, num_classes)
+
+
+def _structure(space: SearchSpace) -> dict[str, Any]:
+    """The choices and layout of a space (not its name, description or resolution: a supernet is
+    the same network at every input resolution)."""
+    return {k: v for k, v in space.to_dict().items()
+            if k not in ("name", "description", "paper_param_range", "resolution")}
+
+
 def load_model_from_checkpoint(path: str | Path, arch: str | Path | Arch | None = None) -> nn.Module:
     """The network stored in a checkpoint: the static subnet, the supernet (its space at the trained
     resolution), or (with `arch`) the supernet's subnet `arch` extracted with inherited weights."""
@@ -171,18 +225,9 @@ def load_model_from_checkpoint(path: str | Path, arch: str | Path | Arch | None 
                         in_chans=payload.get("in_chans", 3))
         _load_subnet_payload(model, payload)
         return model
-    from autovit.space import SearchSpace
-    from autovit.supernet import Supernet, load_supernet_state
-
-    try:
-        payload = at_trained_resolution(payload, training_config_of(ckpt, path))
-        space = SearchSpace.from_dict(payload["space"])
-        supernet = Supernet(space, num_classes=int(payload["num_classes"]), in_chans=int(payload.get("in_chans", 3)))
-    except (KeyError, TypeError, ValueError) as err:
-        raise AutovitError(f"corrupt supernet checkpoint {path}: {err}") from None
-    load_supernet_state(supernet, payload)
+    supernet = _loaded_supernet(ckpt, path).supernet.train()  # as built, like a freshly constructed model
     if arch is None:
         return supernet
     if not isinstance(arch, Arch):
-        arch = space.parse_arch(arch)
+        arch = supernet.space.parse_arch(arch)
     return supernet.extract(arch)
