@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 from types import SimpleNamespace
 
 import numpy as np
@@ -241,8 +242,13 @@ def test_pipeline_passes_the_budget_through(tmp_path, monkeypatch) -> None:
     from autovit.pipeline import PipelineConfig
     from autovit.pipeline import run as run_mod
 
-    calls = []
-    monkeypatch.setattr(run_mod, "invoke", lambda args: calls.append([str(a) for a in args]))
+    from autovit import api
+
+    calls: dict[str, list] = {}
+    monkeypatch.setattr(api, "profile_latency", lambda cfg, *a, **k: calls.setdefault("latency", []).append(cfg))
+    monkeypatch.setattr(api, "run_search", lambda cfg, *a, **k: calls.setdefault("search", []).append(cfg)
+                        or types.SimpleNamespace(check_budget=lambda: None))
+    monkeypatch.setattr(api, "run_bench", lambda cfg, *a, **k: calls.setdefault("bench", []).append(cfg))
     monkeypatch.setattr(run_mod.Pipeline, "_num_classes", lambda self: 10)
     measured = []
     monkeypatch.setattr("autovit.search.budget.OnnxTimer", lambda *a: a)
@@ -258,13 +264,13 @@ def test_pipeline_passes_the_budget_through(tmp_path, monkeypatch) -> None:
         try:
             stage(tmp_path)
         except FileNotFoundError:
-            pass  # the stage reads outputs the fake commands did not write
-    latency, search, bench = calls
-    assert latency[latency.index("--num-classes") + 1] == "10"
-    assert search[search.index("--latency-budget") + 1] == "0.8x:mobilevit_xxs"
-    assert bench[bench.index("--reference") + 1] == "mobilevit_xxs"
+            pass  # the stage reads outputs the fake calls did not write
+    (latency,), (search,), (bench,) = calls["latency"], calls["search"], calls["bench"]
+    assert latency.num_classes == 10
+    assert search.latency_budget == LatencyBudget(model="mobilevit_xxs", factor=0.8)  # typed, no string in between
+    assert bench.reference == "mobilevit_xxs"
     # the contract is timed in the final benchmark: the exported model against its budget, shipped head size
-    assert measured == [(bench[1], pipe.budget, (32, 1, 5, 10))]
+    assert measured == [(bench.models[0], pipe.budget, (32, 1, 5, 10))]
     assert json.loads((tmp_path / "contract.json").read_text()) == {"fraction": 0.9}
     with pytest.raises(AutovitError, match="cannot read the latency budget"):
         PipelineConfig.from_dict({"name": "t", "out": "o", "search": {"latency_budget": "mobile vit"}})

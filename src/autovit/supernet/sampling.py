@@ -17,7 +17,8 @@ import random
 from autovit.arch import Arch
 from autovit.errors import AutovitError
 from autovit.space import SearchSpace
-from autovit.train.config import ARCH_DISTRIBUTIONS
+
+ARCH_DISTRIBUTIONS = ("per_dimension", "uniform_arch")  # TrainConfig.arch_distribution
 
 
 @functools.lru_cache(maxsize=32)

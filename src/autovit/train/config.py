@@ -19,7 +19,6 @@ from autovit.errors import AutovitError
 
 SAMPLING_MODES = ("uniform", "sandwich")
 KD_MODES = ("none", "soft", "hard")
-ARCH_DISTRIBUTIONS = ("per_dimension", "uniform_arch")  # how a random subnet is drawn: autovit.supernet.sampling
 
 
 @dataclass(frozen=True)
@@ -131,6 +130,8 @@ class TrainConfig:
     def check(self) -> None:
         if self.sampling not in SAMPLING_MODES:
             raise AutovitError(f"unknown sampling '{self.sampling}'", hint=f"use one of {SAMPLING_MODES}")
+        from autovit.supernet.sampling import ARCH_DISTRIBUTIONS
+
         if self.arch_distribution not in ARCH_DISTRIBUTIONS:
             raise AutovitError(f"unknown arch_distribution '{self.arch_distribution}'",
                                hint=f"use one of {ARCH_DISTRIBUTIONS}")
