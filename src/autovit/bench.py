@@ -370,7 +370,11 @@ def markdown_table(report: BenchReport) -> str:
     lines = [f"| model | source | params (M) | MACs (G) | median (ms) | IQR (ms) | ratio to {ref} |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in report.rows:
+        if r.skipped:
+            lines.append(f"| {r.name} | {r.source} | - | - | skipped: {r.skipped.replace('|', '/')} | | |")
+            continue
         lat = (f"{r.median_ms:.2f} | {r.iqr_ms:.2f} | {r.ratio_to_ref:.3f}" if r.median_ms is not None
                else "- | - | -")
-        lines.append(f"| {r.name} | {r.source} | {r.params / 1e6:.3f} | {r.macs / 1e9:.3f} | {lat} |")
+        source = f"{r.source} ({r.notes})" if r.notes else r.source
+        lines.append(f"| {r.name} | {source} | {r.params / 1e6:.3f} | {r.macs / 1e9:.3f} | {lat} |")
     return "\n".join(lines)
