@@ -79,7 +79,8 @@ def test_reparameterize_is_a_noop_without_fusable_modules() -> None:
     types = [type(m) for m in model.modules()]
     same, count = reparameterize(model)
     assert count == 0 and [type(m) for m in same.modules()] == types
-    assert all(torch.equal(before[k], v) for k, v in same.state_dict().items()) and before.keys() == same.state_dict().keys()
+    after = same.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], v) for k, v in after.items())
 
 
 def test_bench_row_records_reparameterization(capsys: pytest.CaptureFixture[str]) -> None:
@@ -142,7 +143,8 @@ def test_export_failure_is_skipped_while_the_others_are_timed(capsys: pytest.Cap
 
 @pytest.mark.parametrize("args,message", [
     (("levit_128s",), "no model could be measured at 72 px: levit_128s: RuntimeError:"),
-    (("levit_128s", "autovit_test_tiny", "--reference", "levit_128s"), "the reference 'levit_128s' could not be measured"),
+    (("levit_128s", "autovit_test_tiny", "--reference", "levit_128s"),
+     "the reference 'levit_128s' could not be measured"),
 ])
 def test_nothing_measurable_or_skipped_reference_exits_2(capsys: pytest.CaptureFixture[str], args: tuple[str, ...],
                                                         message: str) -> None:

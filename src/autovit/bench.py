@@ -148,10 +148,13 @@ def resolve_model(name: str, num_classes: int = 1000, resolution: int | None = N
     if resolution is not None:
         try:
             _check_runs(module, name, resolution)
-        except ModelCannotRun:
+        except ModelCannotRun as err:
             if "img_size" not in inspect.signature(type(module).__init__).parameters:
                 raise
-            module, img_size = _create_timm(name, num_classes, img_size=resolution), resolution
+            try:
+                module, img_size = _create_timm(name, num_classes, img_size=resolution), resolution
+            except AutovitError:  # it cannot be built for this size either
+                raise err from None
             _check_runs(module, name, resolution)
     module, count = reparameterize(module)
     return BenchModel(name, "timm", module.eval(), reparameterized=count, img_size=img_size)
