@@ -29,13 +29,13 @@ class _NoOnnx(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
-@register_model
-def autovit_test_no_onnx(pretrained: bool = False, **kwargs: object) -> nn.Module:
+@register_model  # not autovit_*: tests/test_timm_contract.py checks that timm lists exactly ours
+def benchtest_no_onnx(pretrained: bool = False, **kwargs: object) -> nn.Module:
     return _NoOnnx(**kwargs)
 
 
 @register_model
-def autovit_test_tiny(pretrained: bool = False, num_classes: int = 1000, **_: object) -> nn.Module:
+def benchtest_tiny(pretrained: bool = False, num_classes: int = 1000, **_: object) -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
 
 
@@ -104,7 +104,7 @@ def test_fixed_size_timm_model_is_built_for_the_resolution() -> None:
 
 def test_model_that_cannot_run_is_skipped_and_the_rest_measured(capsys: pytest.CaptureFixture[str]) -> None:
     """levit_128s cannot run at 72 px, not even built for it (img_size=72)."""
-    code, out, err = run(capsys, "bench", "levit_128s", "autovit_test_tiny", "--resolution", "72", "--no-latency",
+    code, out, err = run(capsys, "bench", "levit_128s", "benchtest_tiny", "--resolution", "72", "--no-latency",
                          "--json")
     assert code == 0, err
     assert ("warning: levit_128s: cannot run at 72 px (RuntimeError: The size of tensor a (25) must match the size "
@@ -115,7 +115,7 @@ def test_model_that_cannot_run_is_skipped_and_the_rest_measured(capsys: pytest.C
     assert levit["skipped"].startswith("cannot run at 72 px (RuntimeError: ") and levit["params"] is None
     assert tiny["skipped"] is None and tiny["params"] == 3 * 4 * 9 + 4 + 4 * 1000 + 1000
     assert data["settings"]["skipped"] == ["levit_128s"]
-    assert data["settings"]["reference"] == "autovit_test_tiny"  # the first model measured
+    assert data["settings"]["reference"] == "benchtest_tiny"  # the first model measured
 
 
 def test_export_failure_is_skipped_while_the_others_are_timed(capsys: pytest.CaptureFixture[str],
@@ -131,10 +131,10 @@ def test_export_failure_is_skipped_while_the_others_are_timed(capsys: pytest.Cap
         return real_export(model, *args, **kwargs)
 
     monkeypatch.setattr(autovit.onnx_export, "export_onnx", export)
-    code, out, err = run(capsys, "bench", "autovit_test_tiny", "autovit_test_no_onnx", "--resolution", "32",
+    code, out, err = run(capsys, "bench", "benchtest_tiny", "benchtest_no_onnx", "--resolution", "32",
                          "--rounds", "1", "--runs", "1", "--warmup", "0", "--no-pin", "--json")
     assert code == 0, err
-    assert ("autovit_test_no_onnx: cannot be exported to ONNX at 32 px (RuntimeError: Exporting the operator "
+    assert ("benchtest_no_onnx: cannot be exported to ONNX at 32 px (RuntimeError: Exporting the operator "
             "'aten::made_up' to ONNX opset version 17 is not supported.); skipped") in err
     tiny, broken = json.loads(out)["models"]
     assert tiny["median_ms"] > 0 and tiny["ratio_to_ref"] == 1.0
@@ -143,7 +143,7 @@ def test_export_failure_is_skipped_while_the_others_are_timed(capsys: pytest.Cap
 
 @pytest.mark.parametrize("args,message", [
     (("levit_128s",), "no model could be measured at 72 px: levit_128s: RuntimeError:"),
-    (("levit_128s", "autovit_test_tiny", "--reference", "levit_128s"),
+    (("levit_128s", "benchtest_tiny", "--reference", "levit_128s"),
      "the reference 'levit_128s' could not be measured"),
 ])
 def test_nothing_measurable_or_skipped_reference_exits_2(capsys: pytest.CaptureFixture[str], args: tuple[str, ...],
