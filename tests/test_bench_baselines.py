@@ -12,7 +12,7 @@ import torch
 from timm.models import register_model
 from torch import nn
 
-from autovit.bench import ModelCannotRun, bench_models, markdown_table, reparameterize, resolve_model
+from autovit.bench import BenchReport, ModelCannotRun, bench_models, markdown_table, reparameterize, resolve_model
 from autovit.cli import main
 from autovit.onnx_export import relative_diff
 
@@ -116,6 +116,9 @@ def test_model_that_cannot_run_is_skipped_and_the_rest_measured(capsys: pytest.C
     assert tiny["skipped"] is None and tiny["params"] == 3 * 4 * 9 + 4 + 4 * 1000 + 1000
     assert data["settings"]["skipped"] == ["levit_128s"]
     assert data["settings"]["reference"] == "benchtest_tiny"  # the first model measured
+    report = BenchReport.from_dict(data)
+    assert report.to_dict() == data and report.row("levit_128s").skipped == levit["skipped"]
+    assert "| levit_128s | timm | - | - | skipped: cannot run at 72 px (RuntimeError: " in markdown_table(report)
 
 
 def test_export_failure_is_skipped_while_the_others_are_timed(capsys: pytest.CaptureFixture[str],
@@ -156,3 +159,12 @@ def test_resolve_model_raises_model_cannot_run() -> None:
     with pytest.raises(ModelCannotRun, match="levit_128s: cannot run at 40 px") as exc:
         resolve_model("levit_128s", resolution=40)
     assert exc.value.hint and "--resolution" in exc.value.hint
+
+
+def test_budget_contract_is_not_claimed_when_the_budget_model_was_skipped() -> None:
+    from autovit.search.budget import bench_contract
+
+    bench = {"models": [{"name": "mine.json", "median_ms": 2.0, "rounds_ms": [2.0, 2.0]},
+                        {"name": "levit_128s", "median_ms": None, "rounds_ms": [], "skipped": "cannot run at 72 px"}]}
+    budget = {"spec": {"model": "levit_128s", "factor": 1.0}, "budget": "levit_128s"}
+    assert bench_contract(bench, budget, "mine.json") is None
