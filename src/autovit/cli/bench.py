@@ -26,7 +26,9 @@ def bench(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON report here."),
 ) -> None:
-    """Compare our models and any timm model: params, MACs and measured CPU latency."""
+    """Compare our models and any timm model (reparameterized as deployed): params, MACs and measured CPU latency.
+
+    A model that cannot run at --resolution is skipped with one line; the others are measured."""
     from autovit.api import BenchConfig, run_bench
 
     cfg = BenchConfig(models=tuple(models), resolution=resolution, threads=threads, rounds=rounds, runs=runs,
@@ -60,10 +62,14 @@ def bench(
              f"{runs} runs")
     table = make_table(title, ["model", "source", "params M", "GMACs", "median ms", "IQR ms", "ratio"], rows)
     table.columns[0].no_wrap = True
-    table.caption = (f"ratio: median per-round latency ratio to {ref}. rep.: reparameterized as deployed (timm "
-                     f"reparameterize_model); @N: built for N px"
-                     + (f". Skipped: {', '.join(report.settings['skipped'])} (see the warnings)"
-                        if report.settings.get("skipped") else ""))
+    notes = [f"ratio: median per-round latency ratio to {ref}"]
+    if any(r.reparameterized for r in report.rows):
+        notes.append("rep.: reparameterized as deployed (timm reparameterize_model)")
+    if any(r.img_size for r in report.rows):
+        notes.append("@N: built for N px")
+    if report.settings.get("skipped"):
+        notes.append(f"skipped: {', '.join(report.settings['skipped'])} (see the warnings)")
+    table.caption = "; ".join(notes)
     console.print(table)
     console.print(f"[dim]{report.machine.get('cpu')} | {report.machine.get('runtime')}"
                   + (f" | report: {out}" if out else "") + "[/]")
