@@ -389,8 +389,11 @@ class BenchConfig:
     out: Path | None = None               # also write the JSON report here
 
 
-def run_bench(cfg: BenchConfig, progress: Callable[[str, int, int, str], None] | None = None) -> "BenchReport":
-    """Params, MACs and measured batch-1 latency of `cfg.models`, timed in interleaved rounds."""
+def run_bench(cfg: BenchConfig, progress: Callable[[str, int, int, str], None] | None = None,
+              warn: Message = _quiet) -> "BenchReport":
+    """Params, MACs and measured batch-1 latency of `cfg.models`, timed in interleaved rounds (timm
+    models reparameterized as deployed); a model that cannot run at the resolution is a skipped row
+    and one `warn` line."""
     from autovit.bench import bench_models
     from autovit.io_utils import ensure_writable_file, save_json
 
@@ -398,7 +401,8 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str, int, int, str], None] |
         ensure_writable_file(cfg.out)
     report = bench_models(list(cfg.models), resolution=cfg.resolution, threads=cfg.threads, rounds=cfg.rounds,
                           runs=cfg.runs, warmup=cfg.warmup, reference=cfg.reference, latency=cfg.latency,
-                          num_classes=cfg.num_classes, pin=cfg.pin, progress=progress, backend=cfg.backend)
+                          num_classes=cfg.num_classes, pin=cfg.pin, progress=progress, backend=cfg.backend,
+                          warn=warn)
     if cfg.out is not None:
         save_json(cfg.out, report.to_dict())
     return report

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from autovit.cli._common import console, err_console, make_table, print_json
+from autovit.cli._common import console, err_console, make_table, print_json, print_problem
 
 
 def bench(
@@ -26,7 +26,9 @@ def bench(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON report here."),
 ) -> None:
-    """Compare our models and any timm model: params, MACs and measured CPU latency."""
+    """Compare our models and any timm model (reparameterized as deployed): params, MACs and measured CPU latency.
+
+    A model that cannot run at --resolution is skipped with one line; the others are measured."""
     from autovit.api import BenchConfig, run_bench
 
     cfg = BenchConfig(models=tuple(models), resolution=resolution, threads=threads, rounds=rounds, runs=runs,
@@ -41,21 +43,33 @@ def bench(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, description=f"{stage:8s} {label}")
 
-        report = run_bench(cfg, progress)
+        report = run_bench(cfg, progress, warn=lambda line: print_problem("warning", line))
     if as_json:
         print_json(report.to_dict())
         return
     ref = report.settings["reference"]
     rows = []
     for r in report.rows:
+        if r.skipped:
+            rows.append([r.name, r.source, "-", "-", "-", "-", "skipped"])
+            continue
         lat = ([f"{r.median_ms:.2f}", f"{r.iqr_ms:.2f}", f"{r.ratio_to_ref:.3f}"] if r.median_ms is not None
                else ["-", "-", "-"])
-        rows.append([r.name, r.source, f"{r.params / 1e6:.3f}", f"{r.macs / 1e9:.3f}", *lat])
+        source = " ".join([r.source] + (["rep."] if r.reparameterized else [])
+                          + ([f"@{r.img_size}"] if r.img_size else []))
+        rows.append([r.name, source, f"{r.params / 1e6:.3f}", f"{r.macs / 1e9:.3f}", *lat])
     title = (f"{resolution}x{resolution}, batch 1, {report.settings['backend']}, {threads} thread(s), {rounds} rounds x "
              f"{runs} runs")
     table = make_table(title, ["model", "source", "params M", "GMACs", "median ms", "IQR ms", "ratio"], rows)
     table.columns[0].no_wrap = True
-    table.caption = f"ratio: median per-round latency ratio to {ref}"
+    notes = [f"ratio: median per-round latency ratio to {ref}"]
+    if any(r.reparameterized for r in report.rows):
+        notes.append("rep.: reparameterized as deployed (timm reparameterize_model)")
+    if any(r.img_size for r in report.rows):
+        notes.append("@N: built for N px")
+    if report.settings.get("skipped"):
+        notes.append(f"skipped: {', '.join(report.settings['skipped'])} (see the warnings)")
+    table.caption = "; ".join(notes)
     console.print(table)
     console.print(f"[dim]{report.machine.get('cpu')} | {report.machine.get('runtime')}"
                   + (f" | report: {out}" if out else "") + "[/]")

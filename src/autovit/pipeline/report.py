@@ -118,6 +118,9 @@ def write_report(pipe: "Pipeline", summaries: Mapping[str, Any]) -> Path:
               "|---|---:|---:|---:|---:|---:|"]
     for row in bench.get("models", []):
         name = "**searched model**" if str(row["name"]).endswith("arch.json") else row["name"]
+        if row.get("skipped"):
+            lines.append(f"| {name} | - | - | skipped: {row['skipped']} | | |")
+            continue
         lines.append(f"| {name} | {row['params'] / 1e6:.3f} | {row['macs'] / 1e6:.1f} | {_fmt(row['median_ms'])} | "
                      f"{_fmt(row['iqr_ms'])} | {_fmt(row['ratio_to_ref'], 3)} |")
     lines.append("")

@@ -354,7 +354,7 @@ class OnnxTimer:
         for name, spec in models.items():
             torch.manual_seed(0)
             module = (build_model(spec.replace(resolution=self.resolution), self.num_classes).eval()
-                      if isinstance(spec, Arch) else resolve_model(spec, self.num_classes).module)
+                      if isinstance(spec, Arch) else resolve_model(spec, self.num_classes, self.resolution).module)
             runners[name] = cfg.runner(module, size)
         reference = reference_runner(cfg, self.resolution)
         with timing_process():
@@ -509,7 +509,7 @@ def bench_contract(bench: Mapping[str, Any], budget: Mapping[str, Any], model_na
         return None
     if spec.get("model"):
         ref = rows.get(spec["model"])
-        if ref is None:
+        if ref is None or ref.get("median_ms") is None:  # not in the benchmark, or skipped there
             return None
         per_round = np.asarray(mine["rounds_ms"]) / np.asarray(ref["rounds_ms"]) / float(spec.get("factor", 1.0))
     else:
