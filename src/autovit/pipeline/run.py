@@ -204,8 +204,8 @@ class Pipeline:
     def _bench(self, models: list[str], out: Path, reference: str | None = None) -> None:
         lat = self.cfg.latency
         api.run_bench(api.BenchConfig(models=tuple(models), resolution=self.resolution, threads=lat.threads,
-                                  rounds=lat.bench_rounds, num_classes=self._num_classes(), reference=reference,
-                                  out=out))
+                                      rounds=lat.bench_rounds, num_classes=self._num_classes(),
+                                      reference=reference, out=out), warn=self._warn)
 
     def _baselines(self, d: Path) -> dict[str, Any]:
         if not self._baseline_names():
