@@ -14,12 +14,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from autovit.blocks import MBCONV, TRANSFORMER, MBConvStage, TransformerStage
+from autovit.blocks import CONV_KINDS, MBCONV, TRANSFORMER, UIB, MBConvStage, TransformerStage, UIBStage, kind_of
 from autovit.blocks.base import canonical_number, parse_int, parse_number
 from autovit.errors import ArchError
 from autovit.io_utils import atomic_write_text
 
-__all__ = ["ACTIVATIONS", "Arch", "Layout", "MBConvStage", "TransformerStage", "check_structure", "parse_layout"]
+__all__ = ["ACTIVATIONS", "Arch", "Layout", "MBConvStage", "TransformerStage", "UIBStage", "check_structure",
+           "conv_kind", "parse_layout"]
 
 ACTIVATIONS = ("silu", "relu", "gelu", "hardswish")
 
@@ -55,11 +56,15 @@ class Layout:
 
 @dataclass(frozen=True)
 class Arch:
-    """One architecture: searched choices plus the space's fixed `Layout`."""
+    """One architecture: searched choices plus the space's fixed `Layout`.
+
+    `mbconv` holds the conv stages, all of one conv kind (`MBConvStage` or `UIBStage`; the JSON key
+    is the kind's name, "mbconv" or "uib"); `transformer` the 0 or more attention stages after them.
+    """
 
     resolution: int
     stem_width: int
-    mbconv: tuple[MBConvStage, ...]
+    mbconv: tuple[MBConvStage | UIBStage, ...]
     transformer: tuple[TransformerStage, ...]
     head_width: int
     layout: Layout = field(default_factory=Layout)
@@ -78,7 +83,7 @@ class Arch:
         return {
             "resolution": self.resolution,
             "stem_width": self.stem_width,
-            "mbconv": [MBCONV.to_dict(s) for s in self.mbconv],
+            conv_kind(self.mbconv).name: [kind_of(s).to_dict(s) for s in self.mbconv],
             "num_transformer_stages": self.num_transformer_stages,
             "transformer": [TRANSFORMER.to_dict(s) for s in self.transformer],
             "head_width": self.head_width,
@@ -103,14 +108,19 @@ class Arch:
         # Accept a wrapper such as best.json {"arch": {...}, "accuracy": ...}.
         if "arch" in data and isinstance(data["arch"], Mapping) and "resolution" not in data:
             data = dict(data["arch"])
-        top = {"resolution", "stem_width", "mbconv", "num_transformer_stages", "transformer",
+        conv_keys = [k.name for k in CONV_KINDS if k.name in data]
+        if len(conv_keys) > 1:
+            raise ArchError(f"the arch lists both {conv_keys[0]!r} and {conv_keys[1]!r} conv stages",
+                            hint="an arch's conv stages are all of one kind: keep one of the lists")
+        conv = next((k for k in CONV_KINDS if k.name in data), MBCONV)
+        top = {"resolution", "stem_width", conv.name, "num_transformer_stages", "transformer",
                "head_width", "layout"}
         _reject_unknown(data, top, "arch")
-        for name in ("resolution", "stem_width", "mbconv", "transformer", "head_width"):
+        for name in ("resolution", "stem_width", conv.name, "transformer", "head_width"):
             if name not in data:
                 raise ArchError(f"arch is missing the field '{name}'",
                                 hint=f"an arch needs the fields {sorted(top - {'layout', 'num_transformer_stages'})}")
-        mbconv = tuple(MBCONV.parse(s, f"mbconv[{i}]") for i, s in enumerate(_list(data, "mbconv")))
+        mbconv = tuple(conv.parse(s, f"{conv.name}[{i}]") for i, s in enumerate(_list(data, conv.name)))
         stages = _list(data, "transformer")
         if "num_transformer_stages" in data:
             n = parse_int(data["num_transformer_stages"], "num_transformer_stages")
@@ -160,7 +170,7 @@ class Arch:
     # ---------------------------------------------------------------- identity
     def key(self) -> str:
         """Canonical, human-readable key: equal networks give equal keys."""
-        m = "_".join(MBCONV.key(s) for s in self.mbconv)
+        m = "_".join(kind_of(s).key(s) for s in self.mbconv)
         t = "_".join(TRANSFORMER.key(s) for s in self.transformer)
         lay = self.layout
         layout_tag = "" if lay == Layout() else "-L" + hashlib.sha1(json.dumps(lay.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
@@ -236,10 +246,22 @@ def check_structure(arch: Arch) -> None:
     if len(arch.mbconv) != len(lay.mbconv_strides):
         raise ArchError(f"the arch lists {len(arch.mbconv)} MBConv stages but its layout has "
                         f"{len(lay.mbconv_strides)} (layout.mbconv_strides)")
-    if not 1 <= len(arch.transformer) <= len(lay.transformer_strides):
+    if not 0 <= len(arch.transformer) <= len(lay.transformer_strides):
         raise ArchError(f"the arch lists {len(arch.transformer)} transformer stages but its layout allows at most "
                         f"{len(lay.transformer_strides)} (layout.transformer_strides)",
                         hint="remove the extra transformer stages")
-    for kind, stages in ((MBCONV, arch.mbconv), (TRANSFORMER, arch.transformer)):
-        for i, s in enumerate(stages):
-            kind.check(s, f"{kind.name}[{i}]")
+    conv = conv_kind(arch.mbconv)
+    for i, (s, stride) in enumerate(zip(arch.mbconv, lay.mbconv_strides)):
+        if not isinstance(s, conv.gene):
+            raise ArchError(f"{conv.name}[{i}] is a {kind_of(s).name} stage but the arch's conv stages are {conv.name}",
+                            hint="an arch's conv stages are all of one kind")
+        conv.check(s, f"{conv.name}[{i}]")
+        if conv is UIB:
+            UIB.check_stride(s, stride, f"uib[{i}]")
+    for i, s in enumerate(arch.transformer):
+        TRANSFORMER.check(s, f"transformer[{i}]")
+
+
+def conv_kind(stages: tuple) -> Any:
+    """The `StageKind` of an arch's conv stages (MBConv for an empty list)."""
+    return kind_of(stages[0]) if stages else MBCONV

@@ -1,6 +1,6 @@
 """The static AutoViT network built from an `Arch`.
 
-Conv stem -> MBConv stages -> MobileViT-style transformer stages -> MBPool head -> classifier.
+Conv stem -> MBConv (or UIB) stages -> MobileViT-style transformer stages -> MBPool head -> classifier.
 Block choices (activation, norm, head dim, strides, fusion) are documented in docs/architecture.md;
 `autovit.costs` mirrors this module in closed form, so change both together.
 """
@@ -17,10 +17,11 @@ from timm.models import checkpoint_seq
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from autovit.arch import Arch, MBConvStage, TransformerStage
+from autovit.arch import Arch, MBConvStage, TransformerStage, UIBStage
 from autovit.blocks.base import expand_width
 from autovit.blocks.mbconv import se_width
 from autovit.blocks.mobilevit import TRANSITION_KERNEL
+from autovit.blocks.uib import block_strides
 from autovit.errors import AutovitError
 
 
@@ -60,6 +61,29 @@ class MBConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.project(self.se(self.dw(self.expand(x))))
+        return x + out if self.has_residual else out
+
+
+class UIB(nn.Module):
+    """MobileNetV4's Universal Inverted Bottleneck (`autovit.blocks.uib`): [kxk depthwise start conv,
+    BN, no act] -> 1x1 expand -> [kxk depthwise mid conv] -> 1x1 linear projection. A kernel of 0
+    leaves that depthwise conv out (IB: mid only, ConvNext: start only, ExtraDW: both, FFN: none)."""
+
+    def __init__(self, in_chs: int, out_chs: int, expansion: float, start_kernel: int, mid_kernel: int,
+                 stride: int, act: str) -> None:
+        super().__init__()
+        hidden = expand_width(in_chs, expansion)
+        s_start, s_mid = block_strides(start_kernel, mid_kernel, stride)
+        self.dw_start = (ConvBNAct(in_chs, in_chs, start_kernel, s_start, groups=in_chs, act=None)
+                         if start_kernel else nn.Identity())
+        self.expand = ConvBNAct(in_chs, hidden, 1, act=act)
+        self.dw_mid = (ConvBNAct(hidden, hidden, mid_kernel, s_mid, groups=hidden, act=act)
+                       if mid_kernel else nn.Identity())
+        self.project = ConvBNAct(hidden, out_chs, 1, act=None)
+        self.has_residual = stride == 1 and in_chs == out_chs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project(self.dw_mid(self.expand(self.dw_start(x))))
         return x + out if self.has_residual else out
 
 
@@ -188,7 +212,11 @@ class TransformerStageModule(nn.Module):
         return self.block(self.transition(x))
 
 
-def mbconv_stage(in_chs: int, stage: MBConvStage, stride: int, act: str) -> nn.Sequential:
+def mbconv_stage(in_chs: int, stage: MBConvStage | UIBStage, stride: int, act: str) -> nn.Sequential:
+    """The blocks of one conv stage (MBConv or UIB, after the gene's type)."""
+    if isinstance(stage, UIBStage):
+        return nn.Sequential(*[UIB(in_chs if i == 0 else stage.width, stage.width, stage.expansion, stage.start_kernel,
+                                   stage.mid_kernel, stride if i == 0 else 1, act) for i in range(stage.depth)])
     return nn.Sequential(*[MBConv(in_chs if i == 0 else stage.width, stage.width, stage.expansion, stage.kernel,
                                   stride if i == 0 else 1, act, stage.se) for i in range(stage.depth)])
 

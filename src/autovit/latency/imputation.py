@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from autovit.errors import AutovitError
-from autovit.blocks import mbconv, mobilevit
+from autovit.blocks import mbconv, mobilevit, uib
 from autovit.blocks.base import expand_width
 from autovit.latency.blocks import KINDS, BlockSig
 
@@ -36,6 +36,7 @@ from autovit.latency.blocks import KINDS, BlockSig
 FEATURES: dict[str, tuple[str, ...]] = {
     "stem": ("one",),
     "mbconv": ("pointwise_macs", "depthwise_macs", "elements", "one"),
+    "uib": ("pointwise_macs", "depthwise_macs", "elements", "one"),
     "tfixed": ("dense_macs", "depthwise_macs", "elements", "one"),
     "attn": ("linear_macs", "attention_macs", "attention_elements", "elements", "one"),
     "mlp": ("linear_macs", "elements", "one"),
@@ -45,15 +46,15 @@ DEFAULT_PER_FEATURE = 3
 MEASURE_MODES = ("anchors", "all")  # measure the anchors and impute the rest, or measure every block
 ALWAYS_MEASURED = ("stem",)
 # Per kind: the parameters whose variants are imputed from a measured sibling of the same shape.
-KNOBS: dict[str, tuple[str, ...]] = {"mbconv": mbconv.KNOBS}
+KNOBS: dict[str, tuple[str, ...]] = {"mbconv": mbconv.KNOBS, "uib": uib.KNOBS}
 
 
 def block_features(sig: BlockSig) -> list[float]:
     """Operator counts of one block variant (see `FEATURES[sig.kind]` for their names)."""
     p = dict(sig.params)
     kind = sig.kind
-    if kind == "mbconv":
-        c = mbconv.sig_counts(sig)
+    if kind in ("mbconv", "uib"):
+        c = (mbconv if kind == "mbconv" else uib).sig_counts(sig)
         return [c.dense_macs, c.depthwise_macs, c.elements, 1.0]
     if kind == "tfixed":
         f = mobilevit.fixed_counts(int(p["cin"]), int(p["d"]), int(p["s"]), int(p["h"]), p["te"], int(p["lk"]),

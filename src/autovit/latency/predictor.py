@@ -28,7 +28,7 @@ import numpy as np
 from autovit.arch import Arch
 from autovit.costs import count_macs, stage_costs
 from autovit.errors import AutovitError
-from autovit.blocks import MBCONV, TRANSFORMER
+from autovit.blocks import MBCONV, TRANSFORMER, MBConvStage, kind_of
 from autovit.blocks.base import down
 from autovit.latency.blocks import (KINDS, arch_blocks, head_sig, mbconv_stage_blocks, stage_sides, stem_sig,
                                     transformer_stage_blocks)
@@ -206,7 +206,8 @@ class LatencyModel:
 
     def _head_value(self, arch: Arch, cin: int) -> float:
         lay, n_st, t = arch.layout, arch.num_transformer_stages, self.table
-        side = down(self._tr_sides[n_st - 1], lay.transformer_strides[n_st - 1])
+        side = (down(self._tr_sides[n_st - 1], lay.transformer_strides[n_st - 1]) if n_st
+                else down(self._mb_sides[-1], lay.mbconv_strides[-1]))
         return (self._scale("head") * t.cost(head_sig(lay, cin, arch.head_width, side, t.num_classes))
                 + self.coef.get("intercept", 0.0) + self._macs_value(arch, -1))
 
@@ -218,7 +219,7 @@ class LatencyModel:
             self._cache.update(stem={}, head={}, mb=[{} for _ in self._mb_sides], tr=[{} for _ in self._tr_sides])
         stem_c, head_c, mb_c, tr_c = self._cache["stem"], self._cache["head"], self._cache["mb"], self._cache["tr"]
         # Every gene field is in the key (width first: the next stage's input), one C call per stage.
-        mb_fields = attrgetter(*MBCONV.field_names)
+        conv_type, mb_fields = MBConvStage, attrgetter(*MBCONV.field_names)
         tr_fields = attrgetter(*TRANSFORMER.field_names)
         out: list[float] = []
         push = out.append
@@ -228,6 +229,8 @@ class LatencyModel:
             if a.layout is not lay or a.resolution != res:
                 self._check(a)
                 lay = a.layout  # equal to the table's: later archs sharing this object skip the compare
+            if a.mbconv and type(a.mbconv[0]) is not conv_type:  # a UIB space's archs
+                conv_type, mb_fields = type(a.mbconv[0]), attrgetter(*kind_of(a.mbconv[0]).field_names)
             cin = a.stem_width
             total = stem_c.get(cin)
             if total is None:
