@@ -112,6 +112,8 @@ def select_anchors(sigs: Sequence[BlockSig], per_feature: int = DEFAULT_PER_FEAT
     out: list[BlockSig] = []
     for kind in KINDS:
         group = sorted({s for s in sigs if s.kind == kind}, key=str)
+        if not group:  # a kind the space does not use (MBConv in a UIB space, UIB in the paper's)
+            continue
         n_terms = len(FEATURES[kind])
         if kind in ALWAYS_MEASURED:
             out += group

@@ -1,0 +1,246 @@
+"""The UIB block kind (MobileNetV4's Universal Inverted Bottleneck) and the mnv4 space family: genes,
+JSON and keys, space YAML, sampling / mutation / cardinality, closed-form costs against counted
+modules, exact supernet extraction (eval and train mode), latency-table signatures, 0 attention
+stages."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from autovit.arch import Arch, UIBStage
+from autovit.blocks import UIB, kind_of
+from autovit.blocks.uib import block_counts, sig_counts
+from autovit.costs import count_macs, count_params
+from autovit.errors import ArchError, SpaceError
+from autovit.latency.blocks import arch_blocks, build_block, space_blocks
+from autovit.latency.imputation import block_features
+from autovit.model import UIB as UIBBlock, build_model
+from autovit.space import FAMILY_SPACES, SearchSpace
+from autovit.supernet import Supernet
+
+RICH = """
+name: rich_uib
+resolution: [32]
+stem_width: [8, 12]
+uib:
+  - {width: [8, 16], depth: [1, 2], expansion: [1, 2], start_kernel: [0, 3], mid_kernel: [3, 5]}
+  - {width: [16, 24], depth: [1, 2], expansion: [2, 3], start_kernel: [0, 3, 5], mid_kernel: [0, 3]}
+  - {width: [24, 32], depth: [1, 2], expansion: [2], start_kernel: [0, 5], mid_kernel: [3]}
+transformer:
+  - {width: [32, 40], depth: [1, 2], heads: [1, 2], mlp_ratio: [1, 2]}
+num_transformer_stages: [0, 1]
+head_width: [32, 48]
+layout: {mbconv_strides: [2, 1, 2], transformer_strides: [1], head_dim: 8, patch_size: 2,
+         activation: relu, head_expansion: 2}
+"""
+
+TINY = """
+name: tiny_uib
+resolution: [16]
+stem_width: [8]
+uib:
+  - {width: [8, 16], depth: [1, 2], expansion: [2], start_kernel: [0, 3], mid_kernel: [3]}
+  - {width: [16], depth: [1, 2], expansion: [2], start_kernel: [0, 3], mid_kernel: [0, 3]}
+transformer:
+  - {width: [16, 24], depth: [1], heads: [1, 2], mlp_ratio: [2]}
+num_transformer_stages: [0, 1]
+head_width: [32]
+layout: {mbconv_strides: [2, 1], transformer_strides: [2], head_dim: 8, patch_size: 2}
+"""
+
+
+@pytest.fixture(scope="module")
+def rich() -> SearchSpace:
+    return SearchSpace.from_yaml_text(RICH)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> SearchSpace:
+    return SearchSpace.from_yaml_text(TINY)
+
+
+def _with_attention(space: SearchSpace, n: int, seed: int = 0) -> Arch:
+    rng = random.Random(seed)
+    while True:
+        arch = space.sample(rng)
+        if arch.num_transformer_stages == n:
+            return arch
+
+
+def _all_variants(space: SearchSpace) -> list[Arch]:
+    """The largest arch with every stage of the last slot set to each UIB variant it allows."""
+    out = []
+    base = space.largest()
+    for a in space.mbconv[-1].start_kernel:
+        for k in space.mbconv[-1].mid_kernel:
+            last = UIB.replace(base.mbconv[-1], start_kernel=a, mid_kernel=k)
+            try:
+                out.append(space.validate(base.replace(mbconv=base.mbconv[:-1] + (last,))))
+            except ArchError:
+                pass  # a strided FFN block
+    return out
+
+
+# ---------------------------------------------------------------------------- genes and JSON
+def test_uib_gene_variants_key_and_json_round_trip(rich: SearchSpace) -> None:
+    assert UIB.field_names == ("width", "depth", "expansion", "start_kernel", "mid_kernel")
+    assert [UIBStage(16, 1, 4, a, k).variant for a, k in ((0, 3), (3, 0), (3, 5), (0, 0))] == \
+        ["IB", "ConvNext", "ExtraDW", "FFN"]
+    stage = UIBStage(16, 2, 4.0, 3, 0)
+    assert UIB.key(stage) == "16x2e4a3m0" and UIB.to_dict(stage) == {
+        "width": 16, "depth": 2, "expansion": 4, "start_kernel": 3, "mid_kernel": 0}
+    arch = _with_attention(rich, 0)
+    data = arch.to_dict()
+    assert "uib" in data and "mbconv" not in data and data["num_transformer_stages"] == 0
+    assert Arch.from_json(arch.to_json()) == arch and rich.parse_arch(arch.to_json()) == arch
+    assert kind_of(Arch.from_dict(data).mbconv[0]) is UIB
+
+
+def test_bad_uib_archs_are_named(rich: SearchSpace) -> None:
+    data = rich.smallest().to_dict()
+    data["uib"][0]["mid_kernel"] = 4
+    with pytest.raises(ArchError, match=r"uib\[0\]\.mid_kernel must be 0 .* odd"):
+        Arch.from_dict(data)
+    data["uib"][0].update(mid_kernel=0, start_kernel=0)  # slot 0 is stride 2: a strided FFN block
+    with pytest.raises(ArchError, match=r"uib\[0\] is a stride-2 stage but has neither"):
+        Arch.from_dict(data)
+    both = rich.smallest().to_dict()
+    both["mbconv"] = both["uib"]
+    with pytest.raises(ArchError, match="both 'mbconv' and 'uib'"):
+        Arch.from_dict(both)
+    # A UIB arch is outside a paper (MBConv) space, with the reason.
+    xxs = SearchSpace.builtin("xxs")
+    uib_arch = rich.largest().replace(layout=xxs.layout, resolution=256, stem_width=16)
+    with pytest.raises(ArchError, match="uib conv stages but the space 'xxs' has mbconv"):
+        xxs.validate(uib_arch)
+
+
+# ---------------------------------------------------------------------------- spaces
+@pytest.mark.parametrize("name", FAMILY_SPACES)
+def test_family_space_yaml_round_trip_and_zero_attention_stages(name: str) -> None:
+    space = SearchSpace.builtin(name)
+    assert SearchSpace.from_yaml_text(space.to_yaml()) == space == SearchSpace.load(name.upper())
+    assert space.conv_kind is UIB and 0 in space.num_transformer_stages
+    assert "uib" in space.to_dict() and "mbconv" not in space.to_dict()
+    assert space.smallest().num_transformer_stages == 0 and space.largest().num_transformer_stages >= 1
+
+
+def test_mnv4_s_spans_mobilenetv4_conv_small() -> None:
+    """timm's mobilenetv4_conv_small (3,774,024 params, ~0.19 GMACs at 224) lies inside the space's
+    range, and the smallest subnet is at most 25% smaller in params."""
+    small, large = SearchSpace.builtin("mnv4_s").width_extremes()
+    assert count_params(small) == 2914800 and count_macs(small) == 110473856
+    assert count_params(small) <= 3774024 <= count_params(large)
+    assert count_params(small) >= 0.75 * 3774024
+
+
+def test_unbuildable_uib_space_is_a_clear_error() -> None:
+    text = TINY.replace("start_kernel: [0, 3], mid_kernel: [3]}", "start_kernel: [0, 3], mid_kernel: [0, 3]}", 1)
+    with pytest.raises(SpaceError, match="unbuildable .* stride-2 stage but has neither"):
+        SearchSpace.from_yaml_text(text)
+    with pytest.raises(SpaceError, match="unknown dimension 'kernel' in uib"):
+        SearchSpace.from_yaml_text(TINY.replace("start_kernel: [0, 3], mid_kernel: [3]", "kernel: [3]", 1))
+
+
+def test_cardinality_counts_zero_and_one_attention_stage(tiny: SearchSpace) -> None:
+    # uib0: 2 widths x 2 depths x 2 start kernels = 8; uib1: 2 depths x 2 x 2 = 8;
+    # 0 attention stages: 1, one stage: 2 widths x 2 heads = 4.
+    assert tiny.cardinality() == 8 * 8 * (1 + 4) == 320
+    archs = list(tiny.enumerate())
+    assert len(archs) == len(set(archs)) == 320
+    assert sum(a.num_transformer_stages == 0 for a in archs) == 64
+
+
+def test_sampling_mutation_crossover_stay_valid(rich: SearchSpace) -> None:
+    rng = random.Random(0)
+    archs = [rich.sample(rng) for _ in range(200)]
+    assert {a.num_transformer_stages for a in archs} == {0, 1}
+    assert {s.variant for a in archs for s in a.mbconv} == {"IB", "ConvNext", "ExtraDW", "FFN"}
+    for a, b in zip(archs, archs[1:]):
+        for child in (rich.mutate(a, rng), rich.crossover(a, b, rng)):
+            assert rich.validate(child) is child
+
+
+# ---------------------------------------------------------------------------- costs
+def test_uib_block_counts_by_hand() -> None:
+    # ExtraDW, 16 -> 24, e 2 (hidden 32), start 3x3, mid 5x5, stride 2 on the mid conv, 8x8 input.
+    c = block_counts(16, 24, 2, 3, 5, 2, 8)
+    params = (9 * 16 + 32) + (16 * 32 + 64) + (25 * 32 + 64) + (32 * 24 + 48)
+    macs = 9 * 16 * 64 + 16 * 32 * 64 + 25 * 32 * 16 + 32 * 24 * 16
+    assert (c.params, c.macs, c.out_size) == (params, macs, 4)
+    # ConvNext, stride 2: the stride moves to the start conv, the 1x1 convs run at 4x4.
+    c = block_counts(16, 24, 2, 3, 0, 2, 8)
+    assert c.out_size == 4 and c.macs == 9 * 16 * 16 + 16 * 32 * 16 + 32 * 24 * 16
+    # FFN: two 1x1 convs only.
+    c = block_counts(16, 16, 2, 0, 0, 1, 8)
+    assert (c.params, c.depthwise_macs, c.dense_macs) == (16 * 32 + 64 + 32 * 16 + 32, 0, 2 * 16 * 32 * 64)
+
+
+def test_closed_form_costs_match_the_built_network(rich: SearchSpace) -> None:
+    rng = random.Random(1)
+    archs = _all_variants(rich) + [rich.smallest()] + [rich.sample(rng) for _ in range(6)]
+    assert {a.num_transformer_stages for a in archs} == {0, 1}
+    for arch in archs:
+        model = build_model(arch, 10).eval()
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model(torch.zeros(1, 3, arch.resolution, arch.resolution))
+        assert sum(p.numel() for p in model.parameters()) == count_params(arch, 10), arch.key()
+        assert counter.get_total_flops() // 2 == count_macs(arch, 10), arch.key()
+
+
+# ---------------------------------------------------------------------------- supernet
+@pytest.mark.parametrize("train", [False, True])
+def test_supernet_subnets_extract_exactly(rich: SearchSpace, train: bool) -> None:
+    torch.manual_seed(0)
+    net = Supernet(rich, num_classes=10)
+    with torch.no_grad():  # non-trivial BN affine and statistics, so that a wrong slice shows
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5), m.bias.normal_(0, 0.2)
+                m.running_mean.normal_(0, 0.2), m.running_var.uniform_(0.5, 1.5)
+    net.train(train)
+    assert net.num_params() == count_params(rich.largest(), 10)
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    rng = random.Random(2)
+    archs = _all_variants(rich) + [rich.smallest(), _with_attention(rich, 0, 3), _with_attention(rich, 1, 4)]
+    archs += [rich.sample(rng) for _ in range(4)]
+    for arch in archs:
+        net.set_active(arch)
+        static = net.extract()
+        assert static.training == train
+        assert net.active_num_params() == count_params(arch, 10) == sum(p.numel() for p in static.parameters())
+        with torch.no_grad():
+            ref = static(x)
+            assert (net(x) - ref).abs().max().item() <= 1e-5 * max(1.0, ref.abs().max().item()), arch.key()
+
+
+def test_stride_moves_between_the_depthwise_convs() -> None:
+    """In a stride-2 block the stride sits on the mid conv when there is one, else on the start one."""
+    ib = UIBBlock(8, 8, 2, 3, 3, 2, "relu")
+    assert ib.dw_start.conv.stride == (1, 1) and ib.dw_mid.conv.stride == (2, 2) and not ib.has_residual
+    convnext = UIBBlock(8, 8, 2, 3, 0, 2, "relu")
+    assert convnext.dw_start.conv.stride == (2, 2) and isinstance(convnext.dw_mid, torch.nn.Identity)
+    assert convnext(torch.zeros(1, 8, 8, 8)).shape == (1, 8, 4, 4)
+
+
+# ---------------------------------------------------------------------------- latency signatures
+def test_latency_signatures(rich: SearchSpace) -> None:
+    known = set(space_blocks(rich, num_classes=10))
+    rng = random.Random(5)
+    for arch in _all_variants(rich) + [rich.sample(rng) for _ in range(30)]:
+        blocks = arch_blocks(arch, 10)
+        assert {s for s, _ in blocks} <= known, arch.key()
+        assert sum(n for s, n in blocks if s.kind == "uib") == sum(s.depth for s in arch.mbconv)
+    sig = arch_blocks(rich.smallest(), 10)[1][0]
+    assert str(sig) == "uib:a=0,act=relu,cin=8,cout=8,e=1,h=16,k=3,s=2"
+    counts = sig_counts(sig)
+    assert counts == block_counts(8, 8, 1, 0, 3, 2, 16)
+    assert block_features(sig) == [counts.dense_macs, counts.depthwise_macs, counts.elements, 1.0]
+    module, chs, side = build_block(sig, rich.layout)
+    assert (chs, side) == (8, 16) and sum(p.numel() for p in module.parameters()) == counts.params
+    assert {"uib"} == {s.kind for s in known} - {"stem", "tfixed", "attn", "mlp", "head"}
