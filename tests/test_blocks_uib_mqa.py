@@ -244,3 +244,19 @@ def test_latency_signatures(rich: SearchSpace) -> None:
     module, chs, side = build_block(sig, rich.layout)
     assert (chs, side) == (8, 16) and sum(p.numel() for p in module.parameters()) == counts.params
     assert {"uib"} == {s.kind for s in known} - {"stem", "tfixed", "attn", "mlp", "head"}
+
+
+# ---------------------------------------------------------------------------- coarse-search genome
+def test_genome_decodes_uib_archs_with_exact_costs(rich: SearchSpace) -> None:
+    import numpy as np
+
+    from autovit.search.genome import Genome
+
+    genome = Genome(rich, num_classes=10)
+    assert len(genome.sizes) == 2 + 3 * 5 + 1 + 4 + 1
+    genes = genome.unique(genome.sample(300, np.random.default_rng(0)))
+    archs = genome.decode_many(genes)
+    assert {a.num_transformer_stages for a in archs} == {0, 1} and all(rich.contains(a) for a in archs)
+    params, macs = genome.costs(genes)
+    assert params.tolist() == [count_params(a, 10) for a in archs]
+    assert macs.tolist() == [count_macs(a, 10) for a in archs]
