@@ -12,13 +12,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from autovit.arch import Arch, UIBStage
-from autovit.blocks import UIB, kind_of
+from autovit.blocks import MQA, UIB, MQAStage, kind_of
+from autovit.blocks.mqa import layer_counts
 from autovit.blocks.uib import block_counts, sig_counts
 from autovit.costs import count_macs, count_params
 from autovit.errors import ArchError, SpaceError
 from autovit.latency.blocks import arch_blocks, build_block, space_blocks
 from autovit.latency.imputation import block_features
-from autovit.model import UIB as UIBBlock, build_model
+from autovit.model import UIB as UIBBlock, MQALayer, build_model, multi_query_attention
 from autovit.space import FAMILY_SPACES, SearchSpace
 from autovit.supernet import Supernet
 
@@ -30,8 +31,8 @@ uib:
   - {width: [8, 16], depth: [1, 2], expansion: [1, 2], start_kernel: [0, 3], mid_kernel: [3, 5]}
   - {width: [16, 24], depth: [1, 2], expansion: [2, 3], start_kernel: [0, 3, 5], mid_kernel: [0, 3]}
   - {width: [24, 32], depth: [1, 2], expansion: [2], start_kernel: [0, 5], mid_kernel: [3]}
-transformer:
-  - {width: [32, 40], depth: [1, 2], heads: [1, 2], mlp_ratio: [1, 2]}
+mqa:
+  - {width: [32, 40], depth: [1, 2], heads: [1, 2], kv_stride: [1, 2], ffn_ratio: [1, 2]}
 num_transformer_stages: [0, 1]
 head_width: [32, 48]
 layout: {mbconv_strides: [2, 1, 2], transformer_strides: [1], head_dim: 8, patch_size: 2,
@@ -243,7 +244,7 @@ def test_latency_signatures(rich: SearchSpace) -> None:
     assert block_features(sig) == [counts.dense_macs, counts.depthwise_macs, counts.elements, 1.0]
     module, chs, side = build_block(sig, rich.layout)
     assert (chs, side) == (8, 16) and sum(p.numel() for p in module.parameters()) == counts.params
-    assert {"uib"} == {s.kind for s in known} - {"stem", "tfixed", "attn", "mlp", "head"}
+    assert {s.kind for s in known} == {"stem", "uib", "mbconv", "mqa", "head"}  # mbconv: MQA stage transitions
 
 
 # ---------------------------------------------------------------------------- coarse-search genome
@@ -253,10 +254,53 @@ def test_genome_decodes_uib_archs_with_exact_costs(rich: SearchSpace) -> None:
     from autovit.search.genome import Genome
 
     genome = Genome(rich, num_classes=10)
-    assert len(genome.sizes) == 2 + 3 * 5 + 1 + 4 + 1
+    assert len(genome.sizes) == 2 + 3 * 5 + 1 + 5 + 1
     genes = genome.unique(genome.sample(300, np.random.default_rng(0)))
     archs = genome.decode_many(genes)
     assert {a.num_transformer_stages for a in archs} == {0, 1} and all(rich.contains(a) for a in archs)
     params, macs = genome.costs(genes)
     assert params.tolist() == [count_params(a, 10) for a in archs]
     assert macs.tolist() == [count_macs(a, 10) for a in archs]
+
+
+# ---------------------------------------------------------------------------- Mobile MQA
+def test_mqa_gene_key_json_and_bad_values(rich: SearchSpace) -> None:
+    assert MQA.field_names == ("width", "depth", "heads", "kv_stride", "ffn_ratio")
+    assert MQA.key(MQAStage(32, 2, 4, 2, 2.0)) == "32x2h4kv2f2"
+    arch = _with_attention(rich, 1)
+    data = arch.to_dict()
+    assert "mqa" in data and "transformer" not in data and kind_of(arch.transformer[0]) is MQA
+    assert Arch.from_json(arch.to_json()) == arch
+    data["mqa"][0]["kv_stride"] = 3
+    with pytest.raises(ArchError, match=r"mqa\[0\]\.kv_stride must be 1 .* or 2"):
+        Arch.from_dict(data)
+    data["transformer"] = data.pop("mqa")
+    with pytest.raises(ArchError, match="unknown field 'ffn_ratio' in transformer"):
+        Arch.from_dict(data)
+
+
+def test_multi_query_attention_is_attention_with_one_shared_key_value_head() -> None:
+    g = torch.Generator().manual_seed(0)
+    q, k, v = torch.randn(2, 3 * 8, 4, 4, generator=g), torch.randn(2, 8, 2, 2, generator=g), torch.randn(2, 8, 2, 2, generator=g)
+    out = multi_query_attention(q, k, v, 3, 8, 8 ** -0.5)
+    qh = q.reshape(2, 3, 8, 16).transpose(-2, -1)
+    kh = k.flatten(2).transpose(-2, -1).unsqueeze(1).expand(2, 3, 4, 8)
+    vh = v.flatten(2).transpose(-2, -1).unsqueeze(1).expand(2, 3, 4, 8)
+    ref = torch.nn.functional.scaled_dot_product_attention(qh, kh, vh).transpose(-2, -1).reshape(2, 24, 4, 4)
+    assert torch.allclose(out, ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("kv_stride", [1, 2])
+def test_mqa_layer_counts_by_hand_and_counted(kv_stride: int) -> None:
+    dim, heads, kd, ratio, side = 16, 2, 8, 2, 6
+    c = layer_counts(dim, heads, kd, kv_stride, ratio, side)
+    m = (side // kv_stride) ** 2
+    down = (9 * 16 + 32) if kv_stride == 2 else 0
+    assert c.params == 32 + down + 16 * 16 + 2 * 16 * 8 + 16 * 16 + (16 * 32 + 64) + (32 * 16 + 32)
+    assert c.attention_macs == 2 * heads * 36 * m * kd and c.keys == m
+    layer = MQALayer(dim, heads, kd, kv_stride, ratio, "relu").eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        layer(torch.zeros(1, dim, side, side))
+    assert sum(p.numel() for p in layer.parameters()) == c.params
+    assert counter.get_total_flops() // 2 == c.macs

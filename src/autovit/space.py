@@ -18,7 +18,8 @@ from typing import Any, Iterator, Mapping, Sequence
 import yaml
 
 from autovit.arch import Arch, Layout, parse_layout
-from autovit.blocks import CONV_KINDS, MBCONV, TRANSFORMER, MBConvChoices, StageKind, TransformerChoices, UIBChoices, kind_of
+from autovit.blocks import (ATTENTION_KINDS, CONV_KINDS, MBCONV, TRANSFORMER, MBConvChoices, MQAChoices, StageKind,
+                            TransformerChoices, UIBChoices, kind_of)
 from autovit.blocks.base import parse_choices
 from autovit.errors import ArchError, AutovitError, SpaceError
 from autovit.io_utils import parse_yaml, read_yaml
@@ -37,7 +38,7 @@ class SearchSpace:
     resolution: tuple[int, ...]
     stem_width: tuple[int, ...]
     mbconv: tuple[MBConvChoices | UIBChoices, ...]  # the conv stage slots (all of one conv kind)
-    transformer: tuple[TransformerChoices, ...]
+    transformer: tuple[TransformerChoices | MQAChoices, ...]  # attention stage slots (one attention kind)
     num_transformer_stages: tuple[int, ...]
     head_width: tuple[int, ...]
     layout: Layout = field(default_factory=Layout)
@@ -49,6 +50,11 @@ class SearchSpace:
     def conv_kind(self) -> StageKind:
         """The kind of the space's conv stage slots (MBConv or UIB)."""
         return kind_of(self.mbconv[0]) if self.mbconv else MBCONV
+
+    @property
+    def attention_kind(self) -> StageKind:
+        """The kind of the space's attention stage slots (MobileViT transformer or Mobile MQA)."""
+        return kind_of(self.transformer[0]) if self.transformer else TRANSFORMER
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -100,25 +106,29 @@ class SearchSpace:
             raise SpaceError(f"the search space lists both {conv_keys[0]!r} and {conv_keys[1]!r} conv stages",
                              hint="a space's conv stage slots are all of one kind: keep one of the lists")
         conv = next((k for k in CONV_KINDS if k.name in data), MBCONV)
-        allowed = {"name", "description", "resolution", "stem_width", conv.name, "transformer",
+        att_keys = [k.name for k in ATTENTION_KINDS if k.name in data]
+        if len(att_keys) > 1:
+            raise SpaceError(f"the search space lists both {att_keys[0]!r} and {att_keys[1]!r} attention stages",
+                             hint="a space's attention stage slots are all of one kind: keep one of the lists")
+        att = next((k for k in ATTENTION_KINDS if k.name in data), TRANSFORMER)
+        allowed = {"name", "description", "resolution", "stem_width", conv.name, att.name,
                    "num_transformer_stages", "head_width", "layout", "constraints", "paper_param_range"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise SpaceError(f"unknown field '{unknown[0]}' in the search space", hint=f"allowed: {sorted(allowed)}")
-        for name in ("name", "resolution", "stem_width", conv.name, "transformer", "head_width"):
+        for name in ("name", "resolution", "stem_width", conv.name, att.name, "head_width"):
             if name not in data:
                 raise SpaceError(f"the search space is missing the field '{name}'",
                                  hint=f"conv stages go under one of {[k.name for k in CONV_KINDS]}"
                                  if name == conv.name else None)
-        if not isinstance(data[conv.name], list) or not isinstance(data["transformer"], list):
-            raise SpaceError(f"'{conv.name}' and 'transformer' must be lists of stages")
+        if not isinstance(data[conv.name], list) or not isinstance(data[att.name], list):
+            raise SpaceError(f"'{conv.name}' and '{att.name}' must be lists of stages")
         mbconv = tuple(conv.parse_choices(s, f"{conv.name}[{i}]") for i, s in enumerate(data[conv.name]))
-        transformer = tuple(TRANSFORMER.parse_choices(s, f"transformer[{i}]")
-                            for i, s in enumerate(data["transformer"]))
+        transformer = tuple(att.parse_choices(s, f"{att.name}[{i}]") for i, s in enumerate(data[att.name]))
         n_stages = parse_choices(data.get("num_transformer_stages", [len(transformer)]), "num_transformer_stages")
         if max(n_stages) > len(transformer) or min(n_stages) < 0:
             raise SpaceError(f"num_transformer_stages {list(n_stages)} asks for more stages than the "
-                             f"{len(transformer)} listed under 'transformer'")
+                             f"{len(transformer)} listed under '{att.name}'")
         try:
             layout = parse_layout(data.get("layout", {}))
         except ArchError as err:
@@ -158,7 +168,7 @@ class SearchSpace:
             "resolution": list(self.resolution),
             "stem_width": list(self.stem_width),
             self.conv_kind.name: [self.conv_kind.choices_to_dict(c) for c in self.mbconv],
-            "transformer": [TRANSFORMER.choices_to_dict(c) for c in self.transformer],
+            self.attention_kind.name: [self.attention_kind.choices_to_dict(c) for c in self.transformer],
             "num_transformer_stages": list(self.num_transformer_stages),
             "head_width": list(self.head_width),
             "layout": self.layout.to_dict(),
@@ -200,8 +210,12 @@ class SearchSpace:
         for i, (s, c) in enumerate(zip(arch.mbconv, self.mbconv)):
             conv.validate(s, c, f"{conv.name}[{i}]", self.name)
         check(arch.num_transformer_stages, self.num_transformer_stages, "num_transformer_stages")
+        att = self.attention_kind
+        if arch.transformer and not isinstance(arch.transformer[0], att.gene):
+            raise ArchError(f"the arch has {kind_of(arch.transformer[0]).name} attention stages but the space "
+                            f"'{self.name}' has {att.name} stages", hint="pick the space the arch was searched in")
         for i, (s, c) in enumerate(zip(arch.transformer, self.transformer)):
-            TRANSFORMER.validate(s, c, f"transformer[{i}]", self.name)
+            att.validate(s, c, f"{att.name}[{i}]", self.name)
         check(arch.head_width, self.head_width, "head_width")
         if self.nondecreasing_widths and not is_nondecreasing(arch):
             widths = [s.width for s in arch.transformer]
@@ -234,7 +248,7 @@ class SearchSpace:
             resolution=pick(self.resolution),
             stem_width=pick(self.stem_width),
             mbconv=tuple(self.conv_kind.extreme(c, pick) for c in self.mbconv),
-            transformer=tuple(TRANSFORMER.extreme(c, pick) for c in self.transformer[:n]),
+            transformer=tuple(self.attention_kind.extreme(c, pick) for c in self.transformer[:n]),
             head_width=pick(self.head_width),
             layout=self.layout,
         )
@@ -254,7 +268,7 @@ class SearchSpace:
             resolution=rng.choice(self.resolution),
             stem_width=rng.choice(self.stem_width),
             mbconv=tuple(self.conv_kind.sample(c, rng) for c in self.mbconv),
-            transformer=tuple(TRANSFORMER.sample(c, rng) for c in self.transformer[:n]),
+            transformer=tuple(self.attention_kind.sample(c, rng) for c in self.transformer[:n]),
             head_width=rng.choice(self.head_width),
             layout=self.layout,
         )
@@ -283,8 +297,9 @@ class SearchSpace:
             if rng.random() < p_depth:
                 n = rng.choice(self.num_transformer_stages)
             mb = [_mutate_stage(self.conv_kind, s, c, rng, p_depth, p_block) for s, c in zip(arch.mbconv, self.mbconv)]
-            tr = [_mutate_stage(TRANSFORMER, arch.transformer[i] if i < arch.num_transformer_stages
-                                else TRANSFORMER.sample(self.transformer[i], rng), self.transformer[i], rng,
+            att = self.attention_kind
+            tr = [_mutate_stage(att, arch.transformer[i] if i < arch.num_transformer_stages
+                                else att.sample(self.transformer[i], rng), self.transformer[i], rng,
                                 p_depth, p_block)
                   for i in range(n)]
             pick = lambda value, options: rng.choice(options) if rng.random() < p_block else value  # noqa: E731
@@ -319,7 +334,7 @@ class SearchSpace:
         base = len(self.resolution) * len(self.stem_width) * len(self.head_width)
         for c in self.mbconv:
             base *= self.conv_kind.num_options(c)
-        other = [TRANSFORMER.num_options(c, exclude=("width",)) for c in self.transformer]
+        other = [self.attention_kind.num_options(c, exclude=("width",)) for c in self.transformer]
         total = 0
         for n in self.num_transformer_stages:
             if n == 0:
@@ -339,7 +354,7 @@ class SearchSpace:
     def enumerate(self) -> Iterator[Arch]:
         """Every arch of the space (only sensible for tiny spaces, e.g. in tests)."""
         mb_opts = [list(self.conv_kind.options(c)) for c in self.mbconv]
-        tr_opts = [list(TRANSFORMER.options(c)) for c in self.transformer]
+        tr_opts = [list(self.attention_kind.options(c)) for c in self.transformer]
         for res, stem, head in itertools.product(self.resolution, self.stem_width, self.head_width):
             for mb in itertools.product(*mb_opts):
                 for n in self.num_transformer_stages:
@@ -362,7 +377,7 @@ class SearchSpace:
             n = pick(self.num_transformer_stages)
             chosen, chosen_p = None, None
             for widths in itertools.product(*(c.width for c in self.transformer[:n])):
-                tr = tuple(TRANSFORMER.replace(s, width=w) for w, s in zip(widths, ext.transformer))
+                tr = tuple(self.attention_kind.replace(s, width=w) for w, s in zip(widths, ext.transformer))
                 arch = ext.replace(transformer=tr)
                 if not self._ok(arch):
                     continue

@@ -1,4 +1,4 @@
-"""Block kinds: one module per kind (stem, MBConv, UIB, MobileViT transformer stage, head).
+"""Block kinds: one module per kind (stem, MBConv, UIB, MobileViT transformer stage, Mobile MQA, head).
 
 `STAGE_KINDS` lists the searched stage kinds in network order; generic code iterates over it and
 over each kind's `fields`. Adding a kind: write its module (gene, choices, costs, signatures; see
@@ -10,11 +10,14 @@ from autovit.blocks.base import BlockSig, GeneField, StageCost, StageKind, table
 from autovit.blocks.mbconv import MBCONV, MBConvChoices, MBConvStage
 from autovit.blocks.uib import UIB, UIBChoices, UIBStage
 from autovit.blocks.mobilevit import TRANSFORMER, TransformerChoices, TransformerStage
+from autovit.blocks.mqa import MQA, MQAChoices, MQAStage
 from autovit.blocks import head  # noqa: F401,E402  (registers its latency-table kind last)
 
-STAGE_KINDS: tuple[StageKind, ...] = (MBCONV, UIB, TRANSFORMER)
-# Kinds that can fill the conv stage slots of a space (an arch's `mbconv` group; docs/architecture.md).
+STAGE_KINDS: tuple[StageKind, ...] = (MBCONV, UIB, TRANSFORMER, MQA)
+# Kinds that can fill the conv stage slots of a space (an arch's `mbconv` group) and its attention
+# stage slots (an arch's `transformer` group); docs/architecture.md.
 CONV_KINDS: tuple[StageKind, ...] = (MBCONV, UIB)
+ATTENTION_KINDS: tuple[StageKind, ...] = (TRANSFORMER, MQA)
 
 
 def stage_kind(name: str) -> StageKind:
@@ -33,5 +36,5 @@ def kind_of(stage_or_choices: object) -> StageKind:
     raise TypeError(f"not a stage gene or choices: {stage_or_choices!r}")
 
 
-__all__ = ["BlockSig", "CONV_KINDS", "GeneField", "MBCONV", "UIB", "UIBChoices", "UIBStage", "kind_of", "MBConvChoices", "MBConvStage", "STAGE_KINDS", "StageCost", "StageKind",
+__all__ = ["ATTENTION_KINDS", "BlockSig", "CONV_KINDS", "MQA", "MQAChoices", "MQAStage", "GeneField", "MBCONV", "UIB", "UIBChoices", "UIBStage", "kind_of", "MBConvChoices", "MBConvStage", "STAGE_KINDS", "StageCost", "StageKind",
            "TRANSFORMER", "TransformerChoices", "TransformerStage", "stage_kind", "table_kinds"]

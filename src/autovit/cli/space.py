@@ -8,7 +8,6 @@ from typing import Any
 
 import typer
 
-from autovit.blocks import TRANSFORMER
 from autovit.cli._common import console, make_table, print_json
 
 space_app = typer.Typer(help="Inspect search spaces (builtin xxs|xs|s|mnv4_s|mnv4_m or a YAML file).",
@@ -65,7 +64,7 @@ def show(
     if sp.description:
         console.print(sp.description)
     console.print(make_table(title, ["dimension", "choices"], rows))
-    for kind, slots in ((sp.conv_kind, sp.mbconv), (TRANSFORMER, sp.transformer)):
+    for kind, slots in ((sp.conv_kind, sp.mbconv), (sp.attention_kind, sp.transformer)):
         if not slots:
             continue
         # A later (defaulted) field gets a column only where the space searches it.

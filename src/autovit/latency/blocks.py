@@ -25,7 +25,7 @@ from typing import Any, Iterator
 from torch import nn
 
 from autovit.arch import Arch, Layout, TransformerStage
-from autovit.blocks import UIB, kind_of, mbconv, mobilevit, uib
+from autovit.blocks import MQA, UIB, MQAChoices, kind_of, mbconv, mobilevit, mqa, uib
 from autovit.blocks.base import DEFAULT_COPIES, BlockSig, down, table_kinds
 from autovit.blocks.head import head_sig
 from autovit.blocks.mobilevit import attn_sig, mlp_sig, tfixed_sig
@@ -68,8 +68,9 @@ def mbconv_stage_blocks(lay: Layout, cin: int, stage: Any, stride: int, h: int) 
 
 def transformer_stage_blocks(lay: Layout, cin: int, stage: TransformerStage, stride: int,
                              h: int) -> list[tuple[BlockSig, int]]:
-    """(signature, count) of one transformer stage (see `autovit.blocks.mobilevit.stage_blocks`)."""
-    return mobilevit.stage_blocks(lay, cin, stage, stride, h)
+    """(signature, count) of one attention stage, MobileViT transformer or Mobile MQA (see
+    `autovit.blocks.mobilevit.stage_blocks`, `autovit.blocks.mqa.stage_blocks`)."""
+    return (mqa if kind_of(stage) is MQA else mobilevit).stage_blocks(lay, cin, stage, stride, h)
 
 
 def arch_blocks(arch: Arch, num_classes: int = 1000) -> list[tuple[BlockSig, int]]:
@@ -120,11 +121,19 @@ def space_blocks(space: SearchSpace, resolution: int | None = None, num_classes:
             for w in c.width:
                 if space.nondecreasing_widths and prev_w is not None and w < prev_w:
                     continue
-                sigs.add(tfixed_sig(lay, cin, w, stride, h))
+                if isinstance(c, MQAChoices):  # the stage's MBConv transition
+                    sigs.add(mbconv.block_sig(lay.activation, cin, w, lay.transition_expansion,
+                                              mobilevit.TRANSITION_KERNEL, stride, h))
+                else:
+                    sigs.add(tfixed_sig(lay, cin, w, stride, h))
                 nxt.add((w, w))
                 if i + 1 in space.num_transformer_stages:
                     last_widths.setdefault(down(h, stride), set()).add(w)
         for w in c.width:
+            if isinstance(c, MQAChoices):
+                sigs.update(mqa.layer_sig(lay, w, heads, kvs, r, side)
+                            for heads in c.heads for kvs in c.kv_stride for r in c.ffn_ratio)
+                continue
             sigs.update(attn_sig(lay, w, heads, side) for heads in c.heads)
             sigs.update(mlp_sig(lay, w, r, side) for r in c.mlp_ratio)
         reach = nxt
@@ -179,8 +188,8 @@ class ContextNet(nn.Module):
 def build_block(sig: BlockSig, layout: Layout, copies: int = 1) -> tuple[nn.Module, int | None, int | None]:
     """The block of `sig` as a module (stacked `copies` times when shape-preserving), with the
     (channels, side) of its input; (None, None) means it takes the image."""
-    from autovit.model import (UIB as UIBBlock, ConvBNAct, MBConv, MBPoolHead, MobileViTBlock, TransformerLayer,
-                               TransformerStageModule)
+    from autovit.model import (UIB as UIBBlock, ConvBNAct, MBConv, MBPoolHead, MobileViTBlock, MQALayer,
+                               TransformerLayer, TransformerStageModule)
 
     p = dict(sig.params)
     act = p.get("act", layout.activation)
@@ -192,6 +201,9 @@ def build_block(sig: BlockSig, layout: Layout, copies: int = 1) -> tuple[nn.Modu
     if sig.kind == "uib":
         mods = [UIBBlock(p["cin"], p["cout"], p["e"], p["a"], p["k"], p["s"], act) for _ in range(copies)]
         return nn.Sequential(*mods), p["cin"], p["h"]
+    if sig.kind == "mqa":
+        mods = [MQALayer(p["d"], p["heads"], p["kd"], p["kvs"], p["r"], act) for _ in range(copies)]
+        return nn.Sequential(*mods), p["d"], p["h"]
     if sig.kind == "tfixed":
         lay = _replace_layout(layout, transition_expansion=p["te"], local_kernel=p["lk"], fusion_kernel=p["fk"],
                               patch_size=p["p"], activation=act)

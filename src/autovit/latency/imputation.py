@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from autovit.errors import AutovitError
-from autovit.blocks import mbconv, mobilevit, uib
+from autovit.blocks import mbconv, mobilevit, mqa, uib
 from autovit.blocks.base import expand_width
 from autovit.latency.blocks import KINDS, BlockSig
 
@@ -37,6 +37,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "stem": ("one",),
     "mbconv": ("pointwise_macs", "depthwise_macs", "elements", "one"),
     "uib": ("pointwise_macs", "depthwise_macs", "elements", "one"),
+    "mqa": ("dense_macs", "attention_macs", "elements", "one"),
     "tfixed": ("dense_macs", "depthwise_macs", "elements", "one"),
     "attn": ("linear_macs", "attention_macs", "attention_elements", "elements", "one"),
     "mlp": ("linear_macs", "elements", "one"),
@@ -56,6 +57,9 @@ def block_features(sig: BlockSig) -> list[float]:
     if kind in ("mbconv", "uib"):
         c = (mbconv if kind == "mbconv" else uib).sig_counts(sig)
         return [c.dense_macs, c.depthwise_macs, c.elements, 1.0]
+    if kind == "mqa":
+        c = mqa.sig_counts(sig)
+        return [c.dense_macs + c.depthwise_macs, c.attention_macs, c.elements, 1.0]
     if kind == "tfixed":
         f = mobilevit.fixed_counts(int(p["cin"]), int(p["d"]), int(p["s"]), int(p["h"]), p["te"], int(p["lk"]),
                                    int(p["fk"]))

@@ -28,7 +28,7 @@ import numpy as np
 from autovit.arch import Arch
 from autovit.costs import count_macs, stage_costs
 from autovit.errors import AutovitError
-from autovit.blocks import MBCONV, TRANSFORMER, MBConvStage, kind_of
+from autovit.blocks import MBCONV, TRANSFORMER, MBConvStage, TransformerStage, kind_of
 from autovit.blocks.base import down
 from autovit.latency.blocks import (KINDS, arch_blocks, head_sig, mbconv_stage_blocks, stage_sides, stem_sig,
                                     transformer_stage_blocks)
@@ -220,7 +220,7 @@ class LatencyModel:
         stem_c, head_c, mb_c, tr_c = self._cache["stem"], self._cache["head"], self._cache["mb"], self._cache["tr"]
         # Every gene field is in the key (width first: the next stage's input), one C call per stage.
         conv_type, mb_fields = MBConvStage, attrgetter(*MBCONV.field_names)
-        tr_fields = attrgetter(*TRANSFORMER.field_names)
+        att_type, tr_fields = TransformerStage, attrgetter(*TRANSFORMER.field_names)
         out: list[float] = []
         push = out.append
         res, lay = self.table.resolution, self.layout
@@ -231,6 +231,8 @@ class LatencyModel:
                 lay = a.layout  # equal to the table's: later archs sharing this object skip the compare
             if a.mbconv and type(a.mbconv[0]) is not conv_type:  # a UIB space's archs
                 conv_type, mb_fields = type(a.mbconv[0]), attrgetter(*kind_of(a.mbconv[0]).field_names)
+            if a.transformer and type(a.transformer[0]) is not att_type:  # an MQA space's archs
+                att_type, tr_fields = type(a.transformer[0]), attrgetter(*kind_of(a.transformer[0]).field_names)
             cin = a.stem_width
             total = stem_c.get(cin)
             if total is None:

@@ -17,7 +17,6 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from autovit.arch import Arch
-from autovit.blocks import MBCONV, TRANSFORMER
 from autovit.costs import count_macs, count_params
 from autovit.errors import AutovitError
 from autovit.latency.measure import MeasureConfig, MeasureLog
@@ -58,7 +57,7 @@ def arch_vector(arch: Arch, space: SearchSpace) -> list[float]:
         v += [getattr(s, f) for f in _searched(space.conv_kind, c)]
     for i, c in enumerate(space.transformer):
         s = arch.transformer[i] if i < arch.num_transformer_stages else None
-        v += [getattr(s, f) if s else 0 for f in _searched(TRANSFORMER, c)]
+        v += [getattr(s, f) if s else 0 for f in _searched(space.attention_kind, c)]
     return [float(x) for x in v]
 
 
@@ -210,7 +209,7 @@ def extreme_subnets(space: SearchSpace) -> list[Arch]:
         try:
             arch = Arch(resolution=space.resolution[0], stem_width=width(space.stem_width),
                         mbconv=tuple(corner(space.conv_kind, c, width, depth) for c in space.mbconv),
-                        transformer=tuple(corner(TRANSFORMER, c, width, depth)
+                        transformer=tuple(corner(space.attention_kind, c, width, depth)
                                           for c in space.transformer[:stages(space.num_transformer_stages)]),
                         head_width=width(space.head_width), layout=space.layout)
             space.validate(arch)

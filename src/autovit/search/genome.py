@@ -15,11 +15,9 @@ from typing import Sequence
 import numpy as np
 
 from autovit.arch import Arch
-from autovit.blocks import TRANSFORMER
 from autovit.costs import stage_costs
 from autovit.space import SearchSpace
 
-_TR = TRANSFORMER.field_names  # the gene fields of each kind, in order; width is always the first
 
 
 class Genome:
@@ -32,7 +30,10 @@ class Genome:
         self.num_classes = num_classes
         self.sizes: list[int] = [len(space.resolution), len(space.stem_width)]
         conv = space.conv_kind  # MBConv or UIB
+        att = space.attention_kind  # MobileViT transformer or Mobile MQA
+        # The gene fields of each kind, in order; width is always the first.
         self._mb = _MB = conv.field_names
+        self._tr = _TR = att.field_names
         for c in space.mbconv:
             self.sizes += [len(getattr(c, n)) for n in _MB]
         self.col_n = len(self.sizes)
@@ -45,7 +46,7 @@ class Genome:
         self._mb_stages = [{idx: conv.make(*(getattr(c, n)[i] for n, i in zip(_MB, idx)))
                             for idx in itertools.product(*(range(len(getattr(c, n))) for n in _MB))}
                            for c in space.mbconv]
-        self._tr_stages = [{idx: TRANSFORMER.make(*(getattr(c, n)[i] for n, i in zip(_TR, idx)))
+        self._tr_stages = [{idx: att.make(*(getattr(c, n)[i] for n, i in zip(_TR, idx)))
                             for idx in itertools.product(*(range(len(getattr(c, n))) for n in _TR))}
                            for c in space.transformer]
         self._tables = self._cost_tables()
@@ -55,7 +56,7 @@ class Genome:
         return slice(2 + len(self._mb) * i, 2 + len(self._mb) * (i + 1))
 
     def _tr_cols(self, i: int) -> slice:
-        return slice(self.col_tr + len(_TR) * i, self.col_tr + len(_TR) * (i + 1))
+        return slice(self.col_tr + len(self._tr) * i, self.col_tr + len(self._tr) * (i + 1))
 
     def num_stages(self, genes: np.ndarray) -> np.ndarray:
         return np.asarray(self.space.num_transformer_stages)[genes[:, self.col_n]]
@@ -138,7 +139,7 @@ class Genome:
             prev_widths = choices.width
         tr_tables = []
         for i, choices in enumerate(sp.transformer):
-            shape = (2, len(sp.resolution), len(prev_widths)) + tuple(len(getattr(choices, n)) for n in _TR)
+            shape = (2, len(sp.resolution), len(prev_widths)) + tuple(len(getattr(choices, n)) for n in self._tr)
             table = np.zeros(shape, dtype=np.int64)
             for r, p in itertools.product(range(len(sp.resolution)), range(len(prev_widths))):
                 for idx, stage in self._tr_stages[i].items():
@@ -154,7 +155,7 @@ class Genome:
         for r, n in itertools.product(range(len(sp.resolution)), sp.num_transformer_stages):
             for w, h in itertools.product(range(len(finals[n])), range(len(sp.head_width))):
                 if n:
-                    tr = base.transformer[:n - 1] + (TRANSFORMER.replace(base.transformer[n - 1],
+                    tr = base.transformer[:n - 1] + (replace(base.transformer[n - 1],
                                                                          width=sp.transformer[n - 1].width[w]),)
                     arch = base.replace(resolution=sp.resolution[r], transformer=tr, head_width=sp.head_width[h])
                 else:  # no transformer stage: the head follows the last conv stage
@@ -176,7 +177,7 @@ class Genome:
             mb = arch.mbconv[:j] + (replace(prev, width=in_width),) + arch.mbconv[j + 1:]
             return arch.replace(mbconv=mb)
         prev = arch.transformer[i - 1]
-        tr = arch.transformer[:i - 1] + (TRANSFORMER.replace(prev, width=in_width),) + arch.transformer[i:]
+        tr = arch.transformer[:i - 1] + (replace(prev, width=in_width),) + arch.transformer[i:]
         return arch.replace(transformer=tr)
 
     def costs(self, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -26,10 +26,11 @@ from autovit.supernet.blocks import (
     ElasticConvBNAct,
     ElasticMBConv,
     ElasticMBPoolHead,
+    ElasticMQAStage,
     ElasticTransformerStage,
     ElasticUIB,
 )
-from autovit.blocks import UIBChoices, kind_of
+from autovit.blocks import MQAChoices, UIBChoices, kind_of
 from autovit.supernet.elastic import Elastic, copy_active_weights, make_plan, set_plain
 
 
@@ -61,8 +62,13 @@ class Supernet(nn.Module):
             prev = width
         for c, stride in zip(space.transformer[:max(space.num_transformer_stages)], lay.transformer_strides):
             width = max(c.width)
-            hidden = max(expand_width(width, r) for r in c.mlp_ratio)
-            stages.append(ElasticTransformerStage(prev, width, max(c.depth), max(c.heads), hidden, stride, lay))
+            if isinstance(c, MQAChoices):
+                hidden = max(expand_width(width, r) for r in c.ffn_ratio)
+                stages.append(ElasticMQAStage(prev, width, max(c.depth), max(c.heads), c.kv_stride, hidden, stride,
+                                              lay))
+            else:
+                hidden = max(expand_width(width, r) for r in c.mlp_ratio)
+                stages.append(ElasticTransformerStage(prev, width, max(c.depth), max(c.heads), hidden, stride, lay))
             prev = width
         self.stages = nn.ModuleList(stages)
         head_in = max(max(_final_widths(space, n)) for n in space.num_transformer_stages)
@@ -88,7 +94,7 @@ class Supernet(nn.Module):
             prev = stage.width
         for i, stage in enumerate(arch.transformer):
             module = self.stages[len(arch.mbconv) + i]
-            module.set_active(prev, stage.width, stage.depth, stage.heads, stage.mlp_ratio)
+            module.set_active(prev, *kind_of(stage).values(stage))  # (width, depth, heads, ...) in field order
             path.append(module)
             prev = stage.width
         self.head.set_active(prev, arch.head_width)
@@ -229,6 +235,12 @@ class Supernet(nn.Module):
             pairs = [(a, b) for a in prev for b in c.width if not constrained or a <= b]
             yield (f"stages.{offset + s}.transition", stage.transition,
                    [(a, b, sp.layout.transition_expansion, TRANSITION_KERNEL) for a, b in pairs])
+            if isinstance(c, MQAChoices):
+                for i, layer in enumerate(stage.layers):
+                    yield (f"stages.{offset + s}.layers.{i}", layer,
+                           [(w, h, kv, r) for w in c.width for h in c.heads for kv in c.kv_stride for r in c.ffn_ratio])
+                prev = c.width
+                continue
             yield f"stages.{offset + s}.block", stage.block, [(w, 0, 1, 1) for w in c.width]
             for i, layer in enumerate(stage.block.layers):
                 yield (f"stages.{offset + s}.block.layers.{i}", layer,
