@@ -304,3 +304,18 @@ def test_mqa_layer_counts_by_hand_and_counted(kv_stride: int) -> None:
         layer(torch.zeros(1, dim, side, side))
     assert sum(p.numel() for p in layer.parameters()) == c.params
     assert counter.get_total_flops() // 2 == c.macs
+
+
+def test_every_candidate_block_can_be_activated(rich: SearchSpace) -> None:
+    """`layer_candidates` (weight-sharing efficiency, Eq. 1) lists UIB and MQA configurations that
+    the elastic layers accept, and the widest of them stores the layer's tensors."""
+    net = Supernet(rich, num_classes=10)
+    names = []
+    for name, module, cfgs in net.layer_candidates():
+        names.append(name)
+        for cfg in cfgs:
+            module.set_active(*cfg)
+    assert "stages.1.1" in names and "stages.3.transition" in names and "stages.3.layers.1" in names
+    mqa_cfgs = dict((n, c) for n, _, c in net.layer_candidates())["stages.3.layers.0"]
+    assert len(mqa_cfgs) == 2 * 2 * 2 * 2 and (40, 2, 2, 2) in mqa_cfgs
+    assert 0 < net.weight_sharing_efficiency() < 1
