@@ -319,3 +319,24 @@ def test_every_candidate_block_can_be_activated(rich: SearchSpace) -> None:
     mqa_cfgs = dict((n, c) for n, _, c in net.layer_candidates())["stages.3.layers.0"]
     assert len(mqa_cfgs) == 2 * 2 * 2 * 2 and (40, 2, 2, 2) in mqa_cfgs
     assert 0 < net.weight_sharing_efficiency() < 1
+
+
+def test_latency_model_terms_follow_the_table_kinds(rich: SearchSpace) -> None:
+    from autovit.latency.lut import synthetic_table
+    from autovit.latency.predictor import LatencyModel, table_terms
+
+    design = ("mbconv_blocks", "transformer_layers", "transformer_stages", "intercept")
+    paper = synthetic_table(SearchSpace.builtin("xxs"))
+    assert table_terms(paper) == ("table_stem", "table_mbconv", "table_tfixed", "table_attn", "table_mlp",
+                                  "table_head") + design
+    table = synthetic_table(rich, num_classes=10)
+    assert table_terms(table) == ("table_stem", "table_mbconv", "table_uib", "table_mqa", "table_head") + design
+    rng = random.Random(7)
+    archs = [rich.sample(rng) for _ in range(12)] + [rich.smallest()]
+    truth = LatencyModel(table, {"table_stem": 1.0, "table_mbconv": 0.5, "table_uib": 1.5, "table_mqa": 2.0,
+                                 "table_head": 1.0, "intercept": 0.1})
+    y = truth.predict_ratio(archs)
+    assert all(y > 0)
+    fitted = LatencyModel.fit(table, archs, y)  # 9 terms: 13 subnets suffice
+    assert set(fitted.coef) == set(table_terms(table))
+    assert abs(fitted.predict_ratio(archs) - y).max() < 1e-6 * y.max()

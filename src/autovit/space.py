@@ -1,7 +1,8 @@
 """The AutoViT search spaces (paper Table 1) as data: choices, validation, sampling, mutation,
 crossover and exact cardinality.
 
-Built-in spaces `xxs`, `xs` and `s` live in `autovit/spaces/*.yaml`; users load their own with
+Built-in spaces `xxs`, `xs` and `s` (the paper's) and `mnv4_s`, `mnv4_m` (MobileNetV4-like: UIB
+conv stages, 0+ Mobile MQA stages) live in `autovit/spaces/*.yaml`; users load their own with
 `SearchSpace.from_yaml(path)`. Every random operation takes an explicit `random.Random`.
 """
 

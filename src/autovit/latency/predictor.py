@@ -45,6 +45,13 @@ CANDIDATE_TERMS = (FEATURES, SIMPLE_FEATURES, SIMPLE_FEATURES + (MACS_TERM,), FE
 RAW_SUM = {f: 1.0 for f in TABLE_TERMS}
 
 
+def table_terms(table: LatencyTable) -> tuple[str, ...]:
+    """The Eq. 6 terms that apply to `table`: one scale per block kind it holds (a paper space has no
+    `uib` / `mqa` blocks, an mnv4 space no `tfixed` / `attn` / `mlp` ones), then the design terms."""
+    kinds = {key.partition(":")[0] for key in table.entries}
+    return tuple(t for t in TABLE_TERMS if t.removeprefix("table_") in kinds) + DESIGN_TERMS
+
+
 def arch_features(table: LatencyTable, arch: Arch) -> dict[str, float]:
     """The Eq. 6 terms of one arch (reference-ratio units for the table terms)."""
     feats = dict.fromkeys(FEATURES, 0.0)
@@ -124,8 +131,10 @@ class LatencyModel:
 
     @classmethod
     def fit(cls, table: LatencyTable, archs: Sequence[Arch], measured_ratio: Sequence[float],
-            terms: Sequence[str] = FEATURES) -> "LatencyModel":
-        """NNLS fit of the Eq. 6 coefficients on measured subnets (latency / reference latency)."""
+            terms: Sequence[str] | None = None) -> "LatencyModel":
+        """NNLS fit of the Eq. 6 coefficients on measured subnets (latency / reference latency);
+        `terms` defaults to `table_terms(table)`."""
+        terms = table_terms(table) if terms is None else terms
         y = np.asarray(measured_ratio, dtype=np.float64)
         if len(archs) != len(y) or len(y) < len(terms):
             raise AutovitError(f"fitting {len(terms)} latency terms needs at least as many measured subnets "
@@ -135,10 +144,14 @@ class LatencyModel:
 
     @classmethod
     def fit_select(cls, table: LatencyTable, archs: Sequence[Arch], measured_ratio: Sequence[float],
-                   candidates: Sequence[Sequence[str]] = CANDIDATE_TERMS) -> tuple["LatencyModel", dict]:
+                   candidates: Sequence[Sequence[str]] | None = None) -> tuple["LatencyModel", dict]:
         """Fits every candidate term set and keeps the one with the lowest leave-one-out MAPE
         (per-kind table scales can overfit a few noisy subnets; one scale, with or without a
-        MACs term, are the alternatives)."""
+        MACs term, are the alternatives). Default candidates: `CANDIDATE_TERMS` restricted to the
+        block kinds of `table`."""
+        if candidates is None:
+            full = table_terms(table)
+            candidates = (full, SIMPLE_FEATURES, SIMPLE_FEATURES + (MACS_TERM,), full + (MACS_TERM,))
         y = np.asarray(measured_ratio, dtype=np.float64)
         scores = {}
         for terms in candidates:
