@@ -17,7 +17,7 @@ from autovit.blocks.mqa import layer_counts
 from autovit.blocks.uib import block_counts, sig_counts
 from autovit.costs import count_macs, count_params
 from autovit.errors import ArchError, SpaceError
-from autovit.latency.blocks import arch_blocks, build_block, space_blocks
+from autovit.latency.blocks import BlockSig, arch_blocks, build_block, space_blocks
 from autovit.latency.imputation import block_features
 from autovit.model import UIB as UIBBlock, MQALayer, build_model, multi_query_attention
 from autovit.space import FAMILY_SPACES, SearchSpace
@@ -340,3 +340,34 @@ def test_latency_model_terms_follow_the_table_kinds(rich: SearchSpace) -> None:
     fitted = LatencyModel.fit(table, archs, y)  # 9 terms: 13 subnets suffice
     assert set(fitted.coef) == set(table_terms(table))
     assert abs(fitted.predict_ratio(archs) - y).max() < 1e-6 * y.max()
+
+
+def test_mnv4_anchor_counts_and_exact_imputation() -> None:
+    """Under 100 measured blocks per family table: UIB kernels of 3 vs 5 (and expansions) are imputed
+    from a measured sibling with the same convs present (whether a kernel is 0 is part of the
+    shape), every UIB shape has one; costs linear in the operator counts are recovered exactly."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from latency_toys import linear_cost
+
+    from autovit.latency.imputation import impute_entries, select_anchors, shape_of
+
+    counts = {n: len(select_anchors(space_blocks(SearchSpace.builtin(n)))) for n in FAMILY_SPACES}
+    assert counts == {"mnv4_s": 97, "mnv4_m": 66}
+    base = dict(cin=64, cout=96, e=3, s=2, act="relu", h=28)
+    assert shape_of(BlockSig.make("uib", a=3, k=3, **base)) == shape_of(BlockSig.make("uib", a=5, k=3, **base))
+    assert shape_of(BlockSig.make("uib", a=3, k=3, **base)) != shape_of(BlockSig.make("uib", a=0, k=3, **base))
+    sigs = space_blocks(SearchSpace.builtin("mnv4_s"))
+    anchors = select_anchors(sigs)
+    measured = {str(s): {"ratio_to_ref": linear_cost(s), "median_ms": 0.0, "count": 5} for s in anchors}
+    entries, report = impute_entries(measured, sigs, reference_ms=20.0, fingerprint_id="fp")
+    n_uib = sum(s.kind == "uib" for s in sigs)
+    assert report["uib"]["measured"] == 76 and report["uib"]["imputed"] == n_uib - 76
+    assert report["mqa"]["measured"] == 12
+    for s in sigs:
+        e = entries[str(s)]
+        assert e["ratio_to_ref"] == pytest.approx(linear_cost(s), rel=1e-6), str(s)
+        if s.kind == "uib" and e["source"] == "imputed":
+            assert e["from_siblings"] >= 1

@@ -177,8 +177,10 @@ def sig_counts(sig: BlockSig) -> BlockCounts:
 
 
 # Signature parameters whose variants share a shape (imputed from a measured sibling). The kernels
-# are not knobs here: 0 removes a whole conv, which changes the block's operators.
-KNOBS = ("e",)
+# are knobs only between non-zero sizes: 0 removes a whole conv, so whether a kernel is 0 stays part
+# of the shape (PRESENCE_KNOBS).
+KNOBS = ("e", "a", "k")
+PRESENCE_KNOBS = ("a", "k")
 
 
 def block_args(stage: Any) -> tuple:

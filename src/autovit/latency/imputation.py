@@ -48,6 +48,8 @@ MEASURE_MODES = ("anchors", "all")  # measure the anchors and impute the rest, o
 ALWAYS_MEASURED = ("stem",)
 # Per kind: the parameters whose variants are imputed from a measured sibling of the same shape.
 KNOBS: dict[str, tuple[str, ...]] = {"mbconv": mbconv.KNOBS, "uib": uib.KNOBS}
+# Knobs whose value is imputed but whose presence (0 or not) is part of the shape.
+PRESENCE_KNOBS: dict[str, tuple[str, ...]] = {"uib": uib.PRESENCE_KNOBS}
 
 
 def block_features(sig: BlockSig) -> list[float]:
@@ -81,9 +83,11 @@ def block_features(sig: BlockSig) -> list[float]:
 
 
 def shape_of(sig: BlockSig) -> tuple[Any, ...]:
-    """The signature without its knobs: variants with equal shapes share a measured residual."""
+    """The signature without its knobs: variants with equal shapes share a measured residual. A
+    knob in `PRESENCE_KNOBS` keeps whether it is 0 in the shape (a UIB kernel of 0 removes a conv)."""
     knobs = KNOBS.get(sig.kind, ())
-    return (sig.kind,) + tuple(kv for kv in sig.params if kv[0] not in knobs)
+    flags = tuple((name, bool(sig.get(name))) for name in PRESENCE_KNOBS.get(sig.kind, ()))
+    return (sig.kind,) + tuple(kv for kv in sig.params if kv[0] not in knobs) + flags
 
 
 def _farthest_points(group: Sequence[BlockSig], chosen: list[int], n: int) -> list[int]:
