@@ -371,3 +371,21 @@ def test_mnv4_anchor_counts_and_exact_imputation() -> None:
         assert e["ratio_to_ref"] == pytest.approx(linear_cost(s), rel=1e-6), str(s)
         if s.kind == "uib" and e["source"] == "imputed":
             assert e["from_siblings"] >= 1
+
+
+def test_in_context_latency_networks_of_the_new_kinds_run(rich: SearchSpace) -> None:
+    from autovit.latency.blocks import context_pair, standalone_block
+
+    sigs = space_blocks(rich, num_classes=10)
+    same = BlockSig.make("uib", cin=16, cout=16, e=2, a=3, k=0, s=1, act="relu", h=8)
+    assert same.copies == 3 and BlockSig.make("uib", cin=8, cout=16, e=2, a=3, k=0, s=1, act="relu", h=8).copies == 1
+    x = torch.randn(1, 3, 32, 32)
+    for kind in ("uib", "mqa"):
+        sig = next(s for s in sigs if s.kind == kind)
+        with_net, without, copies = context_pair(sig, rich.layout)
+        with torch.no_grad():
+            assert with_net(x).shape[0] == without(x).shape[0] == 1
+        assert copies == sig.copies == (4 if kind == "mqa" else sig.copies)
+        alone, shape = standalone_block(sig, rich.layout)
+        with torch.no_grad():
+            assert alone(torch.randn(*shape)).shape[:1] == shape[:1]

@@ -275,4 +275,4 @@ class BlockSig:
 
 
 # Copies stacked in the "with" network of shape-preserving blocks (the difference is divided by it).
-DEFAULT_COPIES = {"mbconv": 3, "uib": 3, "attn": 4, "mlp": 4}
+DEFAULT_COPIES = {"mbconv": 3, "uib": 3, "attn": 4, "mlp": 4, "mqa": 4}
