@@ -18,6 +18,7 @@ from torch import nn
 
 from autovit.arch import Arch
 from autovit.errors import ArchError, AutovitError
+from autovit.blocks import MQAChoices, UIBChoices, kind_of
 from autovit.blocks.base import expand_width
 from autovit.blocks.mobilevit import TRANSITION_KERNEL
 from autovit.model import AutoViT, init_weights
@@ -30,7 +31,6 @@ from autovit.supernet.blocks import (
     ElasticTransformerStage,
     ElasticUIB,
 )
-from autovit.blocks import MQAChoices, UIBChoices, kind_of
 from autovit.supernet.elastic import Elastic, copy_active_weights, make_plan, set_plain
 
 
