@@ -43,8 +43,8 @@ def _se_arch(space: SearchSpace, se: float) -> Arch:
 
 # ---------------------------------------------------------------------------- kinds and genes
 def test_registry_lists_the_kinds_and_table_kinds_in_network_order() -> None:
-    assert [k.name for k in STAGE_KINDS] == ["mbconv", "transformer"]
-    assert table_kinds() == KINDS == ("stem", "mbconv", "tfixed", "attn", "mlp", "head")
+    assert [k.name for k in STAGE_KINDS] == ["mbconv", "uib", "transformer", "mqa"]
+    assert table_kinds() == KINDS == ("stem", "mbconv", "uib", "tfixed", "attn", "mlp", "mqa", "head")
     assert MBCONV.field_names == ("width", "depth", "expansion", "kernel", "se")
     assert TRANSFORMER.field_names == ("width", "depth", "heads", "mlp_ratio")
 

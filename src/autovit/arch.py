@@ -14,12 +14,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from autovit.blocks import MBCONV, TRANSFORMER, MBConvStage, TransformerStage
+from autovit.blocks import (ATTENTION_KINDS, CONV_KINDS, MBCONV, TRANSFORMER, UIB, MBConvStage, MQAStage,
+                            TransformerStage, UIBStage, kind_of)
 from autovit.blocks.base import canonical_number, parse_int, parse_number
 from autovit.errors import ArchError
 from autovit.io_utils import atomic_write_text
 
-__all__ = ["ACTIVATIONS", "Arch", "Layout", "MBConvStage", "TransformerStage", "check_structure", "parse_layout"]
+__all__ = ["ACTIVATIONS", "Arch", "Layout", "MBConvStage", "TransformerStage", "UIBStage", "check_structure",
+           "attention_kind", "conv_kind", "parse_layout"]
 
 ACTIVATIONS = ("silu", "relu", "gelu", "hardswish")
 
@@ -55,12 +57,17 @@ class Layout:
 
 @dataclass(frozen=True)
 class Arch:
-    """One architecture: searched choices plus the space's fixed `Layout`."""
+    """One architecture: searched choices plus the space's fixed `Layout`.
+
+    `mbconv` holds the conv stages, all of one conv kind (`MBConvStage` or `UIBStage`; the JSON key
+    is the kind's name, "mbconv" or "uib"); `transformer` the 0 or more attention stages after them,
+    all of one attention kind (`TransformerStage` or `MQAStage`; JSON key "transformer" or "mqa").
+    """
 
     resolution: int
     stem_width: int
-    mbconv: tuple[MBConvStage, ...]
-    transformer: tuple[TransformerStage, ...]
+    mbconv: tuple[MBConvStage | UIBStage, ...]
+    transformer: tuple[TransformerStage | MQAStage, ...]
     head_width: int
     layout: Layout = field(default_factory=Layout)
 
@@ -78,9 +85,9 @@ class Arch:
         return {
             "resolution": self.resolution,
             "stem_width": self.stem_width,
-            "mbconv": [MBCONV.to_dict(s) for s in self.mbconv],
+            conv_kind(self.mbconv).name: [kind_of(s).to_dict(s) for s in self.mbconv],
             "num_transformer_stages": self.num_transformer_stages,
-            "transformer": [TRANSFORMER.to_dict(s) for s in self.transformer],
+            attention_kind(self.transformer).name: [kind_of(s).to_dict(s) for s in self.transformer],
             "head_width": self.head_width,
             "layout": self.layout.to_dict(),
         }
@@ -103,15 +110,25 @@ class Arch:
         # Accept a wrapper such as best.json {"arch": {...}, "accuracy": ...}.
         if "arch" in data and isinstance(data["arch"], Mapping) and "resolution" not in data:
             data = dict(data["arch"])
-        top = {"resolution", "stem_width", "mbconv", "num_transformer_stages", "transformer",
+        conv_keys = [k.name for k in CONV_KINDS if k.name in data]
+        if len(conv_keys) > 1:
+            raise ArchError(f"the arch lists both {conv_keys[0]!r} and {conv_keys[1]!r} conv stages",
+                            hint="an arch's conv stages are all of one kind: keep one of the lists")
+        conv = next((k for k in CONV_KINDS if k.name in data), MBCONV)
+        att_keys = [k.name for k in ATTENTION_KINDS if k.name in data]
+        if len(att_keys) > 1:
+            raise ArchError(f"the arch lists both {att_keys[0]!r} and {att_keys[1]!r} attention stages",
+                            hint="an arch's attention stages are all of one kind: keep one of the lists")
+        att = next((k for k in ATTENTION_KINDS if k.name in data), TRANSFORMER)
+        top = {"resolution", "stem_width", conv.name, "num_transformer_stages", att.name,
                "head_width", "layout"}
         _reject_unknown(data, top, "arch")
-        for name in ("resolution", "stem_width", "mbconv", "transformer", "head_width"):
+        for name in ("resolution", "stem_width", conv.name, att.name, "head_width"):
             if name not in data:
                 raise ArchError(f"arch is missing the field '{name}'",
                                 hint=f"an arch needs the fields {sorted(top - {'layout', 'num_transformer_stages'})}")
-        mbconv = tuple(MBCONV.parse(s, f"mbconv[{i}]") for i, s in enumerate(_list(data, "mbconv")))
-        stages = _list(data, "transformer")
+        mbconv = tuple(conv.parse(s, f"{conv.name}[{i}]") for i, s in enumerate(_list(data, conv.name)))
+        stages = _list(data, att.name)
         if "num_transformer_stages" in data:
             n = parse_int(data["num_transformer_stages"], "num_transformer_stages")
             if n != len(stages):
@@ -119,7 +136,7 @@ class Arch:
                     f"num_transformer_stages is {n} but the arch lists {len(stages)} transformer stages",
                     hint="list exactly num_transformer_stages entries under 'transformer' "
                          "(or drop num_transformer_stages: it is implied by the list)")
-        transformer = tuple(TRANSFORMER.parse(s, f"transformer[{i}]") for i, s in enumerate(stages))
+        transformer = tuple(att.parse(s, f"{att.name}[{i}]") for i, s in enumerate(stages))
         if "layout" in data:
             layout = parse_layout(data["layout"])
         elif default_layout is not None:
@@ -160,8 +177,8 @@ class Arch:
     # ---------------------------------------------------------------- identity
     def key(self) -> str:
         """Canonical, human-readable key: equal networks give equal keys."""
-        m = "_".join(MBCONV.key(s) for s in self.mbconv)
-        t = "_".join(TRANSFORMER.key(s) for s in self.transformer)
+        m = "_".join(kind_of(s).key(s) for s in self.mbconv)
+        t = "_".join(kind_of(s).key(s) for s in self.transformer)
         lay = self.layout
         layout_tag = "" if lay == Layout() else "-L" + hashlib.sha1(json.dumps(lay.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
         return f"r{self.resolution}-c{self.stem_width}-m{m}-t{t}-p{self.head_width}{layout_tag}"
@@ -236,10 +253,31 @@ def check_structure(arch: Arch) -> None:
     if len(arch.mbconv) != len(lay.mbconv_strides):
         raise ArchError(f"the arch lists {len(arch.mbconv)} MBConv stages but its layout has "
                         f"{len(lay.mbconv_strides)} (layout.mbconv_strides)")
-    if not 1 <= len(arch.transformer) <= len(lay.transformer_strides):
+    if not 0 <= len(arch.transformer) <= len(lay.transformer_strides):
         raise ArchError(f"the arch lists {len(arch.transformer)} transformer stages but its layout allows at most "
                         f"{len(lay.transformer_strides)} (layout.transformer_strides)",
                         hint="remove the extra transformer stages")
-    for kind, stages in ((MBCONV, arch.mbconv), (TRANSFORMER, arch.transformer)):
-        for i, s in enumerate(stages):
-            kind.check(s, f"{kind.name}[{i}]")
+    conv = conv_kind(arch.mbconv)
+    for i, (s, stride) in enumerate(zip(arch.mbconv, lay.mbconv_strides)):
+        if not isinstance(s, conv.gene):
+            raise ArchError(f"{conv.name}[{i}] is a {kind_of(s).name} stage but the arch's conv stages are {conv.name}",
+                            hint="an arch's conv stages are all of one kind")
+        conv.check(s, f"{conv.name}[{i}]")
+        if conv is UIB:
+            UIB.check_stride(s, stride, f"uib[{i}]")
+    att = attention_kind(arch.transformer)
+    for i, s in enumerate(arch.transformer):
+        if not isinstance(s, att.gene):
+            raise ArchError(f"{att.name}[{i}] is a {kind_of(s).name} stage but the arch's attention stages are "
+                            f"{att.name}", hint="an arch's attention stages are all of one kind")
+        att.check(s, f"{att.name}[{i}]")
+
+
+def attention_kind(stages: tuple) -> Any:
+    """The `StageKind` of an arch's attention stages (the MobileViT transformer for an empty list)."""
+    return kind_of(stages[0]) if stages else TRANSFORMER
+
+
+def conv_kind(stages: tuple) -> Any:
+    """The `StageKind` of an arch's conv stages (MBConv for an empty list)."""
+    return kind_of(stages[0]) if stages else MBCONV

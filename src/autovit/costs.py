@@ -9,7 +9,8 @@ counted. Batch size 1.
 from __future__ import annotations
 
 from autovit.arch import Arch
-from autovit.blocks import mbconv, mobilevit
+from autovit.blocks import MQA, UIB, mbconv, mobilevit, mqa, uib
+from autovit.blocks import kind_of
 from autovit.blocks.base import StageCost
 from autovit.blocks.head import head_cost
 from autovit.blocks.stem import stem_cost
@@ -18,18 +19,20 @@ __all__ = ["StageCost", "count_macs", "count_params", "stage_costs"]
 
 
 def stage_costs(arch: Arch, num_classes: int = 1000, in_chans: int = 3) -> list[StageCost]:
-    """Per-stage params and MACs (stem, each MBConv and transformer stage, head)."""
+    """Per-stage params and MACs (stem, each conv (MBConv / UIB) and attention (transformer / MQA) stage, head)."""
     lay = arch.layout
     out = [stem_cost(lay, arch.resolution, arch.stem_width, in_chans)]
     chs, size = arch.stem_width, out[0].out_size
     for i, (s, stride) in enumerate(zip(arch.mbconv, lay.mbconv_strides)):
-        params, macs, size = mbconv.stage_cost(chs, s, stride, size)
+        kind = kind_of(s)
+        params, macs, size = (uib if kind is UIB else mbconv).stage_cost(chs, s, stride, size)
         chs = s.width
-        out.append(StageCost(f"mbconv{i + 1}", params, macs, chs, size))
+        out.append(StageCost(f"{kind.name}{i + 1}", params, macs, chs, size))
     for i, (s, stride) in enumerate(zip(arch.transformer, lay.transformer_strides)):
-        params, macs, size = mobilevit.stage_cost(chs, s, stride, size, lay)
+        kind = kind_of(s)
+        params, macs, size = (mqa if kind is MQA else mobilevit).stage_cost(chs, s, stride, size, lay)
         chs = s.width
-        out.append(StageCost(f"transformer{i + 1}", params, macs, chs, size))
+        out.append(StageCost(f"{kind.name}{i + 1}", params, macs, chs, size))
     out.append(head_cost(lay, chs, arch.head_width, size, num_classes))
     return out
 

@@ -1,6 +1,6 @@
 """The static AutoViT network built from an `Arch`.
 
-Conv stem -> MBConv stages -> MobileViT-style transformer stages -> MBPool head -> classifier.
+Conv stem -> MBConv (or UIB) stages -> MobileViT-style transformer stages -> MBPool head -> classifier.
 Block choices (activation, norm, head dim, strides, fusion) are documented in docs/architecture.md;
 `autovit.costs` mirrors this module in closed form, so change both together.
 """
@@ -17,10 +17,12 @@ from timm.models import checkpoint_seq
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from autovit.arch import Arch, MBConvStage, TransformerStage
+from autovit.arch import Arch, MBConvStage, MQAStage, TransformerStage, UIBStage
 from autovit.blocks.base import expand_width
 from autovit.blocks.mbconv import se_width
 from autovit.blocks.mobilevit import TRANSITION_KERNEL
+from autovit.blocks.mqa import KV_KERNEL
+from autovit.blocks.uib import block_strides
 from autovit.errors import AutovitError
 
 
@@ -60,6 +62,29 @@ class MBConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.project(self.se(self.dw(self.expand(x))))
+        return x + out if self.has_residual else out
+
+
+class UIB(nn.Module):
+    """MobileNetV4's Universal Inverted Bottleneck (`autovit.blocks.uib`): [kxk depthwise start conv,
+    BN, no act] -> 1x1 expand -> [kxk depthwise mid conv] -> 1x1 linear projection. A kernel of 0
+    leaves that depthwise conv out (IB: mid only, ConvNext: start only, ExtraDW: both, FFN: none)."""
+
+    def __init__(self, in_chs: int, out_chs: int, expansion: float, start_kernel: int, mid_kernel: int,
+                 stride: int, act: str) -> None:
+        super().__init__()
+        hidden = expand_width(in_chs, expansion)
+        s_start, s_mid = block_strides(start_kernel, mid_kernel, stride)
+        self.dw_start = (ConvBNAct(in_chs, in_chs, start_kernel, s_start, groups=in_chs, act=None)
+                         if start_kernel else nn.Identity())
+        self.expand = ConvBNAct(in_chs, hidden, 1, act=act)
+        self.dw_mid = (ConvBNAct(hidden, hidden, mid_kernel, s_mid, groups=hidden, act=act)
+                       if mid_kernel else nn.Identity())
+        self.project = ConvBNAct(hidden, out_chs, 1, act=None)
+        self.has_residual = stride == 1 and in_chs == out_chs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project(self.dw_mid(self.expand(self.dw_start(x))))
         return x + out if self.has_residual else out
 
 
@@ -188,7 +213,74 @@ class TransformerStageModule(nn.Module):
         return self.block(self.transition(x))
 
 
-def mbconv_stage(in_chs: int, stage: MBConvStage, stride: int, act: str) -> nn.Sequential:
+def multi_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_dim: int,
+                          scale: float) -> torch.Tensor:
+    """Multi-query attention on maps: q [B, heads * key_dim, H, W] attends over one shared key and
+    value head k, v [B, key_dim, h, w]; returns [B, heads * key_dim, H, W]."""
+    B, _, H, W = q.shape
+    q = q.reshape(B, heads, key_dim, H * W).transpose(-2, -1)  # [B, heads, N, kd]
+    k = k.flatten(2).unsqueeze(1)  # [B, 1, kd, M]
+    v = v.flatten(2).transpose(-2, -1).unsqueeze(1)  # [B, 1, M, kd]
+    attn = ((q * scale) @ k).softmax(dim=-1)  # [B, heads, N, M]
+    return (attn @ v).transpose(-2, -1).reshape(B, heads * key_dim, H, W)
+
+
+class MultiQueryAttention2d(nn.Module):
+    """Mobile MQA (`autovit.blocks.mqa`): `heads` query heads over one key and one value head,
+    optionally from a depthwise-strided (kv_stride 2) copy of the map; convs without bias. The query
+    rows are head-major, so the first h heads of a larger block are a prefix slice."""
+
+    def __init__(self, dim: int, heads: int, key_dim: int, kv_stride: int) -> None:
+        super().__init__()
+        self.heads, self.key_dim, self.scale = heads, key_dim, key_dim ** -0.5
+        self.kv_down = (ConvBNAct(dim, dim, KV_KERNEL, kv_stride, groups=dim, act=None) if kv_stride > 1
+                        else nn.Identity())
+        self.q = nn.Conv2d(dim, heads * key_dim, 1, bias=False)
+        self.k = nn.Conv2d(dim, key_dim, 1, bias=False)
+        self.v = nn.Conv2d(dim, key_dim, 1, bias=False)
+        self.proj = nn.Conv2d(heads * key_dim, dim, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kv = self.kv_down(x)
+        out = multi_query_attention(self.q(x), self.k(kv), self.v(kv), self.heads, self.key_dim, self.scale)
+        return self.proj(out)
+
+
+class MQALayer(nn.Module):
+    """x + MQA(BN(x)), then x + FFN(x) (UIB's FFN variant: 1x1 expand + act, 1x1 projection)."""
+
+    def __init__(self, dim: int, heads: int, key_dim: int, kv_stride: int, ffn_ratio: float, act: str) -> None:
+        super().__init__()
+        hidden = expand_width(dim, ffn_ratio)
+        self.norm = nn.BatchNorm2d(dim)
+        self.attn = MultiQueryAttention2d(dim, heads, key_dim, kv_stride)
+        self.ffn = nn.Sequential(ConvBNAct(dim, hidden, 1, act=act), ConvBNAct(hidden, dim, 1, act=None))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm(x))
+        return x + self.ffn(x)
+
+
+class MQAStageModule(nn.Module):
+    """Downsampling MBConv (the stage transition) followed by `depth` MQA layers."""
+
+    def __init__(self, in_chs: int, stage: MQAStage, stride: int, arch: Arch) -> None:
+        super().__init__()
+        lay = arch.layout
+        self.transition = MBConv(in_chs, stage.width, lay.transition_expansion, TRANSITION_KERNEL, stride,
+                                 lay.activation)
+        self.layers = nn.Sequential(*[MQALayer(stage.width, stage.heads, lay.head_dim, stage.kv_stride,
+                                               stage.ffn_ratio, lay.activation) for _ in range(stage.depth)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(self.transition(x))
+
+
+def mbconv_stage(in_chs: int, stage: MBConvStage | UIBStage, stride: int, act: str) -> nn.Sequential:
+    """The blocks of one conv stage (MBConv or UIB, after the gene's type)."""
+    if isinstance(stage, UIBStage):
+        return nn.Sequential(*[UIB(in_chs if i == 0 else stage.width, stage.width, stage.expansion, stage.start_kernel,
+                                   stage.mid_kernel, stride if i == 0 else 1, act) for i in range(stage.depth)])
     return nn.Sequential(*[MBConv(in_chs if i == 0 else stage.width, stage.width, stage.expansion, stage.kernel,
                                   stride if i == 0 else 1, act, stage.se) for i in range(stage.depth)])
 
@@ -276,7 +368,8 @@ class AutoViT(nn.Module):
             chs, reduction = stage.width, reduction * stride
             self.feature_info.append(dict(num_chs=chs, reduction=reduction, module=f"stages.{i}"))
         for stage, stride in zip(arch.transformer, lay.transformer_strides):
-            stages.append(TransformerStageModule(chs, stage, stride, arch))
+            stage_module = MQAStageModule if isinstance(stage, MQAStage) else TransformerStageModule
+            stages.append(stage_module(chs, stage, stride, arch))
             chs, reduction = stage.width, reduction * stride
             self.feature_info.append(dict(num_chs=chs, reduction=reduction, module=f"stages.{len(stages) - 1}"))
         self.stages = nn.Sequential(*stages)

@@ -1,7 +1,8 @@
 """The AutoViT search spaces (paper Table 1) as data: choices, validation, sampling, mutation,
 crossover and exact cardinality.
 
-Built-in spaces `xxs`, `xs` and `s` live in `autovit/spaces/*.yaml`; users load their own with
+Built-in spaces `xxs`, `xs` and `s` (the paper's) and `mnv4_s`, `mnv4_m` (MobileNetV4-like: UIB
+conv stages, 0+ Mobile MQA stages) live in `autovit/spaces/*.yaml`; users load their own with
 `SearchSpace.from_yaml(path)`. Every random operation takes an explicit `random.Random`.
 """
 
@@ -18,12 +19,15 @@ from typing import Any, Iterator, Mapping, Sequence
 import yaml
 
 from autovit.arch import Arch, Layout, parse_layout
-from autovit.blocks import MBCONV, TRANSFORMER, MBConvChoices, StageKind, TransformerChoices
+from autovit.blocks import (ATTENTION_KINDS, CONV_KINDS, MBCONV, TRANSFORMER, MBConvChoices, MQAChoices, StageKind,
+                            TransformerChoices, UIBChoices, kind_of)
 from autovit.blocks.base import parse_choices
 from autovit.errors import ArchError, AutovitError, SpaceError
 from autovit.io_utils import parse_yaml, read_yaml
 
-BUILTIN_SPACES = ("xxs", "xs", "s")
+BUILTIN_SPACES = ("xxs", "xs", "s")  # the paper's spaces (one shared layout)
+FAMILY_SPACES = ("mnv4_s", "mnv4_m")  # MobileNetV4-like UIB spaces (docs/architecture.md)
+ALL_BUILTIN_SPACES = BUILTIN_SPACES + FAMILY_SPACES
 MAX_TRIES = 1000  # rejection-sampling bound: never an endless loop
 
 
@@ -34,8 +38,8 @@ class SearchSpace:
     name: str
     resolution: tuple[int, ...]
     stem_width: tuple[int, ...]
-    mbconv: tuple[MBConvChoices, ...]
-    transformer: tuple[TransformerChoices, ...]
+    mbconv: tuple[MBConvChoices | UIBChoices, ...]  # the conv stage slots (all of one conv kind)
+    transformer: tuple[TransformerChoices | MQAChoices, ...]  # attention stage slots (one attention kind)
     num_transformer_stages: tuple[int, ...]
     head_width: tuple[int, ...]
     layout: Layout = field(default_factory=Layout)
@@ -43,14 +47,24 @@ class SearchSpace:
     paper_param_range: tuple[float, float] | None = None
     description: str = ""
 
+    @property
+    def conv_kind(self) -> StageKind:
+        """The kind of the space's conv stage slots (MBConv or UIB)."""
+        return kind_of(self.mbconv[0]) if self.mbconv else MBCONV
+
+    @property
+    def attention_kind(self) -> StageKind:
+        """The kind of the space's attention stage slots (MobileViT transformer or Mobile MQA)."""
+        return kind_of(self.transformer[0]) if self.transformer else TRANSFORMER
+
     # ---------------------------------------------------------------- loading
     @classmethod
     def builtin(cls, name: str) -> "SearchSpace":
-        """One of the paper's spaces: 'xxs', 'xs' or 's'."""
+        """A builtin space: the paper's 'xxs', 'xs', 's', or the MobileNetV4-like 'mnv4_s', 'mnv4_m'."""
         key = name.lower()
-        if key not in BUILTIN_SPACES:
+        if key not in ALL_BUILTIN_SPACES:
             raise SpaceError(f"unknown search space '{name}'",
-                             hint=f"use one of {', '.join(BUILTIN_SPACES)} or the path of a space YAML file")
+                             hint=f"use one of {', '.join(ALL_BUILTIN_SPACES)} or the path of a space YAML file")
         text = resources.files("autovit.spaces").joinpath(f"{key}.yaml").read_text()
         return cls.from_yaml_text(text, source=f"builtin space '{key}'")
 
@@ -60,17 +74,17 @@ class SearchSpace:
         if isinstance(name_or_path, SearchSpace):
             return name_or_path
         text = str(name_or_path)
-        if text.lower() in BUILTIN_SPACES:
+        if text.lower() in ALL_BUILTIN_SPACES:
             return cls.builtin(text)
         path = Path(text)
         if not path.exists() and path.suffix.lower() not in (".yaml", ".yml") and len(path.parts) == 1:
             raise SpaceError(f"unknown search space '{text}'",
-                             hint=f"use one of {', '.join(BUILTIN_SPACES)} or the path of a space YAML file")
+                             hint=f"use one of {', '.join(ALL_BUILTIN_SPACES)} or the path of a space YAML file")
         return cls.from_yaml(text)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "SearchSpace":
-        hint = f"pass a YAML file or one of the builtin spaces {', '.join(BUILTIN_SPACES)}"
+        hint = f"pass a YAML file or one of the builtin spaces {', '.join(ALL_BUILTIN_SPACES)}"
         return cls._from_parsed(read_yaml(path, "search space file", hint, SpaceError), str(path))
 
     @classmethod
@@ -88,23 +102,34 @@ class SearchSpace:
     def from_dict(cls, data: Any) -> "SearchSpace":
         if not isinstance(data, Mapping):
             raise SpaceError("a search space must be a YAML mapping")
-        allowed = {"name", "description", "resolution", "stem_width", "mbconv", "transformer",
+        conv_keys = [k.name for k in CONV_KINDS if k.name in data]
+        if len(conv_keys) > 1:
+            raise SpaceError(f"the search space lists both {conv_keys[0]!r} and {conv_keys[1]!r} conv stages",
+                             hint="a space's conv stage slots are all of one kind: keep one of the lists")
+        conv = next((k for k in CONV_KINDS if k.name in data), MBCONV)
+        att_keys = [k.name for k in ATTENTION_KINDS if k.name in data]
+        if len(att_keys) > 1:
+            raise SpaceError(f"the search space lists both {att_keys[0]!r} and {att_keys[1]!r} attention stages",
+                             hint="a space's attention stage slots are all of one kind: keep one of the lists")
+        att = next((k for k in ATTENTION_KINDS if k.name in data), TRANSFORMER)
+        allowed = {"name", "description", "resolution", "stem_width", conv.name, att.name,
                    "num_transformer_stages", "head_width", "layout", "constraints", "paper_param_range"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise SpaceError(f"unknown field '{unknown[0]}' in the search space", hint=f"allowed: {sorted(allowed)}")
-        for name in ("name", "resolution", "stem_width", "mbconv", "transformer", "head_width"):
+        for name in ("name", "resolution", "stem_width", conv.name, att.name, "head_width"):
             if name not in data:
-                raise SpaceError(f"the search space is missing the field '{name}'")
-        if not isinstance(data["mbconv"], list) or not isinstance(data["transformer"], list):
-            raise SpaceError("'mbconv' and 'transformer' must be lists of stages")
-        mbconv = tuple(MBCONV.parse_choices(s, f"mbconv[{i}]") for i, s in enumerate(data["mbconv"]))
-        transformer = tuple(TRANSFORMER.parse_choices(s, f"transformer[{i}]")
-                            for i, s in enumerate(data["transformer"]))
+                raise SpaceError(f"the search space is missing the field '{name}'",
+                                 hint=f"conv stages go under one of {[k.name for k in CONV_KINDS]}"
+                                 if name == conv.name else None)
+        if not isinstance(data[conv.name], list) or not isinstance(data[att.name], list):
+            raise SpaceError(f"'{conv.name}' and '{att.name}' must be lists of stages")
+        mbconv = tuple(conv.parse_choices(s, f"{conv.name}[{i}]") for i, s in enumerate(data[conv.name]))
+        transformer = tuple(att.parse_choices(s, f"{att.name}[{i}]") for i, s in enumerate(data[att.name]))
         n_stages = parse_choices(data.get("num_transformer_stages", [len(transformer)]), "num_transformer_stages")
-        if max(n_stages) > len(transformer) or min(n_stages) < 1:
+        if max(n_stages) > len(transformer) or min(n_stages) < 0:
             raise SpaceError(f"num_transformer_stages {list(n_stages)} asks for more stages than the "
-                             f"{len(transformer)} listed under 'transformer'")
+                             f"{len(transformer)} listed under '{att.name}'")
         try:
             layout = parse_layout(data.get("layout", {}))
         except ArchError as err:
@@ -143,8 +168,8 @@ class SearchSpace:
             "description": self.description,
             "resolution": list(self.resolution),
             "stem_width": list(self.stem_width),
-            "mbconv": [MBCONV.choices_to_dict(c) for c in self.mbconv],
-            "transformer": [TRANSFORMER.choices_to_dict(c) for c in self.transformer],
+            self.conv_kind.name: [self.conv_kind.choices_to_dict(c) for c in self.mbconv],
+            self.attention_kind.name: [self.attention_kind.choices_to_dict(c) for c in self.transformer],
             "num_transformer_stages": list(self.num_transformer_stages),
             "head_width": list(self.head_width),
             "layout": self.layout.to_dict(),
@@ -179,11 +204,19 @@ class SearchSpace:
                             hint="drop 'layout' from the arch JSON to use the space's, or pick the matching space")
         check(arch.resolution, self.resolution, "resolution")
         check(arch.stem_width, self.stem_width, "stem_width")
+        conv = self.conv_kind
+        if arch.mbconv and not isinstance(arch.mbconv[0], conv.gene):
+            raise ArchError(f"the arch has {kind_of(arch.mbconv[0]).name} conv stages but the space '{self.name}' "
+                            f"has {conv.name} stages", hint="pick the space the arch was searched in")
         for i, (s, c) in enumerate(zip(arch.mbconv, self.mbconv)):
-            MBCONV.validate(s, c, f"mbconv[{i}]", self.name)
+            conv.validate(s, c, f"{conv.name}[{i}]", self.name)
         check(arch.num_transformer_stages, self.num_transformer_stages, "num_transformer_stages")
+        att = self.attention_kind
+        if arch.transformer and not isinstance(arch.transformer[0], att.gene):
+            raise ArchError(f"the arch has {kind_of(arch.transformer[0]).name} attention stages but the space "
+                            f"'{self.name}' has {att.name} stages", hint="pick the space the arch was searched in")
         for i, (s, c) in enumerate(zip(arch.transformer, self.transformer)):
-            TRANSFORMER.validate(s, c, f"transformer[{i}]", self.name)
+            att.validate(s, c, f"{att.name}[{i}]", self.name)
         check(arch.head_width, self.head_width, "head_width")
         if self.nondecreasing_widths and not is_nondecreasing(arch):
             widths = [s.width for s in arch.transformer]
@@ -215,8 +248,8 @@ class SearchSpace:
         return Arch(
             resolution=pick(self.resolution),
             stem_width=pick(self.stem_width),
-            mbconv=tuple(MBCONV.extreme(c, pick) for c in self.mbconv),
-            transformer=tuple(TRANSFORMER.extreme(c, pick) for c in self.transformer[:n]),
+            mbconv=tuple(self.conv_kind.extreme(c, pick) for c in self.mbconv),
+            transformer=tuple(self.attention_kind.extreme(c, pick) for c in self.transformer[:n]),
             head_width=pick(self.head_width),
             layout=self.layout,
         )
@@ -235,8 +268,8 @@ class SearchSpace:
         return Arch(
             resolution=rng.choice(self.resolution),
             stem_width=rng.choice(self.stem_width),
-            mbconv=tuple(MBCONV.sample(c, rng) for c in self.mbconv),
-            transformer=tuple(TRANSFORMER.sample(c, rng) for c in self.transformer[:n]),
+            mbconv=tuple(self.conv_kind.sample(c, rng) for c in self.mbconv),
+            transformer=tuple(self.attention_kind.sample(c, rng) for c in self.transformer[:n]),
             head_width=rng.choice(self.head_width),
             layout=self.layout,
         )
@@ -264,9 +297,10 @@ class SearchSpace:
             n = arch.num_transformer_stages
             if rng.random() < p_depth:
                 n = rng.choice(self.num_transformer_stages)
-            mb = [_mutate_stage(MBCONV, s, c, rng, p_depth, p_block) for s, c in zip(arch.mbconv, self.mbconv)]
-            tr = [_mutate_stage(TRANSFORMER, arch.transformer[i] if i < arch.num_transformer_stages
-                                else TRANSFORMER.sample(self.transformer[i], rng), self.transformer[i], rng,
+            mb = [_mutate_stage(self.conv_kind, s, c, rng, p_depth, p_block) for s, c in zip(arch.mbconv, self.mbconv)]
+            att = self.attention_kind
+            tr = [_mutate_stage(att, arch.transformer[i] if i < arch.num_transformer_stages
+                                else att.sample(self.transformer[i], rng), self.transformer[i], rng,
                                 p_depth, p_block)
                   for i in range(n)]
             pick = lambda value, options: rng.choice(options) if rng.random() < p_block else value  # noqa: E731
@@ -300,10 +334,13 @@ class SearchSpace:
         constrained = self.nondecreasing_widths if constrained is None else constrained
         base = len(self.resolution) * len(self.stem_width) * len(self.head_width)
         for c in self.mbconv:
-            base *= MBCONV.num_options(c)
-        other = [TRANSFORMER.num_options(c, exclude=("width",)) for c in self.transformer]
+            base *= self.conv_kind.num_options(c)
+        other = [self.attention_kind.num_options(c, exclude=("width",)) for c in self.transformer]
         total = 0
         for n in self.num_transformer_stages:
+            if n == 0:
+                total += 1
+                continue
             # DP over stages: ways[w] = weighted count of valid prefixes ending at width w.
             ways: dict[int, int] = {w: other[0] for w in self.transformer[0].width}
             for i in range(1, n):
@@ -317,8 +354,8 @@ class SearchSpace:
 
     def enumerate(self) -> Iterator[Arch]:
         """Every arch of the space (only sensible for tiny spaces, e.g. in tests)."""
-        mb_opts = [list(MBCONV.options(c)) for c in self.mbconv]
-        tr_opts = [list(TRANSFORMER.options(c)) for c in self.transformer]
+        mb_opts = [list(self.conv_kind.options(c)) for c in self.mbconv]
+        tr_opts = [list(self.attention_kind.options(c)) for c in self.transformer]
         for res, stem, head in itertools.product(self.resolution, self.stem_width, self.head_width):
             for mb in itertools.product(*mb_opts):
                 for n in self.num_transformer_stages:
@@ -341,7 +378,7 @@ class SearchSpace:
             n = pick(self.num_transformer_stages)
             chosen, chosen_p = None, None
             for widths in itertools.product(*(c.width for c in self.transformer[:n])):
-                tr = tuple(TRANSFORMER.replace(s, width=w) for w, s in zip(widths, ext.transformer))
+                tr = tuple(self.attention_kind.replace(s, width=w) for w, s in zip(widths, ext.transformer))
                 arch = ext.replace(transformer=tr)
                 if not self._ok(arch):
                     continue

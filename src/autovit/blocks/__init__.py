@@ -1,4 +1,4 @@
-"""Block kinds: one module per kind (stem, MBConv, MobileViT transformer stage, head).
+"""Block kinds: one module per kind (stem, MBConv, UIB, MobileViT transformer stage, Mobile MQA, head).
 
 `STAGE_KINDS` lists the searched stage kinds in network order; generic code iterates over it and
 over each kind's `fields`. Adding a kind: write its module (gene, choices, costs, signatures; see
@@ -8,10 +8,16 @@ over each kind's `fields`. Adding a kind: write its module (gene, choices, costs
 from autovit.blocks import stem  # noqa: F401  (registers its latency-table kind first: table order)
 from autovit.blocks.base import BlockSig, GeneField, StageCost, StageKind, table_kinds
 from autovit.blocks.mbconv import MBCONV, MBConvChoices, MBConvStage
+from autovit.blocks.uib import UIB, UIBChoices, UIBStage
 from autovit.blocks.mobilevit import TRANSFORMER, TransformerChoices, TransformerStage
+from autovit.blocks.mqa import MQA, MQAChoices, MQAStage
 from autovit.blocks import head  # noqa: F401,E402  (registers its latency-table kind last)
 
-STAGE_KINDS: tuple[StageKind, ...] = (MBCONV, TRANSFORMER)
+STAGE_KINDS: tuple[StageKind, ...] = (MBCONV, UIB, TRANSFORMER, MQA)
+# Kinds that can fill the conv stage slots of a space (an arch's `mbconv` group) and its attention
+# stage slots (an arch's `transformer` group); docs/architecture.md.
+CONV_KINDS: tuple[StageKind, ...] = (MBCONV, UIB)
+ATTENTION_KINDS: tuple[StageKind, ...] = (TRANSFORMER, MQA)
 
 
 def stage_kind(name: str) -> StageKind:
@@ -22,5 +28,13 @@ def stage_kind(name: str) -> StageKind:
     raise KeyError(name)
 
 
-__all__ = ["BlockSig", "GeneField", "MBCONV", "MBConvChoices", "MBConvStage", "STAGE_KINDS", "StageCost", "StageKind",
+def kind_of(stage_or_choices: object) -> StageKind:
+    """The stage kind of a gene (`MBConvStage`, `UIBStage`, ...) or of a slot's choices."""
+    for kind in STAGE_KINDS:
+        if isinstance(stage_or_choices, (kind.gene, kind.choices)):
+            return kind
+    raise TypeError(f"not a stage gene or choices: {stage_or_choices!r}")
+
+
+__all__ = ["ATTENTION_KINDS", "BlockSig", "CONV_KINDS", "MQA", "MQAChoices", "MQAStage", "GeneField", "MBCONV", "UIB", "UIBChoices", "UIBStage", "kind_of", "MBConvChoices", "MBConvStage", "STAGE_KINDS", "StageCost", "StageKind",
            "TRANSFORMER", "TransformerChoices", "TransformerStage", "stage_kind", "table_kinds"]

@@ -269,10 +269,10 @@ class BlockSig:
     def copies(self) -> int:
         """How many copies the in-context network stacks (1 for shape-changing blocks)."""
         p = dict(self.params)
-        if self.kind == "mbconv" and not (p["cin"] == p["cout"] and p["s"] == 1):
+        if self.kind in ("mbconv", "uib") and not (p["cin"] == p["cout"] and p["s"] == 1):
             return 1
         return DEFAULT_COPIES.get(self.kind, 1)
 
 
 # Copies stacked in the "with" network of shape-preserving blocks (the difference is divided by it).
-DEFAULT_COPIES = {"mbconv": 3, "attn": 4, "mlp": 4}
+DEFAULT_COPIES = {"mbconv": 3, "uib": 3, "attn": 4, "mlp": 4, "mqa": 4}

@@ -94,11 +94,11 @@ def _parse_archs(model: Any, archs: list[str], force: bool) -> list[Any]:
     from autovit.errors import ArchError, AutovitError
     from autovit.latency.lut import LatencyTableError
     from autovit.registry import resolve_arch
-    from autovit.space import BUILTIN_SPACES, SearchSpace
+    from autovit.space import ALL_BUILTIN_SPACES, SearchSpace
 
     # The table's space at the table's resolution (a space file names only its default resolution).
     space = (SearchSpace.builtin(model.space_name).with_resolution(model.table.resolution)
-             if model.space_name in BUILTIN_SPACES else None)
+             if model.space_name in ALL_BUILTIN_SPACES else None)
     out = []
     for text in archs:
         if Path(text).is_file():

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from autovit.blocks import MBCONV, TRANSFORMER
+from autovit.arch import attention_kind, conv_kind
 from autovit.cli._common import console, make_table, print_json
 
 model_app = typer.Typer(help="Inspect AutoViT models (paper models or arch JSON files).", no_args_is_help=True)
@@ -61,7 +61,7 @@ def info(
     details = [[kind.name + str(i + 1), s.width, s.depth,
                 ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in kind.to_dict(s).items()
                           if name not in ("width", kind.depth_field))]
-               for kind, stages in ((MBCONV, arch.mbconv), (TRANSFORMER, arch.transformer))
+               for kind, stages in ((conv_kind(arch.mbconv), arch.mbconv), (attention_kind(arch.transformer), arch.transformer))
                for i, s in enumerate(stages)]
     title = f"stem {arch.stem_width}, MBPool {arch.head_width}" + (f", valid in space {space}" if space else "")
     console.print(make_table(title, ["stage", "width", "depth", "details"], details))

@@ -8,10 +8,10 @@ from typing import Any
 
 import typer
 
-from autovit.blocks import MBCONV, TRANSFORMER
 from autovit.cli._common import console, make_table, print_json
 
-space_app = typer.Typer(help="Inspect search spaces (builtin xxs|xs|s or a YAML file).", no_args_is_help=True)
+space_app = typer.Typer(help="Inspect search spaces (builtin xxs|xs|s|mnv4_s|mnv4_m or a YAML file).",
+                        no_args_is_help=True)
 
 # Paper section 3.2 / abstract: the constraint shrinks the space from about 10^16 to 10^10.
 PAPER_LOG10_CARDINALITY = {"unconstrained": 16, "constrained": 10}
@@ -46,7 +46,7 @@ def _fmt(values: Any) -> str:
 
 @space_app.command("show")
 def show(
-    space: str = typer.Argument(..., help="xxs, xs, s or the path of a space YAML file."),
+    space: str = typer.Argument(..., help="xxs, xs, s, mnv4_s, mnv4_m or the path of a space YAML file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Choices per dimension, the constraint, exact cardinality and the parameter range."""
@@ -64,7 +64,9 @@ def show(
     if sp.description:
         console.print(sp.description)
     console.print(make_table(title, ["dimension", "choices"], rows))
-    for kind, slots in ((MBCONV, sp.mbconv), (TRANSFORMER, sp.transformer)):
+    for kind, slots in ((sp.conv_kind, sp.mbconv), (sp.attention_kind, sp.transformer)):
+        if not slots:
+            continue
         # A later (defaulted) field gets a column only where the space searches it.
         names = [f.name for f in kind.fields
                  if f.default is None or any(getattr(c, f.name) != (f.default,) for c in slots)]

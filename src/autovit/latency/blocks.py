@@ -25,7 +25,7 @@ from typing import Any, Iterator
 from torch import nn
 
 from autovit.arch import Arch, Layout, TransformerStage
-from autovit.blocks import MBCONV, mbconv, mobilevit
+from autovit.blocks import MQA, UIB, MQAChoices, kind_of, mbconv, mobilevit, mqa, uib
 from autovit.blocks.base import DEFAULT_COPIES, BlockSig, down, table_kinds
 from autovit.blocks.head import head_sig
 from autovit.blocks.mobilevit import attn_sig, mlp_sig, tfixed_sig
@@ -60,14 +60,17 @@ def stage_sides(arch_or_space: Any, resolution: int) -> tuple[list[int], list[in
 
 
 def mbconv_stage_blocks(lay: Layout, cin: int, stage: Any, stride: int, h: int) -> list[tuple[BlockSig, int]]:
-    """(signature, count) of one MBConv stage (see `autovit.blocks.mbconv.stage_blocks`)."""
-    return mbconv.stage_blocks(lay.activation, cin, stage, stride, h)
+    """(signature, count) of one conv stage, MBConv or UIB (see `autovit.blocks.mbconv.stage_blocks`,
+    `autovit.blocks.uib.stage_blocks`)."""
+    module = uib if kind_of(stage) is UIB else mbconv
+    return module.stage_blocks(lay.activation, cin, stage, stride, h)
 
 
 def transformer_stage_blocks(lay: Layout, cin: int, stage: TransformerStage, stride: int,
                              h: int) -> list[tuple[BlockSig, int]]:
-    """(signature, count) of one transformer stage (see `autovit.blocks.mobilevit.stage_blocks`)."""
-    return mobilevit.stage_blocks(lay, cin, stage, stride, h)
+    """(signature, count) of one attention stage, MobileViT transformer or Mobile MQA (see
+    `autovit.blocks.mobilevit.stage_blocks`, `autovit.blocks.mqa.stage_blocks`)."""
+    return (mqa if kind_of(stage) is MQA else mobilevit).stage_blocks(lay, cin, stage, stride, h)
 
 
 def arch_blocks(arch: Arch, num_classes: int = 1000) -> list[tuple[BlockSig, int]]:
@@ -83,7 +86,8 @@ def arch_blocks(arch: Arch, num_classes: int = 1000) -> list[tuple[BlockSig, int
         out += transformer_stage_blocks(lay, chs, stage, stride, h)
         chs = stage.width
     last = arch.num_transformer_stages
-    side = down(tr_sides[last - 1], lay.transformer_strides[last - 1])
+    side = (down(tr_sides[last - 1], lay.transformer_strides[last - 1]) if last
+            else down(mb_sides[-1], lay.mbconv_strides[-1]))
     out.append((head_sig(lay, chs, arch.head_width, side, num_classes), 1))
     return out
 
@@ -99,13 +103,16 @@ def space_blocks(space: SearchSpace, resolution: int | None = None, num_classes:
     mb_sides, tr_sides = stage_sides(space, res)
     sigs: set[BlockSig] = {stem_sig(lay, res, w) for w in space.stem_width}
     prev = set(space.stem_width)
+    conv = space.conv_kind
     for c, stride, h in zip(space.mbconv, lay.mbconv_strides, mb_sides):
         for cin in prev:
-            for stage in MBCONV.options(MBCONV.replace(c, depth=(max(c.depth),))):
+            for stage in conv.options(conv.replace(c, depth=(max(c.depth),))):
                 sigs.update(s for s, _ in mbconv_stage_blocks(lay, cin, stage, stride, h))
         prev = set(c.width)
     # prev_tr[i]: widths stage i can receive, with the widths of the stage before it (constraint).
     last_widths: dict[int, set[int]] = {}  # side after stage -> widths of a final stage there
+    if 0 in space.num_transformer_stages:  # archs ending with the conv stages
+        last_widths[down(mb_sides[-1], lay.mbconv_strides[-1])] = set(prev)
     reach: set[tuple[int, int | None]] = {(cin, None) for cin in prev}  # (channels in, previous transformer width)
     for i, (c, stride, h) in enumerate(zip(space.transformer, lay.transformer_strides, tr_sides)):
         nxt: set[tuple[int, int | None]] = set()
@@ -114,11 +121,19 @@ def space_blocks(space: SearchSpace, resolution: int | None = None, num_classes:
             for w in c.width:
                 if space.nondecreasing_widths and prev_w is not None and w < prev_w:
                     continue
-                sigs.add(tfixed_sig(lay, cin, w, stride, h))
+                if isinstance(c, MQAChoices):  # the stage's MBConv transition
+                    sigs.add(mbconv.block_sig(lay.activation, cin, w, lay.transition_expansion,
+                                              mobilevit.TRANSITION_KERNEL, stride, h))
+                else:
+                    sigs.add(tfixed_sig(lay, cin, w, stride, h))
                 nxt.add((w, w))
                 if i + 1 in space.num_transformer_stages:
                     last_widths.setdefault(down(h, stride), set()).add(w)
         for w in c.width:
+            if isinstance(c, MQAChoices):
+                sigs.update(mqa.layer_sig(lay, w, heads, kvs, r, side)
+                            for heads in c.heads for kvs in c.kv_stride for r in c.ffn_ratio)
+                continue
             sigs.update(attn_sig(lay, w, heads, side) for heads in c.heads)
             sigs.update(mlp_sig(lay, w, r, side) for r in c.mlp_ratio)
         reach = nxt
@@ -173,7 +188,8 @@ class ContextNet(nn.Module):
 def build_block(sig: BlockSig, layout: Layout, copies: int = 1) -> tuple[nn.Module, int | None, int | None]:
     """The block of `sig` as a module (stacked `copies` times when shape-preserving), with the
     (channels, side) of its input; (None, None) means it takes the image."""
-    from autovit.model import ConvBNAct, MBConv, MBPoolHead, MobileViTBlock, TransformerLayer, TransformerStageModule
+    from autovit.model import (UIB as UIBBlock, ConvBNAct, MBConv, MBPoolHead, MobileViTBlock, MQALayer,
+                               TransformerLayer, TransformerStageModule)
 
     p = dict(sig.params)
     act = p.get("act", layout.activation)
@@ -182,6 +198,12 @@ def build_block(sig: BlockSig, layout: Layout, copies: int = 1) -> tuple[nn.Modu
     if sig.kind == "mbconv":
         mods = [MBConv(p["cin"], p["cout"], p["e"], p["k"], p["s"], act, p.get("se", 0)) for _ in range(copies)]
         return nn.Sequential(*mods), p["cin"], p["h"]
+    if sig.kind == "uib":
+        mods = [UIBBlock(p["cin"], p["cout"], p["e"], p["a"], p["k"], p["s"], act) for _ in range(copies)]
+        return nn.Sequential(*mods), p["cin"], p["h"]
+    if sig.kind == "mqa":
+        mods = [MQALayer(p["d"], p["heads"], p["kd"], p["kvs"], p["r"], act) for _ in range(copies)]
+        return nn.Sequential(*mods), p["d"], p["h"]
     if sig.kind == "tfixed":
         lay = _replace_layout(layout, transition_expansion=p["te"], local_kernel=p["lk"], fusion_kernel=p["fk"],
                               patch_size=p["p"], activation=act)

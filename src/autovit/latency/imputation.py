@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from autovit.errors import AutovitError
-from autovit.blocks import mbconv, mobilevit
+from autovit.blocks import mbconv, mobilevit, mqa, uib
 from autovit.blocks.base import expand_width
 from autovit.latency.blocks import KINDS, BlockSig
 
@@ -36,6 +36,8 @@ from autovit.latency.blocks import KINDS, BlockSig
 FEATURES: dict[str, tuple[str, ...]] = {
     "stem": ("one",),
     "mbconv": ("pointwise_macs", "depthwise_macs", "elements", "one"),
+    "uib": ("pointwise_macs", "depthwise_macs", "elements", "one"),
+    "mqa": ("dense_macs", "attention_macs", "elements", "one"),
     "tfixed": ("dense_macs", "depthwise_macs", "elements", "one"),
     "attn": ("linear_macs", "attention_macs", "attention_elements", "elements", "one"),
     "mlp": ("linear_macs", "elements", "one"),
@@ -45,16 +47,21 @@ DEFAULT_PER_FEATURE = 3
 MEASURE_MODES = ("anchors", "all")  # measure the anchors and impute the rest, or measure every block
 ALWAYS_MEASURED = ("stem",)
 # Per kind: the parameters whose variants are imputed from a measured sibling of the same shape.
-KNOBS: dict[str, tuple[str, ...]] = {"mbconv": mbconv.KNOBS}
+KNOBS: dict[str, tuple[str, ...]] = {"mbconv": mbconv.KNOBS, "uib": uib.KNOBS}
+# Knobs whose value is imputed but whose presence (0 or not) is part of the shape.
+PRESENCE_KNOBS: dict[str, tuple[str, ...]] = {"uib": uib.PRESENCE_KNOBS}
 
 
 def block_features(sig: BlockSig) -> list[float]:
     """Operator counts of one block variant (see `FEATURES[sig.kind]` for their names)."""
     p = dict(sig.params)
     kind = sig.kind
-    if kind == "mbconv":
-        c = mbconv.sig_counts(sig)
+    if kind in ("mbconv", "uib"):
+        c = (mbconv if kind == "mbconv" else uib).sig_counts(sig)
         return [c.dense_macs, c.depthwise_macs, c.elements, 1.0]
+    if kind == "mqa":
+        c = mqa.sig_counts(sig)
+        return [c.dense_macs + c.depthwise_macs, c.attention_macs, c.elements, 1.0]
     if kind == "tfixed":
         f = mobilevit.fixed_counts(int(p["cin"]), int(p["d"]), int(p["s"]), int(p["h"]), p["te"], int(p["lk"]),
                                    int(p["fk"]))
@@ -76,9 +83,11 @@ def block_features(sig: BlockSig) -> list[float]:
 
 
 def shape_of(sig: BlockSig) -> tuple[Any, ...]:
-    """The signature without its knobs: variants with equal shapes share a measured residual."""
+    """The signature without its knobs: variants with equal shapes share a measured residual. A
+    knob in `PRESENCE_KNOBS` keeps whether it is 0 in the shape (a UIB kernel of 0 removes a conv)."""
     knobs = KNOBS.get(sig.kind, ())
-    return (sig.kind,) + tuple(kv for kv in sig.params if kv[0] not in knobs)
+    flags = tuple((name, bool(sig.get(name))) for name in PRESENCE_KNOBS.get(sig.kind, ()))
+    return (sig.kind,) + tuple(kv for kv in sig.params if kv[0] not in knobs) + flags
 
 
 def _farthest_points(group: Sequence[BlockSig], chosen: list[int], n: int) -> list[int]:
@@ -111,6 +120,8 @@ def select_anchors(sigs: Sequence[BlockSig], per_feature: int = DEFAULT_PER_FEAT
     out: list[BlockSig] = []
     for kind in KINDS:
         group = sorted({s for s in sigs if s.kind == kind}, key=str)
+        if not group:  # a kind the space does not use (MBConv in a UIB space, UIB in the paper's)
+            continue
         n_terms = len(FEATURES[kind])
         if kind in ALWAYS_MEASURED:
             out += group

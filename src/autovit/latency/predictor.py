@@ -28,7 +28,7 @@ import numpy as np
 from autovit.arch import Arch
 from autovit.costs import count_macs, stage_costs
 from autovit.errors import AutovitError
-from autovit.blocks import MBCONV, TRANSFORMER
+from autovit.blocks import MBCONV, TRANSFORMER, MBConvStage, TransformerStage, kind_of
 from autovit.blocks.base import down
 from autovit.latency.blocks import (KINDS, arch_blocks, head_sig, mbconv_stage_blocks, stage_sides, stem_sig,
                                     transformer_stage_blocks)
@@ -43,6 +43,13 @@ SIMPLE_FEATURES = ("table",) + DESIGN_TERMS
 MACS_TERM = "gmacs"
 CANDIDATE_TERMS = (FEATURES, SIMPLE_FEATURES, SIMPLE_FEATURES + (MACS_TERM,), FEATURES + (MACS_TERM,))
 RAW_SUM = {f: 1.0 for f in TABLE_TERMS}
+
+
+def table_terms(table: LatencyTable) -> tuple[str, ...]:
+    """The Eq. 6 terms that apply to `table`: one scale per block kind it holds (a paper space has no
+    `uib` / `mqa` blocks, an mnv4 space no `tfixed` / `attn` / `mlp` ones), then the design terms."""
+    kinds = {key.partition(":")[0] for key in table.entries}
+    return tuple(t for t in TABLE_TERMS if t.removeprefix("table_") in kinds) + DESIGN_TERMS
 
 
 def arch_features(table: LatencyTable, arch: Arch) -> dict[str, float]:
@@ -124,8 +131,10 @@ class LatencyModel:
 
     @classmethod
     def fit(cls, table: LatencyTable, archs: Sequence[Arch], measured_ratio: Sequence[float],
-            terms: Sequence[str] = FEATURES) -> "LatencyModel":
-        """NNLS fit of the Eq. 6 coefficients on measured subnets (latency / reference latency)."""
+            terms: Sequence[str] | None = None) -> "LatencyModel":
+        """NNLS fit of the Eq. 6 coefficients on measured subnets (latency / reference latency);
+        `terms` defaults to `table_terms(table)`."""
+        terms = table_terms(table) if terms is None else terms
         y = np.asarray(measured_ratio, dtype=np.float64)
         if len(archs) != len(y) or len(y) < len(terms):
             raise AutovitError(f"fitting {len(terms)} latency terms needs at least as many measured subnets "
@@ -135,10 +144,14 @@ class LatencyModel:
 
     @classmethod
     def fit_select(cls, table: LatencyTable, archs: Sequence[Arch], measured_ratio: Sequence[float],
-                   candidates: Sequence[Sequence[str]] = CANDIDATE_TERMS) -> tuple["LatencyModel", dict]:
+                   candidates: Sequence[Sequence[str]] | None = None) -> tuple["LatencyModel", dict]:
         """Fits every candidate term set and keeps the one with the lowest leave-one-out MAPE
         (per-kind table scales can overfit a few noisy subnets; one scale, with or without a
-        MACs term, are the alternatives)."""
+        MACs term, are the alternatives). Default candidates: `CANDIDATE_TERMS` restricted to the
+        block kinds of `table`."""
+        if candidates is None:
+            full = table_terms(table)
+            candidates = (full, SIMPLE_FEATURES, SIMPLE_FEATURES + (MACS_TERM,), full + (MACS_TERM,))
         y = np.asarray(measured_ratio, dtype=np.float64)
         scores = {}
         for terms in candidates:
@@ -206,7 +219,8 @@ class LatencyModel:
 
     def _head_value(self, arch: Arch, cin: int) -> float:
         lay, n_st, t = arch.layout, arch.num_transformer_stages, self.table
-        side = down(self._tr_sides[n_st - 1], lay.transformer_strides[n_st - 1])
+        side = (down(self._tr_sides[n_st - 1], lay.transformer_strides[n_st - 1]) if n_st
+                else down(self._mb_sides[-1], lay.mbconv_strides[-1]))
         return (self._scale("head") * t.cost(head_sig(lay, cin, arch.head_width, side, t.num_classes))
                 + self.coef.get("intercept", 0.0) + self._macs_value(arch, -1))
 
@@ -218,8 +232,8 @@ class LatencyModel:
             self._cache.update(stem={}, head={}, mb=[{} for _ in self._mb_sides], tr=[{} for _ in self._tr_sides])
         stem_c, head_c, mb_c, tr_c = self._cache["stem"], self._cache["head"], self._cache["mb"], self._cache["tr"]
         # Every gene field is in the key (width first: the next stage's input), one C call per stage.
-        mb_fields = attrgetter(*MBCONV.field_names)
-        tr_fields = attrgetter(*TRANSFORMER.field_names)
+        conv_type, mb_fields = MBConvStage, attrgetter(*MBCONV.field_names)
+        att_type, tr_fields = TransformerStage, attrgetter(*TRANSFORMER.field_names)
         out: list[float] = []
         push = out.append
         res, lay = self.table.resolution, self.layout
@@ -228,6 +242,10 @@ class LatencyModel:
             if a.layout is not lay or a.resolution != res:
                 self._check(a)
                 lay = a.layout  # equal to the table's: later archs sharing this object skip the compare
+            if a.mbconv and type(a.mbconv[0]) is not conv_type:  # a UIB space's archs
+                conv_type, mb_fields = type(a.mbconv[0]), attrgetter(*kind_of(a.mbconv[0]).field_names)
+            if a.transformer and type(a.transformer[0]) is not att_type:  # an MQA space's archs
+                att_type, tr_fields = type(a.transformer[0]), attrgetter(*kind_of(a.transformer[0]).field_names)
             cin = a.stem_width
             total = stem_c.get(cin)
             if total is None:

@@ -32,7 +32,7 @@ from autovit.io_utils import atomic_write_text, save_json
 from autovit.latency.blocks import BlockSig, context_key, context_pair, space_blocks, standalone_block
 from autovit.latency.imputation import DEFAULT_PER_FEATURE, blocks_to_measure, impute_entries
 from autovit.latency.lut import LatencyTable, clamp_negative_costs, fingerprint_id
-from autovit.latency.predictor import FEATURES, LatencyModel
+from autovit.latency.predictor import LatencyModel, table_terms
 from autovit.latency.profile import Progress, fit_archs, reference_arch, seeded_model
 from autovit.onnx_export import export_onnx
 from autovit.space import SearchSpace
@@ -292,7 +292,7 @@ def import_measurements(manifest_path: str | Path, csv_path: str | Path, device:
                                "imputation": imputation, "source": str(csv_path), "clamped_negative": clamped})
     model = LatencyModel(table)
     timed = [s for s in manifest.get("subnets", []) if s["file"] in meas]
-    if timed and len(timed) == len(manifest.get("subnets", [])) and len(timed) >= len(FEATURES):
+    if timed and len(timed) == len(manifest.get("subnets", [])) and len(timed) >= len(table_terms(table)):
         layout = table.layout
         archs = [Arch.from_dict(s["arch"], layout) for s in timed]
         y = np.array([meas[s["file"]]["median_ms"] / ref_ms for s in timed])

@@ -17,7 +17,6 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from autovit.arch import Arch
-from autovit.blocks import MBCONV, TRANSFORMER
 from autovit.costs import count_macs, count_params
 from autovit.errors import AutovitError
 from autovit.latency.measure import MeasureConfig, MeasureLog
@@ -55,10 +54,10 @@ def arch_vector(arch: Arch, space: SearchSpace) -> list[float]:
     """HAT-style architecture encoding: every searched number, zero for absent stages."""
     v: list[float] = [arch.stem_width, arch.head_width, arch.num_transformer_stages]
     for s, c in zip(arch.mbconv, space.mbconv):
-        v += [getattr(s, f) for f in _searched(MBCONV, c)]
+        v += [getattr(s, f) for f in _searched(space.conv_kind, c)]
     for i, c in enumerate(space.transformer):
         s = arch.transformer[i] if i < arch.num_transformer_stages else None
-        v += [getattr(s, f) if s else 0 for f in _searched(TRANSFORMER, c)]
+        v += [getattr(s, f) if s else 0 for f in _searched(space.attention_kind, c)]
     return [float(x) for x in v]
 
 
@@ -207,12 +206,12 @@ def extreme_subnets(space: SearchSpace) -> list[Arch]:
 
     out: list[Arch] = []
     for width, depth, stages in itertools.product((min, max), repeat=3):
-        arch = Arch(resolution=space.resolution[0], stem_width=width(space.stem_width),
-                    mbconv=tuple(corner(MBCONV, c, width, depth) for c in space.mbconv),
-                    transformer=tuple(corner(TRANSFORMER, c, width, depth)
-                                      for c in space.transformer[:stages(space.num_transformer_stages)]),
-                    head_width=width(space.head_width), layout=space.layout)
         try:
+            arch = Arch(resolution=space.resolution[0], stem_width=width(space.stem_width),
+                        mbconv=tuple(corner(space.conv_kind, c, width, depth) for c in space.mbconv),
+                        transformer=tuple(corner(space.attention_kind, c, width, depth)
+                                          for c in space.transformer[:stages(space.num_transformer_stages)]),
+                        head_width=width(space.head_width), layout=space.layout)
             space.validate(arch)
         except AutovitError:
             continue

@@ -9,17 +9,15 @@ resolution, its input width and its own choices, so per-stage tables (filled onc
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
 
 from autovit.arch import Arch
-from autovit.blocks import MBCONV, TRANSFORMER
 from autovit.costs import stage_costs
 from autovit.space import SearchSpace
 
-_MB = MBCONV.field_names  # the gene fields of each kind, in order; width is always the first
-_TR = TRANSFORMER.field_names
 
 
 class Genome:
@@ -31,6 +29,11 @@ class Genome:
         self.space = space
         self.num_classes = num_classes
         self.sizes: list[int] = [len(space.resolution), len(space.stem_width)]
+        conv = space.conv_kind  # MBConv or UIB
+        att = space.attention_kind  # MobileViT transformer or Mobile MQA
+        # The gene fields of each kind, in order; width is always the first.
+        self._mb = _MB = conv.field_names
+        self._tr = _TR = att.field_names
         for c in space.mbconv:
             self.sizes += [len(getattr(c, n)) for n in _MB]
         self.col_n = len(self.sizes)
@@ -40,20 +43,20 @@ class Genome:
             self.sizes += [len(getattr(c, n)) for n in _TR]
         self.col_head = len(self.sizes)
         self.sizes.append(len(space.head_width))
-        self._mb_stages = [{idx: MBCONV.make(*(getattr(c, n)[i] for n, i in zip(_MB, idx)))
+        self._mb_stages = [{idx: conv.make(*(getattr(c, n)[i] for n, i in zip(_MB, idx)))
                             for idx in itertools.product(*(range(len(getattr(c, n))) for n in _MB))}
                            for c in space.mbconv]
-        self._tr_stages = [{idx: TRANSFORMER.make(*(getattr(c, n)[i] for n, i in zip(_TR, idx)))
+        self._tr_stages = [{idx: att.make(*(getattr(c, n)[i] for n, i in zip(_TR, idx)))
                             for idx in itertools.product(*(range(len(getattr(c, n))) for n in _TR))}
                            for c in space.transformer]
         self._tables = self._cost_tables()
 
     # ------------------------------------------------------------------ columns
     def _mb_cols(self, i: int) -> slice:
-        return slice(2 + len(_MB) * i, 2 + len(_MB) * (i + 1))
+        return slice(2 + len(self._mb) * i, 2 + len(self._mb) * (i + 1))
 
     def _tr_cols(self, i: int) -> slice:
-        return slice(self.col_tr + len(_TR) * i, self.col_tr + len(_TR) * (i + 1))
+        return slice(self.col_tr + len(self._tr) * i, self.col_tr + len(self._tr) * (i + 1))
 
     def num_stages(self, genes: np.ndarray) -> np.ndarray:
         return np.asarray(self.space.num_transformer_stages)[genes[:, self.col_n]]
@@ -124,7 +127,7 @@ class Genome:
         mb_tables = []
         prev_widths = sp.stem_width
         for i, choices in enumerate(sp.mbconv):
-            shape = (2, len(sp.resolution), len(prev_widths)) + tuple(len(getattr(choices, n)) for n in _MB)
+            shape = (2, len(sp.resolution), len(prev_widths)) + tuple(len(getattr(choices, n)) for n in self._mb)
             table = np.zeros(shape, dtype=np.int64)
             for r, p in itertools.product(range(len(sp.resolution)), range(len(prev_widths))):
                 for idx, stage in self._mb_stages[i].items():
@@ -136,7 +139,7 @@ class Genome:
             prev_widths = choices.width
         tr_tables = []
         for i, choices in enumerate(sp.transformer):
-            shape = (2, len(sp.resolution), len(prev_widths)) + tuple(len(getattr(choices, n)) for n in _TR)
+            shape = (2, len(sp.resolution), len(prev_widths)) + tuple(len(getattr(choices, n)) for n in self._tr)
             table = np.zeros(shape, dtype=np.int64)
             for r, p in itertools.product(range(len(sp.resolution)), range(len(prev_widths))):
                 for idx, stage in self._tr_stages[i].items():
@@ -146,13 +149,18 @@ class Genome:
                     table[(slice(None), r, p) + idx] = c.params, c.macs
             tr_tables.append(table)
             prev_widths = choices.width
-        max_w = max(len(c.width) for c in sp.transformer)
+        finals = [sp.transformer[n - 1].width if n else sp.mbconv[-1].width for n in range(n_tr_max + 1)]
+        max_w = max(len(f) for f in finals)
         head = np.zeros((2, len(sp.resolution), n_tr_max + 1, max_w, len(sp.head_width)), dtype=np.int64)
         for r, n in itertools.product(range(len(sp.resolution)), sp.num_transformer_stages):
-            for w, h in itertools.product(range(len(sp.transformer[n - 1].width)), range(len(sp.head_width))):
-                tr = base.transformer[:n - 1] + (TRANSFORMER.replace(base.transformer[n - 1],
-                                                                     width=sp.transformer[n - 1].width[w]),)
-                arch = base.replace(resolution=sp.resolution[r], transformer=tr, head_width=sp.head_width[h])
+            for w, h in itertools.product(range(len(finals[n])), range(len(sp.head_width))):
+                if n:
+                    tr = base.transformer[:n - 1] + (replace(base.transformer[n - 1],
+                                                                         width=sp.transformer[n - 1].width[w]),)
+                    arch = base.replace(resolution=sp.resolution[r], transformer=tr, head_width=sp.head_width[h])
+                else:  # no transformer stage: the head follows the last conv stage
+                    arch = self._with_input(base.replace(transformer=()), sp.resolution[r], "transformer", 0,
+                                            sp.mbconv[-1].width[w]).replace(head_width=sp.head_width[h])
                 c = stage_costs(arch, self.num_classes)[-1]
                 head[:, r, n, w, h] = c.params, c.macs
         return {"stem": [stem], "mbconv": mb_tables, "transformer": tr_tables, "head": [head]}
@@ -166,10 +174,10 @@ class Genome:
         if kind == "mbconv" or i == 0:
             j = i - 1 if kind == "mbconv" else len(arch.mbconv) - 1
             prev = arch.mbconv[j]
-            mb = arch.mbconv[:j] + (MBCONV.replace(prev, width=in_width),) + arch.mbconv[j + 1:]
+            mb = arch.mbconv[:j] + (replace(prev, width=in_width),) + arch.mbconv[j + 1:]
             return arch.replace(mbconv=mb)
         prev = arch.transformer[i - 1]
-        tr = arch.transformer[:i - 1] + (TRANSFORMER.replace(prev, width=in_width),) + arch.transformer[i:]
+        tr = arch.transformer[:i - 1] + (replace(prev, width=in_width),) + arch.transformer[i:]
         return arch.replace(transformer=tr)
 
     def costs(self, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,10 +14,16 @@ from autovit.arch import Layout
 from autovit.blocks.base import expand_width
 from autovit.blocks.mbconv import se_width
 from autovit.blocks.mobilevit import TRANSITION_KERNEL
+from autovit.blocks.mqa import KV_KERNEL
+from autovit.blocks.uib import block_strides
 from autovit.model import (
     ConvBNAct,
     MBConv,
     MBPoolHead,
+    MQALayer,
+    MultiQueryAttention2d,
+    UIB,
+    multi_query_attention,
     fold_patches,
     make_activation,
     unfold_patches,
@@ -145,6 +151,66 @@ class ElasticMBConv(ElasticBlock):
         return MBConv(in_chs, out_chs, e, k, self.stride, self.act_name, se)
 
 
+class ElasticUIB(ElasticBlock):
+    """Universal Inverted Bottleneck with elastic in/out width, expansion and both depthwise kernels
+    (0 = the conv is skipped); mirrors `UIB`.
+
+    Each optional depthwise conv is built at the largest kernel of its choices (when some choice is
+    not 0); a smaller kernel uses the centre of the largest. The stride moves between the two convs
+    with the active kernels (`autovit.blocks.uib.block_strides`), as in the static block.
+    """
+
+    def __init__(self, in_chs: int, out_chs: int, expansions: tuple[float, ...], start_kernels: tuple[int, ...],
+                 mid_kernels: tuple[int, ...], stride: int, act: str) -> None:
+        super().__init__()
+        self.stride, self.act_name = stride, act
+        hidden = max(expand_width(in_chs, e) for e in expansions)
+        self.dw_start = (ElasticConvBNAct(in_chs, in_chs, max(start_kernels), stride, act=None, depthwise=True)
+                         if max(start_kernels) else None)
+        self.expand = ElasticConvBNAct(in_chs, hidden, 1, act=act)
+        self.dw_mid = (ElasticConvBNAct(hidden, hidden, max(mid_kernels), stride, act=act, depthwise=True)
+                       if max(mid_kernels) else None)
+        self.project = ElasticConvBNAct(hidden, out_chs, 1, act=None)
+        self.set_active(in_chs, out_chs, max(expansions), max(start_kernels), max(mid_kernels))
+
+    def set_active(self, in_chs: int, out_chs: int, expansion: float, start_kernel: int, mid_kernel: int) -> None:
+        if (start_kernel and self.dw_start is None) or (mid_kernel and self.dw_mid is None):
+            raise ValueError("this UIB block was built without that depthwise conv")
+        hidden = expand_width(in_chs, expansion)
+        s_start, s_mid = block_strides(start_kernel, mid_kernel, self.stride)
+        set_plain(self, config=(in_chs, out_chs, expansion, start_kernel, mid_kernel),
+                  has_residual=self.stride == 1 and in_chs == out_chs,
+                  _start=self.dw_start if start_kernel else None, _mid=self.dw_mid if mid_kernel else None)
+        if start_kernel:
+            self.dw_start.set_active(in_chs, in_chs, start_kernel)
+            set_plain(self.dw_start.conv, stride=(s_start, s_start))
+        self.expand.set_active(in_chs, hidden)
+        if mid_kernel:
+            self.dw_mid.set_active(hidden, hidden, mid_kernel)
+            set_plain(self.dw_mid.conv, stride=(s_mid, s_mid))
+        self.project.set_active(hidden, out_chs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x if self._start is None else self._start(x)
+        out = self.expand(out)
+        if self._mid is not None:
+            out = self._mid(out)
+        out = self.project(out)
+        return x + out if self.has_residual else out
+
+    def active_leaves(self) -> Iterator[Elastic]:
+        if self._start is not None:
+            yield from self._start.active_leaves()
+        yield from self.expand.active_leaves()
+        if self._mid is not None:
+            yield from self._mid.active_leaves()
+        yield from self.project.active_leaves()
+
+    def static_twin(self) -> nn.Module:
+        in_chs, out_chs, e, a, k = self.config
+        return UIB(in_chs, out_chs, e, a, k, self.stride, self.act_name)
+
+
 class ElasticTransformerLayer(ElasticBlock):
     """Pre-norm transformer layer with elastic width, heads and MLP ratio."""
 
@@ -243,6 +309,111 @@ class ElasticTransformerStage(ElasticBlock):
     def active_leaves(self) -> Iterator[Elastic]:
         yield from self.transition.active_leaves()
         yield from self.block.active_leaves()
+
+
+class ElasticMultiQueryAttention2d(ElasticBlock):
+    """Mobile MQA with elastic width and query heads (key dim fixed) and an optional key/value
+    downsampling (built when some choice has kv_stride 2); mirrors `MultiQueryAttention2d`."""
+
+    def __init__(self, dim: int, heads: int, key_dim: int, kv_down: bool) -> None:
+        super().__init__()
+        self.key_dim, self.scale = key_dim, key_dim ** -0.5
+        self.kv_down = ElasticConvBNAct(dim, dim, KV_KERNEL, 2, act=None, depthwise=True) if kv_down else None
+        self.q = ElasticConv2d(dim, heads * key_dim, 1)
+        self.k = ElasticConv2d(dim, key_dim, 1)
+        self.v = ElasticConv2d(dim, key_dim, 1)
+        self.proj = ElasticConv2d(heads * key_dim, dim, 1)
+        self.set_active(dim, heads, 2 if kv_down else 1)
+
+    def set_active(self, dim: int, heads: int, kv_stride: int) -> None:
+        if kv_stride > 1 and self.kv_down is None:
+            raise ValueError("this MQA block was built without key/value downsampling")
+        set_plain(self, config=(dim, heads, kv_stride), heads=heads, _down=self.kv_down if kv_stride > 1 else None)
+        if kv_stride > 1:
+            self.kv_down.set_active(dim, dim)
+        inner = heads * self.key_dim
+        self.q.set_active(dim, inner)
+        self.k.set_active(dim, self.key_dim)
+        self.v.set_active(dim, self.key_dim)
+        self.proj.set_active(inner, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kv = x if self._down is None else self._down(x)
+        return self.proj(multi_query_attention(self.q(x), self.k(kv), self.v(kv), self.heads, self.key_dim,
+                                               self.scale))
+
+    def active_leaves(self) -> Iterator[Elastic]:
+        if self._down is not None:
+            yield from self._down.active_leaves()
+        yield from (self.q, self.k, self.v, self.proj)
+
+    def static_twin(self) -> nn.Module:
+        dim, heads, kv_stride = self.config
+        return MultiQueryAttention2d(dim, heads, self.key_dim, kv_stride)
+
+
+class ElasticMQALayer(ElasticBlock):
+    """MQA + FFN layer with elastic width, heads, kv stride and FFN ratio; mirrors `MQALayer`."""
+
+    def __init__(self, dim: int, heads: int, key_dim: int, kv_down: bool, hidden: int, act: str) -> None:
+        super().__init__()
+        self.act_name = act
+        self.norm = ElasticBatchNorm2d(dim)
+        self.attn = ElasticMultiQueryAttention2d(dim, heads, key_dim, kv_down)
+        self.ffn = nn.ModuleList([ElasticConvBNAct(dim, hidden, 1, act=act), ElasticConvBNAct(hidden, dim, 1, act=None)])
+
+    def set_active(self, dim: int, heads: int, kv_stride: int, ffn_ratio: float) -> None:
+        set_plain(self, config=(dim, heads, kv_stride, ffn_ratio))
+        hidden = expand_width(dim, ffn_ratio)
+        self.norm.set_active(dim)
+        self.attn.set_active(dim, heads, kv_stride)
+        self.ffn[0].set_active(dim, hidden)
+        self.ffn[1].set_active(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm(x))
+        return x + self.ffn[1](self.ffn[0](x))
+
+    def active_leaves(self) -> Iterator[Elastic]:
+        yield self.norm
+        yield from self.attn.active_leaves()
+        yield from self.ffn[0].active_leaves()
+        yield from self.ffn[1].active_leaves()
+
+    def static_twin(self) -> nn.Module:
+        dim, heads, kv_stride, ratio = self.config
+        return MQALayer(dim, heads, self.attn.key_dim, kv_stride, ratio, self.act_name)
+
+
+class ElasticMQAStage(ElasticBlock):
+    """Downsampling MBConv transition + elastic MQA layers (trailing ones skipped at smaller depth);
+    mirrors `MQAStageModule`."""
+
+    def __init__(self, in_chs: int, dim: int, depth: int, heads: int, kv_strides: tuple[int, ...], hidden: int,
+                 stride: int, layout: Layout) -> None:
+        super().__init__()
+        self.transition = ElasticMBConv(in_chs, dim, (layout.transition_expansion,), TRANSITION_KERNEL, stride,
+                                        layout.activation)
+        self.layers = nn.ModuleList([ElasticMQALayer(dim, heads, layout.head_dim, max(kv_strides) > 1, hidden,
+                                                     layout.activation) for _ in range(depth)])
+        self._transition_expansion = layout.transition_expansion
+
+    def set_active(self, in_chs: int, dim: int, depth: int, heads: int, kv_stride: int, ffn_ratio: float) -> None:
+        self.transition.set_active(in_chs, dim, self._transition_expansion, TRANSITION_KERNEL)
+        for layer in self.layers[:depth]:
+            layer.set_active(dim, heads, kv_stride, ffn_ratio)
+        set_plain(self, _active_layers=tuple(self.layers[:depth]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.transition(x)
+        for layer in self._active_layers:
+            x = layer(x)
+        return x
+
+    def active_leaves(self) -> Iterator[Elastic]:
+        yield from self.transition.active_leaves()
+        for layer in self._active_layers:
+            yield from layer.active_leaves()
 
 
 class ElasticMBPoolHead(ElasticBlock):

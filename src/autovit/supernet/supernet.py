@@ -9,6 +9,7 @@ static `AutoViT` with copies of the inherited weights; in eval mode it computes 
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any, Iterator, Mapping
 
@@ -17,6 +18,7 @@ from torch import nn
 
 from autovit.arch import Arch
 from autovit.errors import ArchError, AutovitError
+from autovit.blocks import MQAChoices, UIBChoices, kind_of
 from autovit.blocks.base import expand_width
 from autovit.blocks.mobilevit import TRANSITION_KERNEL
 from autovit.model import AutoViT, init_weights
@@ -25,7 +27,9 @@ from autovit.supernet.blocks import (
     ElasticConvBNAct,
     ElasticMBConv,
     ElasticMBPoolHead,
+    ElasticMQAStage,
     ElasticTransformerStage,
+    ElasticUIB,
 )
 from autovit.supernet.elastic import Elastic, copy_active_weights, make_plan, set_plain
 
@@ -45,18 +49,29 @@ class Supernet(nn.Module):
         prev = max(space.stem_width)
         for c, stride in zip(space.mbconv, lay.mbconv_strides):
             width = max(c.width)
-            stages.append(nn.ModuleList([
-                ElasticMBConv(prev if i == 0 else width, width, c.expansion, max(c.kernel), stride if i == 0 else 1, act,
-                              c.se)
-                for i in range(max(c.depth))]))
+            if isinstance(c, UIBChoices):
+                stages.append(nn.ModuleList([
+                    ElasticUIB(prev if i == 0 else width, width, c.expansion, c.start_kernel, c.mid_kernel,
+                               stride if i == 0 else 1, act)
+                    for i in range(max(c.depth))]))
+            else:
+                stages.append(nn.ModuleList([
+                    ElasticMBConv(prev if i == 0 else width, width, c.expansion, max(c.kernel), stride if i == 0 else 1,
+                                  act, c.se)
+                    for i in range(max(c.depth))]))
             prev = width
         for c, stride in zip(space.transformer[:max(space.num_transformer_stages)], lay.transformer_strides):
             width = max(c.width)
-            hidden = max(expand_width(width, r) for r in c.mlp_ratio)
-            stages.append(ElasticTransformerStage(prev, width, max(c.depth), max(c.heads), hidden, stride, lay))
+            if isinstance(c, MQAChoices):
+                hidden = max(expand_width(width, r) for r in c.ffn_ratio)
+                stages.append(ElasticMQAStage(prev, width, max(c.depth), max(c.heads), c.kv_stride, hidden, stride,
+                                              lay))
+            else:
+                hidden = max(expand_width(width, r) for r in c.mlp_ratio)
+                stages.append(ElasticTransformerStage(prev, width, max(c.depth), max(c.heads), hidden, stride, lay))
             prev = width
         self.stages = nn.ModuleList(stages)
-        head_in = max(max(space.transformer[n - 1].width) for n in space.num_transformer_stages)
+        head_in = max(max(_final_widths(space, n)) for n in space.num_transformer_stages)
         self.head = ElasticMBPoolHead(head_in, max(space.head_width), lay.head_expansion, num_classes, act, drop_rate)
         self.apply(init_weights)  # the same initialisation as the static network
         self.set_active(space.largest())
@@ -74,13 +89,12 @@ class Supernet(nn.Module):
         prev = arch.stem_width
         for stage, module in zip(arch.mbconv, self.stages):
             for i in range(stage.depth):
-                module[i].set_active(prev if i == 0 else stage.width, stage.width, stage.expansion, stage.kernel,
-                                     stage.se)
+                module[i].set_active(prev if i == 0 else stage.width, stage.width, *_block_args(stage))
                 path.append(module[i])
             prev = stage.width
         for i, stage in enumerate(arch.transformer):
             module = self.stages[len(arch.mbconv) + i]
-            module.set_active(prev, stage.width, stage.depth, stage.heads, stage.mlp_ratio)
+            module.set_active(prev, *kind_of(stage).values(stage))  # (width, depth, heads, ...) in field order
             path.append(module)
             prev = stage.width
         self.head.set_active(prev, arch.head_width)
@@ -206,10 +220,12 @@ class Supernet(nn.Module):
         yield "stem", self.stem, [(self.in_chans, w) for w in sp.stem_width]
         prev = sp.stem_width
         for s, (c, module) in enumerate(zip(sp.mbconv, self.stages)):
+            kind = kind_of(c)
+            others = [getattr(c, f.name) for f in kind.fields if f.name not in ("width", "depth")]
             for i in range(max(c.depth)):
                 ins = prev if i == 0 else c.width
-                cfgs = [(a, b, e, k, se) for a in ins for b in c.width if i == 0 or a == b
-                        for e in c.expansion for k in c.kernel for se in c.se]
+                cfgs = [(a, b, *rest) for a in ins for b in c.width if i == 0 or a == b
+                        for rest in itertools.product(*others)]
                 yield f"stages.{s}.{i}", module[i], cfgs
             prev = c.width
         offset = len(sp.mbconv)
@@ -219,12 +235,18 @@ class Supernet(nn.Module):
             pairs = [(a, b) for a in prev for b in c.width if not constrained or a <= b]
             yield (f"stages.{offset + s}.transition", stage.transition,
                    [(a, b, sp.layout.transition_expansion, TRANSITION_KERNEL) for a, b in pairs])
+            if isinstance(c, MQAChoices):
+                for i, layer in enumerate(stage.layers):
+                    yield (f"stages.{offset + s}.layers.{i}", layer,
+                           [(w, h, kv, r) for w in c.width for h in c.heads for kv in c.kv_stride for r in c.ffn_ratio])
+                prev = c.width
+                continue
             yield f"stages.{offset + s}.block", stage.block, [(w, 0, 1, 1) for w in c.width]
             for i, layer in enumerate(stage.block.layers):
                 yield (f"stages.{offset + s}.block.layers.{i}", layer,
                        [(w, h, r) for w in c.width for h in c.heads for r in c.mlp_ratio])
             prev = c.width
-        finals = sorted({w for n in sp.num_transformer_stages for w in sp.transformer[n - 1].width})
+        finals = sorted({w for n in sp.num_transformer_stages for w in _final_widths(sp, n)})
         yield "head", self.head, [(a, w) for a in finals for w in sp.head_width]
 
     def weight_sharing_efficiency(self) -> float:
@@ -318,3 +340,16 @@ def load_supernet_state(supernet: Supernet, state: Mapping[str, Any]) -> None:
             raise AutovitError(f"corrupt supernet checkpoint: '{key}' holds NaN or inf values")
     for key, dst in own.items():
         dst.copy_(weights[key])
+
+
+def _final_widths(space: SearchSpace, n: int) -> tuple[int, ...]:
+    """The widths the last stage can have in archs with `n` transformer stages."""
+    return space.transformer[n - 1].width if n else space.mbconv[-1].width
+
+
+def _block_args(stage: Any) -> tuple:
+    """The arguments after (in, out) of a conv stage's elastic blocks' `set_active`: the gene's
+    fields other than width and depth, in field order (MBConv: expansion, kernel, se; UIB:
+    expansion, start_kernel, mid_kernel)."""
+    kind = kind_of(stage)
+    return tuple(getattr(stage, f.name) for f in kind.fields if f.name not in ("width", "depth"))
