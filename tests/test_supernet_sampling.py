@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import random
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,7 @@ from autovit.train.trainer import step_archs
 
 
 def cifar_space() -> SearchSpace:
-    return SearchSpace.from_yaml(__import__("pathlib").Path(__file__).parent.parent / "src/autovit/spaces/xxs_cifar.yaml")
+    return SearchSpace.from_yaml(Path(__file__).resolve().parent.parent / "src" / "autovit" / "spaces" / "xxs_cifar.yaml")
 
 
 def test_three_stage_archs_are_two_percent_of_the_space_but_half_the_per_dimension_draws():
