@@ -413,3 +413,24 @@ def fmt_ci(ci: Sequence[float] | None, digits: int = 2) -> str:
 
 def fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def write_report(study: str, profile: Profile, summary: dict[str, Any], text: str) -> str:
+    """Writes a study's report as `<study>/<profile>.json` (summary) and `.md` (text); returns the text."""
+    from autovit.io_utils import atomic_write_text, save_json
+
+    folder = results_dir(study, profile).parent
+    save_json(folder / f"{profile.name}.json", summary)
+    atomic_write_text(folder / f"{profile.name}.md", text)
+    return text
+
+
+def run_cli(body: Callable[[], None]) -> int:
+    """Runs a study's `main` body: an `AutovitError` is one message on stderr and exit code 2."""
+    try:
+        body()
+    except AutovitError as err:
+        print(f"error: {err.message}" + (f"\nhint: {err.hint}" if err.hint else ""), file=sys.stderr)
+        return 2
+    return 0
+

@@ -32,7 +32,6 @@ from typing import Any, Callable
 import numpy as np
 
 import _evidence as ev
-from autovit.errors import AutovitError
 from _log import log
 
 STUDY = "method_comparison"
@@ -141,8 +140,6 @@ def summary(profile: ev.Profile, seeds: list[int]) -> dict[str, Any]:
 
 
 def report(profile: ev.Profile, seeds: list[int]) -> str:
-    from autovit.io_utils import atomic_write_text, save_json
-
     s = summary(profile, seeds)
 
     def mean(d: dict) -> str:
@@ -172,9 +169,7 @@ def report(profile: ev.Profile, seeds: list[int]) -> str:
     lines += ["", "The pooled McNemar test treats the seeds' test predictions as independent images; the seed-level "
                   "t-test is the stricter reading with 3 seeds.", ""]
     text = "\n".join(lines)
-    folder = ev.results_dir(STUDY, profile).parent
-    save_json(folder / f"{profile.name}.json", s)
-    atomic_write_text(folder / f"{profile.name}.md", text)
+    ev.write_report(STUDY, profile, s, text)
     return text
 
 
@@ -190,7 +185,8 @@ def main() -> int:
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     profile = ev.get_profile(args.profile)
-    try:
+
+    def body() -> None:
         if not args.report:
             cache = ev.UnitCache(ev.results_dir(STUDY, profile))
             ctx = SearchContext(profile, args.supernet_choice, args.data_dir)
@@ -211,10 +207,8 @@ def main() -> int:
                             cache.run(name, lambda u=search: run_training(profile, u, args.data_dir), log)
                         left = None if left is None else left - 1
         print(report(profile, args.seeds))
-    except AutovitError as err:
-        print(f"error: {err.message}" + (f"\nhint: {err.hint}" if err.hint else ""), file=sys.stderr)
-        return 2
-    return 0
+
+    return ev.run_cli(body)
 
 
 if __name__ == "__main__":

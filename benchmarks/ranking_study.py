@@ -25,7 +25,6 @@ import sys
 from typing import Any
 
 import _evidence as ev
-from autovit.errors import AutovitError
 from _log import log
 
 STUDY = "ranking_study"
@@ -71,8 +70,6 @@ def summary(profile: ev.Profile) -> dict[str, Any]:
 
 
 def report(profile: ev.Profile) -> str:
-    from autovit.io_utils import atomic_write_text, save_json
-
     s = summary(profile)
     st = s["settling_half_vs_full"]
     lines = [f"# Ranking study: inherited vs standalone accuracy (issue 13, profile `{profile.name}`)", "",
@@ -98,9 +95,7 @@ def report(profile: ev.Profile) -> str:
                            ev.fmt(r.get("kendall_tau_p")), ev.fmt(r.get("spearman_rho")), ev.fmt_ci(r.get("spearman_rho_ci95"))]
                           for r in s["inherited_vs_standalone"]] or [["(no supernet unit yet)"] + [None] * 6])
     text = "\n".join(lines + [""])
-    folder = ev.results_dir(STUDY, profile).parent
-    save_json(folder / f"{profile.name}.json", s)
-    atomic_write_text(folder / f"{profile.name}.md", text)
+    ev.write_report(STUDY, profile, s, text)
     return text
 
 
@@ -113,7 +108,8 @@ def main() -> int:
     ap.add_argument("--report", action="store_true", help="only write the report from the finished units")
     args = ap.parse_args()
     profile = ev.get_profile(args.profile)
-    try:
+
+    def body() -> None:
         if not args.report:
             cache = ev.UnitCache(ev.results_dir(STUDY, profile))
             todo = [r for r in ev.study_plan(profile) if cache.load(r["name"]) is None
@@ -121,10 +117,8 @@ def main() -> int:
             for row in todo[: args.max_units]:
                 cache.run(row["name"], lambda r=row: run_subnet(profile, r, args.data_dir, 0), log)
         print(report(profile))
-    except AutovitError as err:
-        print(f"error: {err.message}" + (f"\nhint: {err.hint}" if err.hint else ""), file=sys.stderr)
-        return 2
-    return 0
+
+    return ev.run_cli(body)
 
 
 if __name__ == "__main__":

@@ -136,8 +136,6 @@ def standalone_units(profile: ev.Profile) -> dict[str, dict[str, Any]]:
 
 
 def report(profile: ev.Profile) -> str:
-    from autovit.io_utils import atomic_write_text, save_json
-
     rows, n_alone = ablation_rows(profile)
     lines = [f"# Supernet training choices vs ranking quality (issue 13, profile `{profile.name}`)", "",
              f"- Budget per choice: {profile.supernet_passes} subnet passes (uniform_2x: twice that); CIFAR-10 proxy "
@@ -155,9 +153,7 @@ def report(profile: ev.Profile) -> str:
     lines += ["", f"Choices not run yet: {', '.join(missing) or 'none'}. With n < 12 subnets the CIs are wide; a "
                   "tau whose CI contains 0 shows no ranking.", ""]
     text = "\n".join(lines)
-    folder = ev.results_dir(STUDY, profile).parent
-    save_json(folder / f"{profile.name}.json", {"profile": profile.name, "rows": rows, "standalone_units": n_alone})
-    atomic_write_text(folder / f"{profile.name}.md", text)
+    ev.write_report(STUDY, profile, {"profile": profile.name, "rows": rows, "standalone_units": n_alone}, text)
     return text
 
 
@@ -170,7 +166,8 @@ def main() -> int:
     ap.add_argument("--report", action="store_true", help="only write the table from the finished units")
     args = ap.parse_args()
     profile = ev.get_profile(args.profile)
-    try:
+
+    def body() -> None:
         if not args.report:
             cache = ev.UnitCache(ev.results_dir(STUDY, profile))
             for choice in args.choices:
@@ -178,10 +175,8 @@ def main() -> int:
                     raise AutovitError(f"unknown choice '{choice}'", hint=f"use one of {', '.join(CHOICES)}")
                 cache.run(choice, lambda c=choice: run_choice(profile, c, args.data_dir, args.seed), log)
         print(report(profile))
-    except AutovitError as err:
-        print(f"error: {err.message}" + (f"\nhint: {err.hint}" if err.hint else ""), file=sys.stderr)
-        return 2
-    return 0
+
+    return ev.run_cli(body)
 
 
 if __name__ == "__main__":

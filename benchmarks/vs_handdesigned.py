@@ -83,8 +83,6 @@ def run_latency(arch: Any, rounds: int, runs: int) -> dict[str, Any]:
 
 
 def report(profile: ev.Profile, seeds: list[int]) -> str:
-    from autovit.io_utils import atomic_write_text, save_json
-
     cache = ev.UnitCache(ev.results_dir(STUDY, profile))
     lat = cache.load("latency")
     rows, by_model = [], {}
@@ -119,10 +117,8 @@ def report(profile: ev.Profile, seeds: list[int]) -> str:
                      + (f" (95% CI {ev.fmt_ci(p['ci95'])}, paired t p = {p['ttest_p']:.3g})" if "ttest_p" in p else "")
                      for n, p in paired.items()] + [""]
     text = "\n".join(lines)
-    folder = ev.results_dir(STUDY, profile).parent
-    save_json(folder / f"{profile.name}.json", {"profile": profile.name, "seeds": seeds, "rows": rows,
-                                                "paired_vs_searched": paired})
-    atomic_write_text(folder / f"{profile.name}.md", text)
+    ev.write_report(STUDY, profile, {"profile": profile.name, "seeds": seeds, "rows": rows,
+                                                "paired_vs_searched": paired}, text)
     return text
 
 
@@ -140,7 +136,8 @@ def main() -> int:
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     profile = ev.get_profile(args.profile)
-    try:
+
+    def body() -> None:
         if not args.report:
             unknown = sorted(set(args.models) - {SEARCHED, *TIMM_MODELS})
             if unknown:
@@ -155,10 +152,8 @@ def main() -> int:
             if not args.no_latency:
                 cache.run("latency", lambda: run_latency(arch, args.rounds, args.runs), log)
         print(report(profile, args.seeds))
-    except AutovitError as err:
-        print(f"error: {err.message}" + (f"\nhint: {err.hint}" if err.hint else ""), file=sys.stderr)
-        return 2
-    return 0
+
+    return ev.run_cli(body)
 
 
 if __name__ == "__main__":
