@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autovit.errors import AutovitError
-from autovit.model import Attention, Mlp, make_activation, multi_head_attention
+from autovit.blocks.layers import Attention, ConvBNAct, Mlp, make_activation, multi_head_attention
 
 
 @dataclass(frozen=True, eq=False)
@@ -329,7 +329,7 @@ class ElasticBlock(nn.Module):
 class ElasticAttention(ElasticBlock):
     """Multi-head self-attention with elastic embedding dim and heads (head_dim fixed).
 
-    The qkv rows are ``[q heads | k heads | v heads]`` as in `autovit.model.Attention`; a subnet with
+    The qkv rows are ``[q heads | k heads | v heads]`` as in `autovit.blocks.layers.Attention`; a subnet with
     h heads uses the first h heads of each third (same layout, so extraction is a plain slice).
     """
 
@@ -384,6 +384,35 @@ class ElasticMlp(ElasticBlock):
 
     def static_twin(self) -> nn.Module:
         return Mlp(self.active_dim, self.active_hidden, self.act_name)
+
+
+class ElasticConvBNAct(ElasticBlock):
+    """Conv (or depthwise conv) + BatchNorm + optional activation; mirrors `ConvBNAct`."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel: int = 1, stride: int = 1, act: str | None = "silu",
+                 depthwise: bool = False, in_groups: int = 1) -> None:
+        super().__init__()
+        self.act_name = act
+        self.conv = (ElasticDepthwiseConv2d(in_chs, kernel, stride) if depthwise
+                     else ElasticConv2d(in_chs, out_chs, kernel, stride, in_groups=in_groups))
+        self.bn = ElasticBatchNorm2d(out_chs)
+        self.act = make_activation(act) if act else nn.Identity()
+
+    def set_active(self, in_chs: int, out_chs: int, kernel: int | None = None) -> None:
+        self.conv.set_active(in_chs, out_chs, kernel)
+        self.bn.set_active(out_chs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+    def active_leaves(self) -> Iterator[Elastic]:
+        yield self.conv
+        yield self.bn
+
+    def static_twin(self) -> nn.Module:
+        c = self.conv
+        return ConvBNAct(c.active_in, c.active_out, c.active_kernel, c.stride[0], groups=c._groups, act=self.act_name)
+
 
 
 @torch.no_grad()
