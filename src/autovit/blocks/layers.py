@@ -1,5 +1,5 @@
 """Generic static torch layers shared by every block kind: activation, Conv+BN+act, multi-head
-attention and MLP (their elastic twins live in `autovit.supernet.elastic`)."""
+attention and MLP (their elastic twins live in `autovit.blocks.elastic`)."""
 
 # No `from __future__ import annotations` here: torch.fx copies forward()'s annotations into the
 # code it generates, and string annotations there break scripting an FX graph (timm's fx + jit test).

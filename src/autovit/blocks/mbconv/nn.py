@@ -12,7 +12,7 @@ from torch import nn
 from autovit.blocks.base import expand_width
 from autovit.blocks.layers import ConvBNAct
 from autovit.blocks.mbconv import se_width
-from autovit.supernet.elastic import Elastic, ElasticBlock, ElasticConv2d, ElasticConvBNAct, set_plain
+from autovit.blocks.elastic import Elastic, ElasticBlock, ElasticConv2d, ElasticConvBNAct, set_plain
 
 
 class MBConv(nn.Module):

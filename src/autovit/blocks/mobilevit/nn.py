@@ -4,19 +4,18 @@
 # No `from __future__ import annotations` here: torch.fx copies forward()'s annotations into the
 # code it generates, and string annotations there break scripting an FX graph (timm's fx + jit test).
 import math
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
 from timm.layers import register_notrace_module
 from torch import nn
 
-from autovit.arch import Arch, Layout, TransformerStage
 from autovit.blocks.base import expand_width
 from autovit.blocks.layers import Attention, ConvBNAct, Mlp
 from autovit.blocks.mbconv.nn import ElasticMBConv, MBConv
-from autovit.blocks.mobilevit import TRANSITION_KERNEL
-from autovit.supernet.elastic import (
+from autovit.blocks.mobilevit import TRANSITION_KERNEL, TransformerStage
+from autovit.blocks.elastic import (
     Elastic,
     ElasticAttention,
     ElasticBlock,
@@ -102,7 +101,7 @@ class MobileViTBlock(nn.Module):
 class TransformerStageModule(nn.Module):
     """Downsampling MBConv (the stage transition) followed by a MobileViT block."""
 
-    def __init__(self, in_chs: int, stage: TransformerStage, stride: int, arch: Arch) -> None:
+    def __init__(self, in_chs: int, stage: TransformerStage, stride: int, arch: Any) -> None:
         super().__init__()
         lay = arch.layout
         self.transition = MBConv(in_chs, stage.width, lay.transition_expansion, TRANSITION_KERNEL, stride,
@@ -146,7 +145,7 @@ class ElasticMobileViTBlock(ElasticBlock):
     """MobileViT block with elastic width and depth (trailing layers skipped); mirrors
     `MobileViTBlock`. Depth 0 (used only to count the block's own convs and norm) runs no layer."""
 
-    def __init__(self, dim: int, depth: int, heads: int, hidden: int, layout: Layout) -> None:
+    def __init__(self, dim: int, depth: int, heads: int, hidden: int, layout: Any) -> None:
         super().__init__()
         act = layout.activation
         self.patch = layout.patch_size
@@ -196,7 +195,7 @@ class ElasticTransformerStage(ElasticBlock):
     """Downsampling MBConv transition + elastic MobileViT block; mirrors `TransformerStageModule`."""
 
     def __init__(self, in_chs: int, dim: int, depth: int, heads: int, hidden: int, stride: int,
-                 layout: Layout) -> None:
+                 layout: Any) -> None:
         super().__init__()
         self.transition = ElasticMBConv(in_chs, dim, (layout.transition_expansion,), TRANSITION_KERNEL, stride,
                                         layout.activation)

@@ -3,18 +3,17 @@ and the elastic `ElasticMQAStage`; `static_twin` extracts the static layer of th
 
 # No `from __future__ import annotations` here: torch.fx copies forward()'s annotations into the
 # code it generates, and string annotations there break scripting an FX graph (timm's fx + jit test).
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
-from autovit.arch import Arch, Layout, MQAStage
 from autovit.blocks.base import expand_width
 from autovit.blocks.layers import ConvBNAct
 from autovit.blocks.mbconv.nn import ElasticMBConv, MBConv
 from autovit.blocks.mobilevit import TRANSITION_KERNEL
-from autovit.blocks.mqa import KV_KERNEL
-from autovit.supernet.elastic import Elastic, ElasticBatchNorm2d, ElasticBlock, ElasticConv2d, ElasticConvBNAct, set_plain
+from autovit.blocks.mqa import KV_KERNEL, MQAStage
+from autovit.blocks.elastic import Elastic, ElasticBatchNorm2d, ElasticBlock, ElasticConv2d, ElasticConvBNAct, set_plain
 
 
 def multi_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_dim: int,
@@ -68,7 +67,7 @@ class MQALayer(nn.Module):
 class MQAStageModule(nn.Module):
     """Downsampling MBConv (the stage transition) followed by `depth` MQA layers."""
 
-    def __init__(self, in_chs: int, stage: MQAStage, stride: int, arch: Arch) -> None:
+    def __init__(self, in_chs: int, stage: MQAStage, stride: int, arch: Any) -> None:
         super().__init__()
         lay = arch.layout
         self.transition = MBConv(in_chs, stage.width, lay.transition_expansion, TRANSITION_KERNEL, stride,
@@ -160,7 +159,7 @@ class ElasticMQAStage(ElasticBlock):
     mirrors `MQAStageModule`."""
 
     def __init__(self, in_chs: int, dim: int, depth: int, heads: int, kv_strides: tuple[int, ...], hidden: int,
-                 stride: int, layout: Layout) -> None:
+                 stride: int, layout: Any) -> None:
         super().__init__()
         self.transition = ElasticMBConv(in_chs, dim, (layout.transition_expansion,), TRANSITION_KERNEL, stride,
                                         layout.activation)

@@ -11,7 +11,7 @@ from torch import nn
 from autovit.blocks.base import expand_width
 from autovit.blocks.layers import ConvBNAct
 from autovit.blocks.uib import block_strides
-from autovit.supernet.elastic import Elastic, ElasticBlock, ElasticConvBNAct, set_plain
+from autovit.blocks.elastic import Elastic, ElasticBlock, ElasticConvBNAct, set_plain
 
 
 class UIB(nn.Module):
