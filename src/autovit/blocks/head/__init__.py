@@ -2,7 +2,7 @@
 -> classifier.
 
 Its gene is the arch's `head_width` (the expansion is a layout value); its static module is
-`autovit.model.MBPoolHead`, its elastic one `autovit.supernet.blocks.ElasticMBPoolHead`.
+`autovit.blocks.head.nn.MBPoolHead`, its elastic one `autovit.blocks.head.nn.ElasticMBPoolHead`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 One home for what an MBConv stage is: its gene (`MBConvStage`), its choices in a space
 (`MBConvChoices`), its closed-form params / MACs and operator counts (`block_counts`, shared by
 `autovit.costs` and the latency imputation), and its latency-table signatures. Its static module
-is `autovit.model.MBConv`, its elastic module `autovit.supernet.blocks.ElasticMBConv`.
+is `autovit.blocks.mbconv.nn.MBConv`, its elastic module `autovit.blocks.mbconv.nn.ElasticMBConv`.
 
 A block: 1x1 expand -> kxk depthwise (stride) -> [squeeze-excite] -> 1x1 linear projection,
 with a residual when the stride is 1 and the widths match. Squeeze-excite (`se`, the reduction

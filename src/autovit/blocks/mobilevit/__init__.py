@@ -4,7 +4,7 @@ A stage: a downsampling MBConv transition (kernel `TRANSITION_KERNEL`, expansion
 `layout.transition_expansion`), then a MobileViT block: local kxk conv + 1x1 projection, unfold
 into patches, `depth` pre-norm transformer layers (heads x `layout.head_dim`, MLP `mlp_ratio`),
 norm, fold, 1x1 projection, residual (or a fusion conv). Its static module is
-`autovit.model.TransformerStageModule`, its elastic one `autovit.supernet.blocks.ElasticTransformerStage`.
+`autovit.blocks.mobilevit.nn.TransformerStageModule`, its elastic one `autovit.blocks.mobilevit.nn.ElasticTransformerStage`.
 
 Latency tables split a stage into its fixed part (``tfixed``) and, per layer, an attention half
 (``attn``) and an MLP half (``mlp``).

@@ -10,8 +10,8 @@ one shared value head (1x1 convs to `layout.head_dim`), computed from the map it
 (``kv_stride`` 1) or from a depthwise-3x3-stride-2-downsampled copy of it (``kv_stride`` 2: 4x fewer
 keys, as MobileNetV4's hybrids); a 1x1 conv projects the heads back to the width. Convs have no
 bias, as in timm's `MultiQueryAttention2d`. FFN: UIB's FFN variant (1x1 expand by ``ffn_ratio``
-with BN + act, 1x1 projection with BN). Its static module is `autovit.model.MQAStageModule`, its
-elastic one `autovit.supernet.blocks.ElasticMQAStage`.
+with BN + act, 1x1 projection with BN). Its static module is `autovit.blocks.mqa.nn.MQAStageModule`, its
+elastic one `autovit.blocks.mqa.nn.ElasticMQAStage`.
 
 Latency tables hold the transition as an ``mbconv`` block and each layer as one ``mqa`` block.
 """

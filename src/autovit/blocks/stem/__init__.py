@@ -1,7 +1,7 @@
 """The stem kind: one strided kxk conv (+ BN + activation) from the image to `stem_width` channels.
 
 Its gene is the arch's `stem_width` (kernel and stride are layout values); its static module is a
-`autovit.model.ConvBNAct`, its elastic one `autovit.supernet.blocks.ElasticConvBNAct`.
+`autovit.blocks.layers.ConvBNAct`, its elastic one `autovit.blocks.elastic.ElasticConvBNAct` (both named by `autovit.blocks.stem.nn`).
 """
 
 from __future__ import annotations

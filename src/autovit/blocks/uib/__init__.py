@@ -10,8 +10,8 @@ widths match. The two optional depthwise convs give the four MobileNetV4 variant
 * FFN: neither (two 1x1 convs; not allowed in the first block of a stride-2 stage).
 
 The stride of a stage's first block sits on the mid depthwise conv when there is one, else on the
-start one (as timm's `UniversalInvertedResidual`). Its static module is `autovit.model.UIB`, its
-elastic one `autovit.supernet.blocks.ElasticUIB`. The stride is a layout value (`mbconv_strides`:
+start one (as timm's `UniversalInvertedResidual`). Its static module is `autovit.blocks.uib.nn.UIB`, its
+elastic one `autovit.blocks.uib.nn.ElasticUIB`. The stride is a layout value (`mbconv_strides`:
 the conv stage slots of a space), not a gene.
 """
 
