@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from autovit.blocks.base import expand_width
+from autovit.blocks.elastic import Elastic, ElasticBlock, ElasticConvBNAct, ElasticLinear, set_plain
 from autovit.blocks.layers import ConvBNAct, make_activation
 from autovit.errors import AutovitError
-from autovit.blocks.elastic import Elastic, ElasticBlock, ElasticConvBNAct, ElasticLinear, set_plain
 
 
 POOL_TYPES = ("avg", "max", "")  # timm `global_pool` values the MBPool head supports ('': no pooling)

@@ -10,9 +10,9 @@ from timm.layers import SEModule
 from torch import nn
 
 from autovit.blocks.base import expand_width
+from autovit.blocks.elastic import Elastic, ElasticBlock, ElasticConv2d, ElasticConvBNAct, set_plain
 from autovit.blocks.layers import ConvBNAct
 from autovit.blocks.mbconv import se_width
-from autovit.blocks.elastic import Elastic, ElasticBlock, ElasticConv2d, ElasticConvBNAct, set_plain
 
 
 class MBConv(nn.Module):

@@ -12,9 +12,6 @@ from timm.layers import register_notrace_module
 from torch import nn
 
 from autovit.blocks.base import expand_width
-from autovit.blocks.layers import Attention, ConvBNAct, Mlp
-from autovit.blocks.mbconv.nn import ElasticMBConv, MBConv
-from autovit.blocks.mobilevit import TRANSITION_KERNEL, TransformerStage
 from autovit.blocks.elastic import (
     Elastic,
     ElasticAttention,
@@ -25,6 +22,9 @@ from autovit.blocks.elastic import (
     ElasticMlp,
     set_plain,
 )
+from autovit.blocks.layers import Attention, ConvBNAct, Mlp
+from autovit.blocks.mbconv.nn import ElasticMBConv, MBConv
+from autovit.blocks.mobilevit import TRANSITION_KERNEL, TransformerStage
 
 
 class TransformerLayer(nn.Module):

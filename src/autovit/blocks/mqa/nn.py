@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from autovit.blocks.base import expand_width
+from autovit.blocks.elastic import Elastic, ElasticBatchNorm2d, ElasticBlock, ElasticConv2d, ElasticConvBNAct, set_plain
 from autovit.blocks.layers import ConvBNAct
 from autovit.blocks.mbconv.nn import ElasticMBConv, MBConv
 from autovit.blocks.mobilevit import TRANSITION_KERNEL
 from autovit.blocks.mqa import KV_KERNEL, MQAStage
-from autovit.blocks.elastic import Elastic, ElasticBatchNorm2d, ElasticBlock, ElasticConv2d, ElasticConvBNAct, set_plain
 
 
 def multi_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_dim: int,

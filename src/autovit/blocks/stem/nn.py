@@ -3,7 +3,7 @@ module is the generic `ConvBNAct` and its elastic one the generic `ElasticConvBN
 `static_twin` extracts the active widths); both are shared by every kind and live with the generic
 layers (`autovit.blocks.layers`, `autovit.blocks.elastic`)."""
 
-from autovit.blocks.layers import ConvBNAct
 from autovit.blocks.elastic import ElasticConvBNAct
+from autovit.blocks.layers import ConvBNAct
 
 __all__ = ["ConvBNAct", "ElasticConvBNAct"]

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from autovit.blocks.base import expand_width
+from autovit.blocks.elastic import Elastic, ElasticBlock, ElasticConvBNAct, set_plain
 from autovit.blocks.layers import ConvBNAct
 from autovit.blocks.uib import block_strides
-from autovit.blocks.elastic import Elastic, ElasticBlock, ElasticConvBNAct, set_plain
 
 
 class UIB(nn.Module):
