@@ -15,7 +15,7 @@ from timm.models._features import feature_take_indices
 from torch import nn
 
 from autovit.arch import Arch, MBConvStage, MQAStage, UIBStage
-from autovit.blocks.base import expand_width
+from autovit.blocks.base import expand_width  # noqa: F401  (re-exported)
 from autovit.errors import AutovitError
 
 # Each block kind's static module lives in its kind package (`autovit.blocks.<kind>.nn`); they are
@@ -41,59 +41,6 @@ def mbconv_stage(in_chs: int, stage: MBConvStage | UIBStage, stride: int, act: s
                                    stage.mid_kernel, stride if i == 0 else 1, act) for i in range(stage.depth)])
     return nn.Sequential(*[MBConv(in_chs if i == 0 else stage.width, stage.width, stage.expansion, stage.kernel,
                                   stride if i == 0 else 1, act, stage.se) for i in range(stage.depth)])
-
-
-POOL_TYPES = ("avg", "max", "")  # timm `global_pool` values the MBPool head supports ('': no pooling)
-
-
-def make_global_pool(pool_type: str) -> nn.Module:
-    """The MBPool head's global pooling for a timm `global_pool` value."""
-    if pool_type not in POOL_TYPES:
-        raise AutovitError(f"global_pool '{pool_type}' is not supported by the AutoViT head",
-                           hint="use 'avg' (the default), 'max', or '' (no pooling: the head runs at every position)")
-    return {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}[pool_type](1) if pool_type else nn.Identity()
-
-
-class MBPoolHead(nn.Module):
-    """MBPool: [1x1 expand conv] -> global pool -> Linear feature-mix to `width` -> act -> classifier.
-
-    With `pool_type=''` nothing is pooled: the mix, activation and classifier run at every position
-    (as timm's MobileNetV3 head does with `global_pool=''`) and the output stays [B, C, H, W].
-    """
-
-    def __init__(self, in_chs: int, width: int, expansion: float, num_classes: int, act: str,
-                 drop_rate: float = 0.0, pool_type: str = "avg") -> None:
-        super().__init__()
-        pooled = expand_width(in_chs, expansion) if expansion else in_chs
-        self.expand = ConvBNAct(in_chs, pooled, 1, act=act) if expansion else nn.Identity()
-        self.pool = make_global_pool(pool_type)
-        self.pool_type = pool_type
-        self.mix = nn.Linear(pooled, width)
-        self.act = make_activation(act)
-        self.drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(width, num_classes) if num_classes > 0 else nn.Identity()
-
-    def set_pool(self, pool_type: str) -> None:
-        self.pool = make_global_pool(pool_type)
-        self.pool_type = pool_type
-
-    def make_passthrough(self) -> None:
-        """Drops every layer and the pooling: the head then returns its input unchanged."""
-        self.expand, self.mix, self.act, self.drop, self.fc = (nn.Identity() for _ in range(5))
-        self.set_pool("")
-
-    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.expand(x)
-        if self.pool_type == "":
-            x = x.permute(0, 2, 3, 1)  # channels-last, so that the Linear layers act at each position
-        else:
-            x = self.pool(x).flatten(1)
-        x = self.drop(self.act(self.mix(x)))
-        if not pre_logits:
-            x = self.fc(x)
-        if self.pool_type == "":
-            x = x.permute(0, 3, 1, 2)
-        return x
 
 
 class AutoViT(nn.Module):
