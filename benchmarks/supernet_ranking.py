@@ -77,7 +77,7 @@ def trained_supernet(profile: ev.Profile, choice: str, data_dir: str, seed: int 
     supernet = Supernet(ev.proxy_space(), num_classes=data.num_classes)
     trainer = Trainer(cfg, supernet, data, out_dir=out, console=LogConsole())
     if (out / "supernet.pt").is_file():
-        from autovit.search.runner import load_supernet_checkpoint
+        from autovit.train.checkpoint import load_supernet_checkpoint
 
         trainer.model.load_state_dict(load_supernet_checkpoint(out / "supernet.pt").supernet.state_dict())
         trainer.step = cfg.max_steps
