@@ -389,3 +389,16 @@ def test_in_context_latency_networks_of_the_new_kinds_run(rich: SearchSpace) -> 
         alone, shape = standalone_block(sig, rich.layout)
         with torch.no_grad():
             assert alone(torch.randn(*shape)).shape[:1] == shape[:1]
+
+
+def test_an_arch_or_space_listing_two_kinds_of_one_group_is_refused() -> None:
+    from autovit.arch import Arch
+    from autovit.errors import ArchError, SpaceError
+    from autovit.space import SearchSpace
+
+    arch = SearchSpace.builtin("mnv4_s").smallest().to_dict()
+    with pytest.raises(ArchError, match="the arch lists both 'mbconv' and 'uib' conv stages"):
+        Arch.from_dict({**arch, "mbconv": arch["uib"]})
+    space = SearchSpace.builtin("xxs").to_dict()
+    with pytest.raises(SpaceError, match="the search space lists both 'transformer' and 'mqa' attention stages"):
+        SearchSpace.from_dict({**space, "mqa": space["transformer"]})

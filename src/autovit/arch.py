@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from autovit.blocks import (ATTENTION_KINDS, CONV_KINDS, MBCONV, TRANSFORMER, UIB, MBConvStage, MQAStage,
-                            TransformerStage, UIBStage, kind_of)
+from autovit.blocks import (MBCONV, TRANSFORMER, UIB, MBConvStage, MQAStage, TransformerStage, UIBStage, kind_of,
+                            listed_kinds)
 from autovit.blocks.base import canonical_number, parse_int, parse_number
 from autovit.errors import ArchError
 from autovit.io_utils import atomic_write_text
@@ -110,16 +110,7 @@ class Arch:
         # Accept a wrapper such as best.json {"arch": {...}, "accuracy": ...}.
         if "arch" in data and isinstance(data["arch"], Mapping) and "resolution" not in data:
             data = dict(data["arch"])
-        conv_keys = [k.name for k in CONV_KINDS if k.name in data]
-        if len(conv_keys) > 1:
-            raise ArchError(f"the arch lists both {conv_keys[0]!r} and {conv_keys[1]!r} conv stages",
-                            hint="an arch's conv stages are all of one kind: keep one of the lists")
-        conv = next((k for k in CONV_KINDS if k.name in data), MBCONV)
-        att_keys = [k.name for k in ATTENTION_KINDS if k.name in data]
-        if len(att_keys) > 1:
-            raise ArchError(f"the arch lists both {att_keys[0]!r} and {att_keys[1]!r} attention stages",
-                            hint="an arch's attention stages are all of one kind: keep one of the lists")
-        att = next((k for k in ATTENTION_KINDS if k.name in data), TRANSFORMER)
+        conv, att = listed_kinds(data, "the arch", ArchError)
         top = {"resolution", "stem_width", conv.name, "num_transformer_stages", att.name,
                "head_width", "layout"}
         _reject_unknown(data, top, "arch")

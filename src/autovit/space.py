@@ -19,8 +19,8 @@ from typing import Any, Iterator, Mapping, Sequence
 import yaml
 
 from autovit.arch import Arch, Layout, parse_layout
-from autovit.blocks import (ATTENTION_KINDS, CONV_KINDS, MBCONV, TRANSFORMER, MBConvChoices, MQAChoices, StageKind,
-                            TransformerChoices, UIBChoices, kind_of)
+from autovit.blocks import (CONV_KINDS, MBCONV, TRANSFORMER, MBConvChoices, MQAChoices, StageKind, TransformerChoices,
+                            UIBChoices, kind_of, listed_kinds)
 from autovit.blocks.base import parse_choices
 from autovit.errors import ArchError, AutovitError, SpaceError
 from autovit.io_utils import parse_yaml, read_yaml
@@ -102,16 +102,7 @@ class SearchSpace:
     def from_dict(cls, data: Any) -> "SearchSpace":
         if not isinstance(data, Mapping):
             raise SpaceError("a search space must be a YAML mapping")
-        conv_keys = [k.name for k in CONV_KINDS if k.name in data]
-        if len(conv_keys) > 1:
-            raise SpaceError(f"the search space lists both {conv_keys[0]!r} and {conv_keys[1]!r} conv stages",
-                             hint="a space's conv stage slots are all of one kind: keep one of the lists")
-        conv = next((k for k in CONV_KINDS if k.name in data), MBCONV)
-        att_keys = [k.name for k in ATTENTION_KINDS if k.name in data]
-        if len(att_keys) > 1:
-            raise SpaceError(f"the search space lists both {att_keys[0]!r} and {att_keys[1]!r} attention stages",
-                             hint="a space's attention stage slots are all of one kind: keep one of the lists")
-        att = next((k for k in ATTENTION_KINDS if k.name in data), TRANSFORMER)
+        conv, att = listed_kinds(data, "the search space", SpaceError)
         allowed = {"name", "description", "resolution", "stem_width", conv.name, att.name,
                    "num_transformer_stages", "head_width", "layout", "constraints", "paper_param_range"}
         unknown = sorted(set(data) - allowed)
