@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from autovit.arch import Arch, MBConvStage
 from autovit.blocks import MBCONV, STAGE_KINDS, TRANSFORMER, table_kinds
@@ -25,6 +24,7 @@ from autovit.model import build_model
 from autovit.search.genome import Genome
 from autovit.space import SearchSpace
 from autovit.supernet import Supernet
+from cost_toys import counted
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parents[1]
@@ -108,12 +108,8 @@ def test_se_closed_form_costs_match_the_built_network(se_space: SearchSpace) -> 
     archs = [_se_arch(se_space, 0.25), _se_arch(se_space, 0.5)] + [se_space.sample(rng) for _ in range(6)]
     assert any(s.se for a in archs for s in a.mbconv)
     for arch in archs:
-        model = build_model(arch, 10).eval()
-        counter = FlopCounterMode(display=False)
-        with counter, torch.no_grad():
-            model(torch.zeros(1, 3, arch.resolution, arch.resolution))
-        assert sum(p.numel() for p in model.parameters()) == count_params(arch, 10), arch.key()
-        assert counter.get_total_flops() // 2 == count_macs(arch, 10), arch.key()
+        assert counted(build_model(arch, 10), arch.resolution) == (count_params(arch, 10), count_macs(arch, 10)), \
+            arch.key()
 
 
 def test_se_block_counts_add_exactly_the_two_se_convs() -> None:

@@ -7,8 +7,6 @@ import random
 import pytest
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 import autovit.model as model_module
 from autovit.arch import Arch, Layout
@@ -16,6 +14,7 @@ from autovit.costs import count_macs, count_params, stage_costs
 from autovit.model import AutoViT, build_model, expand_width
 from autovit.registry import paper_arch
 from autovit.space import SearchSpace
+from cost_toys import counted
 
 # Small input sides keep the real forward cheap; the closed form is evaluated at the same side.
 # 40, 56 and 72 give maps whose sides are not multiples of the patch (the resize path).
@@ -28,33 +27,6 @@ def fast_build(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(model_module, "init_weights", lambda m: None)
     for cls in (nn.Linear, nn.Conv2d, nn.LayerNorm, nn.BatchNorm2d):
         monkeypatch.setattr(cls, "reset_parameters", lambda self: None)
-
-
-class RegistryFlopCounter(TorchDispatchMode):
-    """FlopCounterMode's per-op formulas (`flop_registry`) without its per-module bookkeeping,
-    which costs more than the forward itself; checked equal to FlopCounterMode below."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.total = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        count = flop_registry.get(func._overloadpacket)
-        if count is not None:
-            self.total += count(*args, **kwargs, out_val=out)
-        return out
-
-
-def counted(model: torch.nn.Module, side: int, fast: bool = False) -> tuple[int, int]:
-    """(params, MACs) counted on the built network: numel and FlopCounterMode FLOPs / 2."""
-    counter = RegistryFlopCounter() if fast else FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model.eval()(torch.zeros(1, 3, side, side))
-    flops = counter.total if fast else counter.get_total_flops()
-    assert flops % 2 == 0
-    return sum(p.numel() for p in model.parameters()), flops // 2
 
 
 def test_registry_counter_equals_flop_counter_mode(fast_build: None) -> None:
