@@ -242,46 +242,58 @@ def unpack_bools(text: str, n: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- spaces and archs
-def proxy_space() -> Any:
-    from autovit.space import SearchSpace
+@dataclass(frozen=True)
+class Family:
+    """A deployment space (builtin name, searched and timed at `resolution`, default the space's),
+    its CIFAR proxy layout (same choices, trained and evaluated at 32 px) and its latency table."""
 
-    return SearchSpace.from_yaml(PROXY_SPACE_FILE)
+    deploy: str
+    proxy_file: Path
+    lut: Path
+    resolution: int | None = None
+
+    def deploy_space(self) -> Any:
+        from autovit.space import SearchSpace
+
+        space = SearchSpace.builtin(self.deploy)
+        return space.with_resolution(self.resolution) if self.resolution else space
+
+    def proxy_space(self) -> Any:
+        from autovit.space import SearchSpace
+
+        return SearchSpace.from_yaml(self.proxy_file)
+
+    def to_deploy(self, arch: Any) -> Any:
+        """The same choices at the deployment setting: what latency is predicted and measured for."""
+        space = self.deploy_space()
+        return space.validate(arch.replace(layout=space.layout, resolution=space.resolution[0]))
+
+    def to_proxy(self, arch: Any) -> Any:
+        """The same choices in the CIFAR proxy layout at 32 px: what is trained and evaluated."""
+        space = self.proxy_space()
+        return space.validate(arch.replace(layout=space.layout, resolution=space.resolution[0]))
+
+    def latency_model(self) -> Any:
+        """The deployment latency model. Only predictions are used, so another machine (a GPU box)
+        may load it: the table's fingerprint is not enforced."""
+        from autovit.search.runner import load_latency_model
+
+        return load_latency_model(self.lut, self.deploy_space(), force=True)
 
 
-def deploy_space() -> Any:
-    from autovit.space import SearchSpace
-
-    return SearchSpace.builtin("xxs")
-
-
-def to_deploy(arch: Any) -> Any:
-    """The same choices at the deployment setting (xxs layout, 256 px): what latency is predicted for."""
-    space = deploy_space()
-    return space.validate(arch.replace(layout=space.layout, resolution=space.resolution[0]))
-
-
-def to_proxy(arch: Any) -> Any:
-    """The same choices in the CIFAR proxy layout at 32 px: what is trained and evaluated."""
-    space = proxy_space()
-    return space.validate(arch.replace(layout=space.layout, resolution=space.resolution[0]))
-
-
-def latency_model() -> Any:
-    """The deployment latency model (xxs, onnxruntime, 1 thread, 256 px). Only predictions are
-    used, so another machine (a GPU box) may load it: the table's fingerprint is not enforced."""
-    from autovit.search.runner import load_latency_model
-
-    return load_latency_model(LUT, deploy_space(), force=True)
+SPACES = ROOT / "src" / "autovit" / "spaces"
+# the evidence studies' family (issue 13): XXS at 256 px; the Pareto benchmark adds others (issue 14)
+XXS = Family("xxs", PROXY_SPACE_FILE, LUT)
 
 
 def stratified_archs(n: int, seed: int, pool: int = 4000) -> list[Any]:
     """`n` distinct deployment archs, one from each of `n` equal-count bins of predicted latency
     over a seeded pool (per-dimension draws), the largest and smallest archs included."""
-    space = deploy_space()
+    space = XXS.deploy_space()
     rng = random.Random(seed)
     archs = {a.key(): a for a in (space.sample(rng) for _ in range(pool))}
     archs = list(archs.values())
-    lat = latency_model().predict(archs)
+    lat = XXS.latency_model().predict(archs)
     order = np.argsort(lat)
     picked = [space.smallest(), space.largest()] if n >= 2 else []
     bins = np.array_split(order, max(n - len(picked), 1))
@@ -297,10 +309,10 @@ def study_plan(profile: Profile, seed: int = 0) -> list[dict[str, Any]]:
 
     def compute() -> dict[str, Any]:
         archs = stratified_archs(profile.n_subnets, seed)
-        lat = latency_model().predict(archs)
+        lat = XXS.latency_model().predict(archs)
         rows = []
         for i, (arch, ms) in enumerate(zip(archs, lat)):
-            proxy = to_proxy(arch)
+            proxy = XXS.to_proxy(arch)
             rows.append({"name": f"subnet{i:02d}", "arch": proxy.to_dict(), "key": proxy.key(),
                          "predicted_deploy_ms": float(ms), "params": count_params(proxy, 10),
                          "macs_32px": count_macs(proxy, 10)})
@@ -312,7 +324,7 @@ def study_plan(profile: Profile, seed: int = 0) -> list[dict[str, Any]]:
 def load_arch(data: dict[str, Any]) -> Any:
     from autovit.arch import Arch
 
-    return proxy_space().validate(Arch.from_dict(data))
+    return XXS.proxy_space().validate(Arch.from_dict(data))
 
 
 # ---------------------------------------------------------------------------------- training

@@ -41,7 +41,16 @@ def jobs(profile: ev.Profile, data_dir: str, choice: str, seeds: list[int]) -> l
     phase1 += [["ranking_study.py", *common, "--only", name] for name in plan]
     phase1 += [["vs_handdesigned.py", *common, "--models", m, "--no-latency", "--seeds", *map(str, seeds)]
                for m in vs.TIMM_MODELS]
+    # issue 14's Pareto benchmark: its timing units (budgets, latency_*) are CPU measurements made on the
+    # target machine and must exist already; the GPU trains the mnv4_s supernet, the other timm models,
+    # then searches and trains each family's winners
+    import pareto_front as pf
+
+    pareto = ["pareto_front.py", *common, "--supernet-choice", choice, "--units"]
+    phase1 += [[*pareto, "supernet_mnv4_s"]]
+    phase1 += [[*pareto, f"train_{m}_s0"] for m in pf.TIMM if m not in vs.TIMM_MODELS]
     phase2 = [["method_comparison.py", *common, "--supernet-choice", choice, "--seeds", str(s)] for s in seeds]
+    phase2 += [[*pareto, f] for f in pf.FAMILIES]
     phase3 = [["vs_handdesigned.py", *common, "--models", vs.SEARCHED, "--no-latency", "--seeds", *map(str, seeds)]]
     return [phase1, phase2, phase3]
 
@@ -89,7 +98,8 @@ def main() -> int:
         failed = [" ".join(phase[i][:1] + phase[i][-2:]) for i, c in enumerate(codes) if c != 0]
         if failed:
             log(f"phase {n}: {len(failed)} job(s) failed or were stopped (logs in {logs}): {failed}")
-    for script in ("supernet_ranking.py", "ranking_study.py", "method_comparison.py", "vs_handdesigned.py"):
+    for script in ("supernet_ranking.py", "ranking_study.py", "method_comparison.py", "vs_handdesigned.py",
+                   "pareto_front.py"):
         subprocess.run([sys.executable, str(HERE / script), "--profile", profile.name, "--report",
                         *(["--seeds", *map(str, args.seeds)] if script in ("method_comparison.py",
                                                                           "vs_handdesigned.py") else [])],

@@ -1,13 +1,15 @@
 """Latency table + Eq. 6 model: build, fit and validate on this CPU (issue 4 acceptance run).
 
 For each space: profile the anchor block variants in context and impute the rest (onnxruntime,
-1 thread, 256x256, pinned to the last CPU), time 24 fitting subnets, fit the model (NNLS), then
+1 thread, the space's resolution: 256 px, 224 px for mnv4_s; pinned to the last CPU), time 24
+fitting subnets, fit the model (NNLS), then
 time 50 held-out random subnets twice and report the model, the re-test noise floor and the
 ablations. Last, measure every block variant (the `--blocks all` table) and score it on the same
 subnets, so imputation is compared with measurement side by side. Writes
-luts/<space>_ort_1t_256.json and benchmarks/results/latency_validation_<space>.{json,md,png}.
+luts/<space>_ort_1t_<resolution>.json and benchmarks/results/latency_validation_<space>.{json,md,png}.
 
     taskset -c 1 .venv/bin/python benchmarks/latency_validation.py --space xxs --space s
+    taskset -c 1 .venv/bin/python benchmarks/latency_validation.py --space mnv4_s --space mnv4_m
 """
 
 from __future__ import annotations
@@ -122,9 +124,10 @@ def run(space_name: str, fit_subnets: int, samples: int, rounds: int, subnet_rou
         if done == total or done % max(1, total // 5) == 0:
             print(f"[{time.time() - t0:7.1f}s] {space_name} {phase} {done}/{total}", flush=True)
 
-    model = profile_space(space, 256, config, fit_subnets, seed=0, progress=progress, force=True,
+    res_px = space.resolution[0]  # the space's deployment resolution (256 for the paper's, 224 for mnv4_s)
+    model = profile_space(space, res_px, config, fit_subnets, seed=0, progress=progress, force=True,
                           subnet_config=subnet_config)
-    lut_path = lut_dir / f"{space_name}_ort_1t_256.json"
+    lut_path = lut_dir / f"{space_name}_ort_1t_{res_px}.json"
     model.save(lut_path)
     table = model.table
     print(f"table written: {lut_path} in {table.meta['build_seconds']:.0f}s", flush=True)

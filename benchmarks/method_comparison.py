@@ -55,7 +55,7 @@ class SearchContext:
             val = ev.batches(ev.limited(data.val, self.profile.val_images))
             self._built = (SubnetEvaluator(supernet, trainer.calibration_batches(), val), data)
         evaluator = self._built[0]
-        return lambda arch: evaluator(ev.to_proxy(arch))
+        return lambda arch: evaluator(ev.XXS.to_proxy(arch))
 
 
 def search_config(profile: ev.Profile, budget_ms: float, seed: int, coarse_samples: int) -> Any:
@@ -72,7 +72,7 @@ def run_search(ctx: SearchContext, method: str, seed: int, budget_ms: float, coa
     from autovit.search.coarse import coarse_search
     from autovit.search.evolution import EvolutionarySearch
 
-    space, lat = ev.deploy_space(), ev.latency_model()
+    space, lat = ev.XXS.deploy_space(), ev.XXS.latency_model()
     cfg = search_config(ctx.profile, budget_ms, seed, coarse_samples)
     acc = ctx.accuracy_fn()
     if method == "latency":
@@ -89,7 +89,7 @@ def run_search(ctx: SearchContext, method: str, seed: int, budget_ms: float, coa
     return {"method": method, "seed": seed, "budget_ms": budget_ms, "supernet_choice": ctx.choice,
             "settings": cfg.to_dict(), "evaluations": result.evaluations,
             "val_images": ctx.profile.val_images,
-            "winner": {"deploy_arch": b.arch.to_dict(), "proxy_arch": ev.to_proxy(b.arch).to_dict(), "key": b.key,
+            "winner": {"deploy_arch": b.arch.to_dict(), "proxy_arch": ev.XXS.to_proxy(b.arch).to_dict(), "key": b.key,
                        "inherited_val_top1": b.accuracy, "predicted_ms": b.latency_ms, "params": b.params,
                        "macs": b.macs, "within_budget_predicted": b.latency_ms <= budget_ms}}
 

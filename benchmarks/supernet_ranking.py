@@ -62,8 +62,10 @@ def supernet_config(profile: ev.Profile, choice: str, data_dir: str, seed: int) 
                            **CHOICES[choice])
 
 
-def trained_supernet(profile: ev.Profile, choice: str, data_dir: str, seed: int = 0) -> tuple[Any, Any, Any]:
-    """(supernet, trainer, data) of `choice`: loaded when finished, else trained (resumed) now."""
+def trained_supernet(profile: ev.Profile, choice: str, data_dir: str, seed: int = 0, family: ev.Family = ev.XXS,
+                     out: Any = None) -> tuple[Any, Any, Any]:
+    """(supernet, trainer, data) of `choice` over `family`'s proxy space: loaded from `out` (default:
+    this study's run folder of the choice) when finished, else trained (resumed) now."""
     from autovit.data import build_datasets
     from autovit.supernet import Supernet
     from autovit.train.trainer import Trainer, seed_everything
@@ -72,9 +74,9 @@ def trained_supernet(profile: ev.Profile, choice: str, data_dir: str, seed: int 
         raise AutovitError(f"unknown supernet training choice '{choice}'", hint=f"use one of {', '.join(CHOICES)}")
     cfg = supernet_config(profile, choice, data_dir, seed)
     data = build_datasets(cfg)
-    out = ev.run_dir(STUDY, profile, choice)
+    out = out or ev.run_dir(STUDY, profile, choice)
     seed_everything(seed)
-    supernet = Supernet(ev.proxy_space(), num_classes=data.num_classes)
+    supernet = Supernet(family.proxy_space(), num_classes=data.num_classes)
     trainer = Trainer(cfg, supernet, data, out_dir=out, console=LogConsole())
     if (out / "supernet.pt").is_file():
         from autovit.train.checkpoint import load_supernet_checkpoint
@@ -86,7 +88,7 @@ def trained_supernet(profile: ev.Profile, choice: str, data_dir: str, seed: int 
         return trainer.model, trainer, data
     if (out / "checkpoints" / "last.pt").is_file():
         trainer.resume(out / "checkpoints" / "last.pt")
-    log(f"supernet {choice}: {cfg.max_steps} steps ({profile.supernet_passes} pass budget)")
+    log(f"supernet {family.deploy} {choice}: {cfg.max_steps} steps ({profile.supernet_passes} pass budget)")
     trainer.fit()
     return trainer.model, trainer, data
 

@@ -33,6 +33,10 @@ from _log import log
 
 STUDY = "vs_handdesigned"
 TIMM_MODELS = ("mobilevit_xxs", "mobilenetv3_small_100", "mobilenetv3_large_100", "mobilenetv4_conv_small")
+# every timm model a unit may train: these four and the rest of the Pareto benchmark's (pareto_front.py),
+# which reuses these units (one (model, seed) training serves both studies)
+TRAINABLE_TIMM = (*TIMM_MODELS, "mobilevitv2_050", "edgenext_xx_small", "shvit_s1", "efficientformerv2_s0",
+                  "repvit_m0_9", "fastvit_t8", "mobileone_s0")
 SEARCHED = "searched"
 
 
@@ -41,7 +45,7 @@ def searched_arch(profile: ev.Profile, arch_path: Path | None) -> Any:
     if arch_path is not None:
         from autovit.arch import Arch
 
-        return ev.to_proxy(Arch.load(arch_path))
+        return ev.XXS.to_proxy(Arch.load(arch_path))
     unit = ev.UnitCache(ev.results_dir("method_comparison", profile)).load("search_latency_s0")
     if unit is None:
         raise AutovitError("no searched model yet: method_comparison has no unit search_latency_s0 for profile "
@@ -54,7 +58,10 @@ def build(name: str, arch: Any) -> Any:
     from autovit.bench import resolve_model
     from autovit.model import AutoViT
 
-    return AutoViT(arch, num_classes=10) if name == SEARCHED else resolve_model(name, num_classes=10).module.train()
+    if name == SEARCHED:
+        return AutoViT(arch, num_classes=10)
+    # the training form (RepVGG-style branches unfused), built for 32 px where a model needs it
+    return resolve_model(name, num_classes=10, resolution=32, deploy=False).module.train()
 
 
 def run_training(profile: ev.Profile, name: str, seed: int, arch: Any, data_dir: str) -> dict[str, Any]:
@@ -76,7 +83,7 @@ def run_training(profile: ev.Profile, name: str, seed: int, arch: Any, data_dir:
 def run_latency(arch: Any, rounds: int, runs: int) -> dict[str, Any]:
     from autovit.search.measured import measure_archs
 
-    ms = measure_archs({SEARCHED: ev.to_deploy(arch)}, list(TIMM_MODELS), resolution=256, threads=1, rounds=rounds,
+    ms = measure_archs({SEARCHED: ev.XXS.to_deploy(arch)}, list(TIMM_MODELS), resolution=256, threads=1, rounds=rounds,
                        runs=runs, num_classes=1000)
     return {"resolution": 256, "threads": 1, "backend": "onnxruntime", "rounds": rounds, "runs": runs,
             "searched_key": arch.key(), "median_ms": ms}
@@ -139,10 +146,10 @@ def main() -> int:
 
     def body() -> None:
         if not args.report:
-            unknown = sorted(set(args.models) - {SEARCHED, *TIMM_MODELS})
+            unknown = sorted(set(args.models) - {SEARCHED, *TRAINABLE_TIMM})
             if unknown:
                 raise AutovitError(f"unknown model(s) {', '.join(unknown)}",
-                                      hint=f"use {SEARCHED} and/or {', '.join(TIMM_MODELS)}")
+                                   hint=f"use {SEARCHED} and/or {', '.join(TRAINABLE_TIMM)}")
             needs_arch = SEARCHED in args.models or not args.no_latency
             arch = searched_arch(profile, args.arch) if needs_arch else None
             cache = ev.UnitCache(ev.results_dir(STUDY, profile))

@@ -73,6 +73,20 @@ def test_reparameterized_model_computes_the_same_function(name: str, changed: in
     assert relative_diff(before, after)[1] < 1e-4  # float32 rounding only; a wrong fusion is off by O(1)
 
 
+def test_training_form_keeps_the_branches_and_the_deploy_form_fuses_them() -> None:
+    """A baseline trained for the Pareto benchmark is the training form (MobileOne's 5.3M params with
+    their branches); the deployed form is what latency is measured on."""
+    train = resolve_model("mobileone_s0", num_classes=10, resolution=32, deploy=False)
+    deployed = resolve_model("mobileone_s0", num_classes=10, resolution=32)
+    n = lambda m: sum(p.numel() for p in m.module.parameters())  # noqa: E731
+    assert (train.reparameterized, deployed.reparameterized) == (0, 43)
+    assert n(train) > n(deployed)
+    with torch.no_grad():
+        x = torch.randn(1, 3, 32, 32)
+        deployed.module.load_state_dict(reparameterize(copy.deepcopy(train.module))[0].state_dict())
+        assert relative_diff(train.module.eval()(x), deployed.module(x))[1] < 1e-4
+
+
 def test_reparameterize_is_a_noop_without_fusable_modules() -> None:
     model = timm.create_model("mobilenetv3_small_100", pretrained=False).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}

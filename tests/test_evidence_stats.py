@@ -100,7 +100,7 @@ def test_proxy_space_gives_the_transformer_stages_real_token_grids():
 
     from autovit.model import AutoViT
 
-    proxy = ev.proxy_space()
+    proxy = ev.XXS.proxy_space()
     arch = proxy.largest()
     seen = []
     model = AutoViT(arch, num_classes=10)
@@ -109,17 +109,63 @@ def test_proxy_space_gives_the_transformer_stages_real_token_grids():
     for h in hooks:
         h.remove()
     assert seen[-4:] == [(16, 16), (8, 8), (4, 4), (2, 2)]   # the 4 transformer stages (2x2 patches: 8x8..1x1 tokens)
-    deploy = ev.to_deploy(arch)
-    assert deploy.resolution == 256 and deploy.layout == ev.deploy_space().layout
-    assert ev.to_proxy(deploy) == arch                 # same choices both ways
+    deploy = ev.XXS.to_deploy(arch)
+    assert deploy.resolution == 256 and deploy.layout == ev.XXS.deploy_space().layout
+    assert ev.XXS.to_proxy(deploy) == arch                 # same choices both ways
 
 
 def test_stratified_archs_span_predicted_latency_and_are_reproducible():
     archs = ev.stratified_archs(6, seed=0, pool=300)
     keys = [a.key() for a in archs]
     assert len(set(keys)) == 6 and keys == [a.key() for a in ev.stratified_archs(6, seed=0, pool=300)]
-    space = ev.deploy_space()
+    space = ev.XXS.deploy_space()
     assert archs[0] == space.smallest() and archs[1] == space.largest()
-    lat = ev.latency_model().predict(archs)
+    lat = ev.XXS.latency_model().predict(archs)
     assert lat[0] == min(lat) and lat[1] == max(lat)
     assert list(lat[2:]) == sorted(lat[2:])     # one arch per latency bin, bins in order
+
+
+def test_mnv4_proxy_gives_the_mqa_stage_a_4x4_grid_and_maps_back_to_224px():
+    import torch
+
+    import pareto_front as pf
+    from autovit.model import AutoViT
+
+    fam = pf.FAMILIES["mnv4_s"]
+    proxy = fam.proxy_space()
+    arch = proxy.largest()
+    assert arch.num_transformer_stages == 1
+    seen = []
+    model = AutoViT(arch, num_classes=10)
+    hooks = [m.register_forward_hook(lambda mod, i, o: seen.append(tuple(o.shape[-2:]))) for m in model.stages]
+    model(torch.zeros(1, 3, 32, 32))
+    for h in hooks:
+        h.remove()
+    assert seen == [(32, 32), (16, 16), (8, 8), (8, 8), (4, 4), (4, 4), (4, 4)]  # six UIB stages, then MQA
+    deploy = fam.to_deploy(arch)
+    assert deploy.resolution == 224 and deploy.layout == fam.deploy_space().layout
+    assert fam.to_proxy(deploy) == arch
+    xxs = pf.FAMILIES["xxs"]   # the Pareto benchmark times the XXS family at 224 px too
+    assert xxs.to_deploy(ev.XXS.proxy_space().smallest()).resolution == 224
+
+
+def test_pareto_front_dominance_needs_a_faster_model_more_accurate_beyond_noise():
+    import pareto_front as pf
+
+    hand = [{"model": "fast_good", "latency_ratio": 0.3, "test_top1": 80.0, "test_images": 10000},
+            {"model": "fast_close", "latency_ratio": 0.3, "test_top1": 78.5, "test_images": 10000},
+            {"model": "slow_better", "latency_ratio": 0.9, "test_top1": 90.0, "test_images": 10000},
+            {"model": "untrained", "latency_ratio": 0.1, "test_top1": None, "test_images": None}]
+    # 78.0% on 10,000 images: 80.0% is 3.5 sd away, 78.5% only 0.9 sd; 90% is slower
+    assert pf.dominated_by(78.0, 10000, 0.5, hand) == ["fast_good"]
+    assert pf.dominated_by(78.0, 10000, 0.25, hand) == []
+    assert pf.dominated_by(78.0, 100, 0.5, hand) == []   # 100 images: not beyond the noise
+
+
+def test_pareto_front_rejects_an_unknown_unit(capsys, monkeypatch):
+    import pareto_front as pf
+
+    monkeypatch.setattr(sys, "argv", ["pareto_front.py", "--profile", "smoke", "--units", "train_nothing_s0"])
+    assert pf.main() == 2
+    err = capsys.readouterr().err
+    assert "unknown unit or group 'train_nothing_s0'" in err and "train_mobilevit_xxs_s0" in err

@@ -97,6 +97,21 @@ def test_default_build_measures_the_anchors_and_imputes_the_rest(mocked) -> None
         prof.build_table(space, 256, MeasureConfig(rounds=5), measure="some")
 
 
+@pytest.mark.parametrize("name,res,anchors", [("mnv4_s", 224, 97), ("mnv4_m", 256, 66)])
+def test_mnv4_family_builds_a_table_with_uib_and_mqa_contexts(mocked, name, res, anchors) -> None:
+    space = SearchSpace.builtin(name)
+    sigs = space_blocks(space)
+    t = prof.build_table(space, res, MeasureConfig(rounds=5)).table
+    assert set(t.entries) == {str(s) for s in sigs}
+    assert t.meta["modules_measured"] == len(select_anchors(sigs)) == anchors
+    mqa = [s for s in sigs if s.kind == "mqa"]
+    assert mqa and all(context_key(s) == f"ctx:adapter,c={dict(s.params)['d']},h={dict(s.params)['h']}" for s in mqa)
+    for s in mqa + [s for s in sigs if s.kind == "uib"]:
+        e = t.entries[str(s)]
+        if e["source"] == "measured":
+            assert e["ratio_to_ref"] == pytest.approx(true_cost(str(s)) / REF_MS, rel=1e-9)
+
+
 def test_unstable_machine_is_refused_before_any_block_is_measured(mocked) -> None:
     measured: list[int] = []  # number of runners of every measure_rounds call
 

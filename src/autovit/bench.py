@@ -122,11 +122,12 @@ class BenchReport:
         raise KeyError(name)
 
 
-def resolve_model(name: str, num_classes: int = 1000, resolution: int | None = None) -> BenchModel:
+def resolve_model(name: str, num_classes: int = 1000, resolution: int | None = None,
+                  deploy: bool = True) -> BenchModel:
     """Builds `autovit_*`, an arch JSON path or a timm model by name (random weights, eval mode); timm
-    models reparameterized for inference (`reparameterize`). With `resolution`, the model is checked
-    to run at it: a timm model that does not but takes `img_size` is built for it, otherwise
-    `ModelCannotRun` is raised."""
+    models reparameterized for inference (`reparameterize`) unless `deploy` is False (the training
+    form: RepVGG-style branches kept). With `resolution`, the model is checked to run at it: a timm
+    model that does not but takes `img_size` is built for it, otherwise `ModelCannotRun` is raised."""
     import timm
 
     from autovit.registry import MODEL_NAMES, resolve_arch
@@ -156,7 +157,7 @@ def resolve_model(name: str, num_classes: int = 1000, resolution: int | None = N
             except AutovitError:  # it cannot be built for this size either
                 raise err from None
             _check_runs(module, name, resolution)
-    module, count = reparameterize(module)
+    module, count = reparameterize(module) if deploy else (module, 0)
     return BenchModel(name, "timm", module.eval(), reparameterized=count, img_size=img_size)
 
 

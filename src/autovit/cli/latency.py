@@ -17,7 +17,7 @@ latency_app = typer.Typer(help="Latency lookup tables, the Eq. 6 latency model a
 
 @latency_app.command("profile")
 def profile(
-    space: str = typer.Option("xxs", help="Search space: xxs, xs, s or a YAML path."),
+    space: str = typer.Option("xxs", help="Search space: xxs, xs, s, mnv4_s, mnv4_m or a YAML path."),
     out: Path = typer.Option(..., help="Where to write the table JSON (e.g. luts/xxs_ort_1t_256.json)."),
     backend: str = typer.Option("ort", help="ort (onnxruntime CPU) or torch (eager)."),
     threads: int = typer.Option(1, help="Intra-op threads."),
@@ -230,7 +230,7 @@ def check(
 
 @latency_app.command("export-suite")
 def export_suite_cmd(
-    space: str = typer.Option("xxs", help="Search space: xxs, xs, s or a YAML path."),
+    space: str = typer.Option("xxs", help="Search space: xxs, xs, s, mnv4_s, mnv4_m or a YAML path."),
     out: Path = typer.Option(..., help="Output directory."),
     resolution: Optional[int] = typer.Option(None, help="Input resolution (default: the space's)."),
     fit_subnets: int = typer.Option(30, help="Whole subnets to include for fitting on the device."),

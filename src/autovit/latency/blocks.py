@@ -232,7 +232,7 @@ def context_key(sig: BlockSig) -> str:
         return "ctx:image"
     if sig.kind in ("attn", "mlp"):
         return f"ctx:vit,d={p['d']},h={p['h']},p={p['p']}"
-    return f"ctx:adapter,c={p['cin']},h={p['h']}"
+    return f"ctx:adapter,c={p['cin'] if 'cin' in p else p['d']},h={p['h']}"
 
 
 def context_pair(sig: BlockSig, layout: Layout, copies: int | None = None) -> tuple[nn.Module, nn.Module, int]:
