@@ -28,6 +28,7 @@ from autovit.errors import AutovitError
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+DATA_DIR = "/work/shared/data/cifar10"  # the lossy CIFAR-10 copy of this workplace (--data-dir)
 RUNS = ROOT / "runs"
 PROXY_SPACE_FILE = ROOT / "src" / "autovit" / "spaces" / "xxs_cifar.yaml"
 LUT = ROOT / "luts" / "xxs_ort_1t_256.json"
@@ -435,6 +436,16 @@ def write_report(study: str, profile: Profile, summary: dict[str, Any], text: st
     save_json(folder / f"{profile.name}.json", summary)
     atomic_write_text(folder / f"{profile.name}.md", text)
     return text
+
+
+def study_parser(doc: str | None, profile: str = "cpu") -> Any:
+    """The argument parser every study script starts from: --profile and --data-dir."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default=profile, choices=list(PROFILES))
+    ap.add_argument("--data-dir", default=DATA_DIR)
+    return ap
 
 
 def run_cli(body: Callable[[], None]) -> int:

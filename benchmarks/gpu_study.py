@@ -17,7 +17,6 @@ The gpu profile is sized by estimate and has not run on a GPU yet (docs/evidence
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -79,9 +78,7 @@ def run_phase(commands: list[list[str]], parallel: int, deadline: float, logs: P
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--profile", default="gpu", choices=list(ev.PROFILES))
-    ap.add_argument("--data-dir", default="/work/shared/data/cifar10")
+    ap = ev.study_parser(__doc__, profile="gpu")
     ap.add_argument("--minutes", type=float, default=9.5, help="deadline for the whole study")
     ap.add_argument("--parallel", type=int, default=8, help="unit processes at once on the GPU")
     ap.add_argument("--supernet-choice", default="sandwich_kd")

@@ -25,7 +25,6 @@ McNemar p) and over seeds (paired t).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any, Callable
 
@@ -174,9 +173,7 @@ def report(profile: ev.Profile, seeds: list[int]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--profile", default="cpu", choices=list(ev.PROFILES))
-    ap.add_argument("--data-dir", default="/work/shared/data/cifar10")
+    ap = ev.study_parser(__doc__)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--supernet-choice", default="sandwich_kd", help="the supernet_ranking.py unit to search")
     ap.add_argument("--budget-ms", type=float, default=ev.DEFAULT_BUDGET_MS)

@@ -356,9 +356,7 @@ def report(profile: ev.Profile, families: list[str]) -> str:
 
 # ---------------------------------------------------------------------------------- main
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--profile", default="cpu", choices=list(ev.PROFILES))
-    ap.add_argument("--data-dir", default="/work/shared/data/cifar10")
+    ap = ev.study_parser(__doc__)
     ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     ap.add_argument("--units", nargs="+", default=["all"],
                     help="groups or unit names: all, timing, timm, a family name, budgets, latency_timm, "

@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any
 
@@ -100,9 +99,7 @@ def report(profile: ev.Profile) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--profile", default="cpu", choices=list(ev.PROFILES))
-    ap.add_argument("--data-dir", default="/work/shared/data/cifar10")
+    ap = ev.study_parser(__doc__)
     ap.add_argument("--max-units", type=int, default=None, help="train at most this many new subnets, then report")
     ap.add_argument("--only", nargs="*", default=None, help="train only these subnets (e.g. subnet03)")
     ap.add_argument("--report", action="store_true", help="only write the report from the finished units")

@@ -25,7 +25,6 @@ gives Kendall tau / Spearman rho with bootstrap CIs against whatever standalone 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -160,9 +159,7 @@ def report(profile: ev.Profile) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--profile", default="cpu", choices=list(ev.PROFILES))
-    ap.add_argument("--data-dir", default="/work/shared/data/cifar10")
+    ap = ev.study_parser(__doc__)
     ap.add_argument("--choices", nargs="+", default=["uniform", "sandwich_kd"], help=f"of {', '.join(CHOICES)}")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--report", action="store_true", help="only write the table from the finished units")

@@ -20,7 +20,6 @@ picking an off-the-shelf model; it is not a layout-matched comparison.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -130,9 +129,7 @@ def report(profile: ev.Profile, seeds: list[int]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--profile", default="cpu", choices=list(ev.PROFILES))
-    ap.add_argument("--data-dir", default="/work/shared/data/cifar10")
+    ap = ev.study_parser(__doc__)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--models", nargs="+", default=[SEARCHED, *TIMM_MODELS])
     ap.add_argument("--arch", type=Path, default=None, help="arch JSON of the searched model (default: search unit)")

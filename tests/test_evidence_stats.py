@@ -95,19 +95,25 @@ def test_unit_cache_computes_once_and_refuses_corrupt_files(tmp_path):
     assert cache.run("subnet01", compute, log=lambda m: None)["value"] == 42 and len(calls) == 2
 
 
-def test_proxy_space_gives_the_transformer_stages_real_token_grids():
+def stage_maps(arch) -> list[tuple[int, int]]:
+    """The feature-map size after each stage of `arch` on a 32x32 input."""
     import torch
 
     from autovit.model import AutoViT
 
-    proxy = ev.XXS.proxy_space()
-    arch = proxy.largest()
     seen = []
     model = AutoViT(arch, num_classes=10)
     hooks = [m.register_forward_hook(lambda mod, i, o: seen.append(tuple(o.shape[-2:]))) for m in model.stages]
     model(torch.zeros(1, 3, 32, 32))
     for h in hooks:
         h.remove()
+    return seen
+
+
+def test_proxy_space_gives_the_transformer_stages_real_token_grids():
+    proxy = ev.XXS.proxy_space()
+    arch = proxy.largest()
+    seen = stage_maps(arch)
     assert seen[-4:] == [(16, 16), (8, 8), (4, 4), (2, 2)]   # the 4 transformer stages (2x2 patches: 8x8..1x1 tokens)
     deploy = ev.XXS.to_deploy(arch)
     assert deploy.resolution == 256 and deploy.layout == ev.XXS.deploy_space().layout
@@ -126,21 +132,13 @@ def test_stratified_archs_span_predicted_latency_and_are_reproducible():
 
 
 def test_mnv4_proxy_gives_the_mqa_stage_a_4x4_grid_and_maps_back_to_224px():
-    import torch
-
     import pareto_front as pf
-    from autovit.model import AutoViT
 
     fam = pf.FAMILIES["mnv4_s"]
     proxy = fam.proxy_space()
     arch = proxy.largest()
     assert arch.num_transformer_stages == 1
-    seen = []
-    model = AutoViT(arch, num_classes=10)
-    hooks = [m.register_forward_hook(lambda mod, i, o: seen.append(tuple(o.shape[-2:]))) for m in model.stages]
-    model(torch.zeros(1, 3, 32, 32))
-    for h in hooks:
-        h.remove()
+    seen = stage_maps(arch)
     assert seen == [(32, 32), (16, 16), (8, 8), (8, 8), (4, 4), (4, 4), (4, 4)]  # six UIB stages, then MQA
     deploy = fam.to_deploy(arch)
     assert deploy.resolution == 224 and deploy.layout == fam.deploy_space().layout
