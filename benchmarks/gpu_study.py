@@ -11,6 +11,7 @@ deadline; finished units stay, and running the script again continues with the m
 
     python benchmarks/gpu_study.py                          # on the GPU box
     python benchmarks/gpu_study.py --profile smoke --minutes 5 --parallel 2   # CPU check of the plumbing
+    python benchmarks/gpu_study.py --profile cpu --minutes 150 --parallel 2   # a CPU chunk: 1 thread per job
 
 The gpu profile is sized by estimate and has not run on a GPU yet (docs/evidence.md).
 """
@@ -54,7 +55,8 @@ def jobs(profile: ev.Profile, data_dir: str, choice: str, seeds: list[int]) -> l
     return [phase1, phase2, phase3]
 
 
-def run_phase(commands: list[list[str]], parallel: int, deadline: float, logs: Path) -> list[int]:
+def run_phase(commands: list[list[str]], parallel: int, deadline: float, logs: Path,
+              env: dict[str, str] = ENV) -> list[int]:
     """Runs `commands` (scripts in benchmarks/ + args), at most `parallel` at once, killed at the deadline."""
     pending, running, codes = list(enumerate(commands)), [], [0] * len(commands)
     while pending or running:
@@ -62,7 +64,7 @@ def run_phase(commands: list[list[str]], parallel: int, deadline: float, logs: P
             i, cmd = pending.pop(0)
             out = open(logs / f"job{i:02d}_{Path(cmd[0]).stem}.log", "w")
             running.append((i, subprocess.Popen([sys.executable, str(HERE / cmd[0]), *cmd[1:]], stdout=out,
-                                                stderr=subprocess.STDOUT, cwd=HERE.parent, env=ENV), out))
+                                                stderr=subprocess.STDOUT, cwd=HERE.parent, env=env), out))
         if time.time() >= deadline:
             pending.clear()
             for _, proc, _ in running:
@@ -89,9 +91,12 @@ def main() -> int:
     profile = ev.get_profile(args.profile)
     logs = ev.RUNS / "gpu_study" / profile.name
     logs.mkdir(parents=True, exist_ok=True)
+    env = dict(ENV)
+    if profile.device == "cpu":  # CPU runs (smoke, or a cpu chunk): the cores split between the jobs
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.parallel)))
     for n, phase in enumerate(jobs(profile, args.data_dir, args.supernet_choice, args.seeds), 1):
         log(f"phase {n}: {len(phase)} jobs, {(deadline - time.time()) / 60:.1f} min left")
-        codes = run_phase(phase, args.parallel, deadline, logs)
+        codes = run_phase(phase, args.parallel, deadline, logs, env)
         failed = [" ".join(phase[i][:1] + phase[i][-2:]) for i, c in enumerate(codes) if c != 0]
         if failed:
             log(f"phase {n}: {len(failed)} job(s) failed or were stopped (logs in {logs}): {failed}")
