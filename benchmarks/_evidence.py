@@ -45,6 +45,7 @@ class Profile:
     name: str
     device: str
     standalone_steps: int        # steps of each subnet trained alone (half of it is the settling check)
+    long_steps: int              # the ranking study's second, longer length (rank agreement = settled)
     supernet_passes: int         # subnet forward/backward passes per supernet training choice
     n_subnets: int               # ranking-study subnets, stratified over predicted latency
     val_images: int              # held-out images (from train) for inherited accuracy and search
@@ -67,13 +68,13 @@ class Profile:
 
 PROFILES = {
     # 703 steps of batch 64 = one CIFAR-10 epoch (45,000 training images)
-    "cpu": Profile("cpu", "cpu", standalone_steps=2 * 703, supernet_passes=8000, n_subnets=12, val_images=5000,
-                   test_images=0, calib_images=1024, population=16, generations=8, parents=4),
+    "cpu": Profile("cpu", "cpu", standalone_steps=2 * 703, long_steps=8 * 703, supernet_passes=8000, n_subnets=12,
+                   val_images=5000, test_images=0, calib_images=1024, population=16, generations=8, parents=4),
     # 176 steps of batch 256 = one epoch; units run several at a time on the one GPU (gpu_study.py)
-    "gpu": Profile("gpu", "cuda", standalone_steps=10 * 176, supernet_passes=30 * 176, n_subnets=16,
-                   val_images=5000, test_images=0, calib_images=2048, population=16, generations=8, parents=4,
+    "gpu": Profile("gpu", "cuda", standalone_steps=10 * 176, long_steps=30 * 176, supernet_passes=30 * 176,
+                   n_subnets=16, val_images=5000, test_images=0, calib_images=2048, population=16, generations=8, parents=4,
                    batch_size=256, num_workers=2, amp=True, channels_last=True, threads=1),
-    "smoke": Profile("smoke", "cpu", standalone_steps=4, supernet_passes=8, n_subnets=3, val_images=64,
+    "smoke": Profile("smoke", "cpu", standalone_steps=4, long_steps=8, supernet_passes=8, n_subnets=3, val_images=64,
                      test_images=64, calib_images=64, population=4, generations=1, parents=2, batch_size=16,
                      threads=1, results_dir=RUNS / "evidence_smoke"),
 }

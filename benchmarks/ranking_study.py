@@ -29,20 +29,27 @@ from _log import log
 STUDY = "ranking_study"
 
 
-def run_subnet(profile: ev.Profile, row: dict[str, Any], data_dir: str, seed: int) -> dict[str, Any]:
+LONG = "_long"  # suffix of the units trained for profile.long_steps
+
+
+def unit_name(row: dict[str, Any], long: bool) -> str:
+    return row["name"] + (LONG if long else "")
+
+
+def run_subnet(profile: ev.Profile, row: dict[str, Any], data_dir: str, seed: int, long: bool = False) -> dict:
     from autovit.data import build_datasets
     from autovit.model import AutoViT
     from autovit.train.trainer import seed_everything
 
-    cfg = ev.train_config(profile, data_dir, seed, max_steps=profile.standalone_steps)
+    cfg = ev.train_config(profile, data_dir, seed, max_steps=profile.long_steps if long else profile.standalone_steps)
     data = build_datasets(cfg)
     seed_everything(seed)
     arch = ev.load_arch(row["arch"])
     model = AutoViT(arch, num_classes=data.num_classes)
-    out = ev.run_dir(STUDY, profile, row["name"], arch)
+    out = ev.run_dir(STUDY, profile, unit_name(row, long), arch)
     res = ev.train_standalone(model, cfg, data, out, ev.limited(data.val, profile.val_images),
                               ev.limited(data.test, profile.test_images), log)
-    log(f"{row['name']}: test top-1 {res['full']['test_top1']:.2f}% after {res['steps']} steps "
+    log(f"{unit_name(row, long)}: test top-1 {res['full']['test_top1']:.2f}% after {res['steps']} steps "
         f"({res['train_s'] / 60:.1f} min)")
     return {**{k: row[k] for k in ("name", "arch", "key", "predicted_deploy_ms", "params", "macs_32px")},
             "config": cfg.to_dict(), **res}
@@ -54,13 +61,19 @@ def summary(profile: ev.Profile) -> dict[str, Any]:
     plan = ev.study_plan(profile)
     cache = ev.UnitCache(ev.results_dir(STUDY, profile))
     units = {r["name"]: cache.load(r["name"]) for r in plan}
+    longs = {r["name"]: cache.load(unit_name(r, True)) for r in plan}
     done = {n: u for n, u in units.items() if u is not None}
     settled = [n for n, u in done.items() if u.get("half")]
     settling = ev.rank_correlation([done[n]["half"]["test_top1"] for n in settled],
                                    [done[n]["full"]["test_top1"] for n in settled])
+    both = [n for n in done if longs[n] is not None]
+    short_vs_long = ev.rank_correlation([done[n]["full"]["test_top1"] for n in both],
+                                        [longs[n]["full"]["test_top1"] for n in both])
     rows, _ = supernet_ranking.ablation_rows(profile)
     return {"profile": profile.name, "planned": len(plan), "done": sorted(done),
             "missing": sorted(n for n, u in units.items() if u is None), "settling_half_vs_full": settling,
+            "long_done": sorted(n for n, u in longs.items() if u is not None), "settling_short_vs_long": short_vs_long,
+            "long_test_top1": {n: u["full"]["test_top1"] for n, u in longs.items() if u is not None},
             "subnets": [{"name": n, "predicted_deploy_ms": u["predicted_deploy_ms"], "params": u["params"],
                          "half_test_top1": (u.get("half") or {}).get("test_top1"),
                          "test_top1": u["full"]["test_top1"], "val_top1": u["full"]["val_top1"],
@@ -85,14 +98,21 @@ def report(profile: ev.Profile) -> str:
                            None if r["half_test_top1"] is None else round(r["half_test_top1"], 2),
                            round(r["test_top1"], 2), round(r["val_top1"], 2), round(r["train_min"], 1)]
                           for r in s["subnets"]])
+    sl = s["settling_short_vs_long"]
     lines += ["", f"Rank settling (standalone test top-1 at half vs full steps, n = {st['n']}): Kendall tau "
                   f"{ev.fmt(st.get('kendall_tau'))} (95% CI {ev.fmt_ci(st.get('kendall_tau_ci95'))}). The half-length value "
                   "is mid-schedule (learning rate not yet annealed), so it is a conservative check.", "",
-              "Inherited (per supernet training choice) vs standalone:", ""]
-    lines += ev.md_table(["choice", "n", "Kendall tau", "tau 95% CI", "p", "Spearman rho", "rho 95% CI"],
-                         [[r["choice"], r["n"], ev.fmt(r.get("kendall_tau")), ev.fmt_ci(r.get("kendall_tau_ci95")),
-                           ev.fmt(r.get("kendall_tau_p")), ev.fmt(r.get("spearman_rho")), ev.fmt_ci(r.get("spearman_rho_ci95"))]
-                          for r in s["inherited_vs_standalone"]] or [["(no supernet unit yet)"] + [None] * 6])
+              f"Rank settling between two training lengths ({profile.standalone_steps} vs {profile.long_steps} steps, "
+              f"units `subnetNN{LONG}`, n = {sl['n']}): Kendall tau {ev.fmt(sl.get('kendall_tau'))} (95% CI "
+              f"{ev.fmt_ci(sl.get('kendall_tau_ci95'))}); long-run test top-1: "
+              + (", ".join(f"{n} {v:.2f}%" for n, v in s["long_test_top1"].items()) or "none yet") + ".", "",
+              "Inherited (per supernet training choice) vs standalone (each length that has units):", ""]
+    lines += ev.md_table(["choice", "standalone length", "n", "Kendall tau", "tau 95% CI", "p", "Spearman rho",
+                          "rho 95% CI"],
+                         [[r["choice"], r["length"], r["n"], ev.fmt(r.get("kendall_tau")),
+                           ev.fmt_ci(r.get("kendall_tau_ci95")), ev.fmt(r.get("kendall_tau_p")),
+                           ev.fmt(r.get("spearman_rho")), ev.fmt_ci(r.get("spearman_rho_ci95"))]
+                          for r in s["inherited_vs_standalone"]] or [["(no supernet unit yet)"] + [None] * 7])
     text = "\n".join(lines + [""])
     ev.write_report(STUDY, profile, s, text)
     return text
@@ -102,6 +122,8 @@ def main() -> int:
     ap = ev.study_parser(__doc__)
     ap.add_argument("--max-units", type=int, default=None, help="train at most this many new subnets, then report")
     ap.add_argument("--only", nargs="*", default=None, help="train only these subnets (e.g. subnet03)")
+    ap.add_argument("--long", action="store_true",
+                    help="train the long-length units (subnetNN_long: profile.long_steps) for the settling check")
     ap.add_argument("--report", action="store_true", help="only write the report from the finished units")
     args = ap.parse_args()
     profile = ev.get_profile(args.profile)
@@ -109,10 +131,11 @@ def main() -> int:
     def body() -> None:
         if not args.report:
             cache = ev.UnitCache(ev.results_dir(STUDY, profile))
-            todo = [r for r in ev.study_plan(profile) if cache.load(r["name"]) is None
+            todo = [r for r in ev.study_plan(profile) if cache.load(unit_name(r, args.long)) is None
                     and (args.only is None or r["name"] in args.only)]
             for row in todo[: args.max_units]:
-                cache.run(row["name"], lambda r=row: run_subnet(profile, r, args.data_dir, 0), log)
+                cache.run(unit_name(row, args.long), lambda r=row: run_subnet(profile, r, args.data_dir, 0, args.long),
+                          log)
         print(report(profile))
 
     return ev.run_cli(body)

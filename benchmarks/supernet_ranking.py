@@ -113,27 +113,35 @@ def run_choice(profile: ev.Profile, choice: str, data_dir: str, seed: int) -> di
 
 
 def ablation_rows(profile: ev.Profile) -> tuple[list[dict[str, Any]], int]:
-    """Per finished choice: tau/rho of inherited held-out top-1 vs standalone test top-1 over the
-    subnets trained alone so far; and how many standalone units exist."""
-    alone = standalone_units(profile)
+    """Per finished choice and standalone length that has units (`standalone_steps`, and `long_steps`
+    once the ranking study has long units): tau/rho of inherited held-out top-1 vs standalone test
+    top-1 over the subnets trained alone so far; and how many short standalone units exist."""
+    lengths = {f"{profile.standalone_steps} steps": standalone_units(profile),
+               f"{profile.long_steps} steps": standalone_units(profile, long=True)}
     cache = ev.UnitCache(ev.results_dir(STUDY, profile))
     rows = []
     for choice in CHOICES:
         unit = cache.load(choice)
         if unit is None:
             continue
-        names = [n for n in alone if n in unit["inherited"]]
-        corr = ev.rank_correlation([unit["inherited"][n]["val_top1"] for n in names],
-                                   [alone[n]["full"]["test_top1"] for n in names])
-        rows.append({"choice": choice, "passes": unit["passes"], "steps": unit["supernet_steps"],
-                     "train_min": unit["supernet_train_s"] / 60, **corr,
-                     "inherited_mean": sum(v["val_top1"] for v in unit["inherited"].values()) / len(unit["inherited"])})
-    return rows, len(alone)
+        for length, alone in lengths.items():
+            names = [n for n in alone if n in unit["inherited"]]
+            if not names and rows and rows[-1]["choice"] == choice:
+                continue  # no long units yet: one row per choice
+            corr = ev.rank_correlation([unit["inherited"][n]["val_top1"] for n in names],
+                                       [alone[n]["full"]["test_top1"] for n in names])
+            rows.append({"choice": choice, "length": length, "passes": unit["passes"], "steps": unit["supernet_steps"],
+                         "train_min": unit["supernet_train_s"] / 60, **corr,
+                         "inherited_mean": sum(v["val_top1"] for v in unit["inherited"].values()) / len(unit["inherited"])})
+    return rows, len(lengths[f"{profile.standalone_steps} steps"])
 
 
-def standalone_units(profile: ev.Profile) -> dict[str, dict[str, Any]]:
+def standalone_units(profile: ev.Profile, long: bool = False) -> dict[str, dict[str, Any]]:
+    """The ranking study's finished units by subnet name (`subnetNN`, or the `subnetNN_long` ones)."""
     cache = ev.UnitCache(ev.results_dir("ranking_study", profile))
-    return {n: cache.load(n) for n in cache.names() if n.startswith("subnet")}
+    suffix = "_long"
+    return {n.removesuffix(suffix): cache.load(n) for n in cache.names()
+            if n.startswith("subnet") and n.endswith(suffix) == long}
 
 
 def report(profile: ev.Profile) -> str:
@@ -145,10 +153,10 @@ def report(profile: ev.Profile) -> str:
              f"{profile.calib_images}); ground truth: standalone test top-1 of the ranking-study subnets "
              f"({n_alone} of {profile.n_subnets} trained so far)",
              f"- Regenerate: `python benchmarks/supernet_ranking.py --profile {profile.name} --report`", ""]
-    lines += ev.md_table(["choice", "passes", "steps", "train (min)", "mean inherited top-1", "n", "Kendall tau",
-                          "tau 95% CI", "Spearman rho", "rho 95% CI"],
+    lines += ev.md_table(["choice", "passes", "steps", "train (min)", "mean inherited top-1", "standalone length", "n",
+                          "Kendall tau", "tau 95% CI", "Spearman rho", "rho 95% CI"],
                          [[r["choice"], r["passes"], r["steps"], round(r["train_min"], 1), round(r["inherited_mean"], 2),
-                           r["n"], ev.fmt(r.get("kendall_tau")), ev.fmt_ci(r.get("kendall_tau_ci95")), ev.fmt(r.get("spearman_rho")),
+                           r["length"], r["n"], ev.fmt(r.get("kendall_tau")), ev.fmt_ci(r.get("kendall_tau_ci95")), ev.fmt(r.get("spearman_rho")),
                            ev.fmt_ci(r.get("spearman_rho_ci95"))] for r in rows])
     missing = [c for c in CHOICES if c not in {r["choice"] for r in rows}]
     lines += ["", f"Choices not run yet: {', '.join(missing) or 'none'}. With n < 12 subnets the CIs are wide; a "

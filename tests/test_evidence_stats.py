@@ -167,3 +167,17 @@ def test_pareto_front_rejects_an_unknown_unit(capsys, monkeypatch):
     assert pf.main() == 2
     err = capsys.readouterr().err
     assert "unknown unit or group 'train_nothing_s0'" in err and "train_mobilevit_xxs_s0" in err
+
+
+def test_standalone_units_keep_the_two_training_lengths_apart(tmp_path):
+    import dataclasses
+
+    import supernet_ranking as sr
+
+    profile = dataclasses.replace(ev.get_profile("smoke"), results_dir=tmp_path)
+    cache = ev.UnitCache(ev.results_dir("ranking_study", profile))
+    for name, top1 in (("plan", None), ("subnet00", 50.0), ("subnet01", 40.0), ("subnet00_long", 70.0)):
+        cache.save(name, {"full": {"test_top1": top1}})
+    short, long = sr.standalone_units(profile), sr.standalone_units(profile, long=True)
+    assert {n: u["full"]["test_top1"] for n, u in short.items()} == {"subnet00": 50.0, "subnet01": 40.0}
+    assert {n: u["full"]["test_top1"] for n, u in long.items()} == {"subnet00": 70.0}

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from typing import Any, Iterator, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+# Redirected to a file (a pipeline log, CI), text lines are not hard-wrapped at rich's default 80
+# columns: a log line stays one line and a path in it stays whole. Tables still fit the width.
+console = Console(soft_wrap=not sys.stdout.isatty())
+err_console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 
 
 _LABELS = {"error": "bold red", "hint": "yellow", "warning": "yellow", "note": "yellow"}
