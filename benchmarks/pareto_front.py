@@ -73,6 +73,12 @@ def timing_cache(profile: ev.Profile) -> ev.UnitCache:
                                                                  else "smoke_timing"))
 
 
+def timm_of(unit: str) -> str | None:
+    """The timm model a unit name `train_<model>_s0` trains, None for any other unit."""
+    model = unit.removeprefix("train_").removesuffix("_s0")
+    return model if unit.startswith("train_") and model in TIMM else None
+
+
 def unit_names(families: list[str]) -> dict[str, list[str]]:
     """Unit names per group: the timing units, the timm trainings and each family's chain."""
     groups = {"timing": ["budgets", "latency_timm"], "timm": [f"train_{m}_s0" for m in TIMM]}
@@ -110,23 +116,12 @@ def run_budgets(rounds: int) -> dict[str, Any]:
 def run_latency(models: dict[str, Any], rounds: int, runs: int) -> dict[str, Any]:
     """Median ms of `models` (name -> timm name or deployment Arch) and of mobilevit_xxs, all in the same
     interleaved rounds (timm models reparameterized as deployed; one that cannot run is skipped)."""
-    import tempfile
-    from pathlib import Path
+    from autovit.search.measured import bench_archs
 
-    from autovit.bench import bench_models
-
-    with tempfile.TemporaryDirectory(prefix="autovit-pareto-") as tmp:
-        names: dict[str, str] = {}
-        for name, spec in models.items():
-            if isinstance(spec, str):
-                names[spec] = name
-            else:
-                path = Path(tmp) / f"{name}.json"
-                spec.save(path)
-                names[str(path)] = name
-        report = bench_models([REFERENCE_MODEL, *[k for k in names if k != REFERENCE_MODEL]], resolution=RESOLUTION,
-                              threads=1, rounds=rounds, runs=runs, num_classes=1000)
-    rows = {names.get(r.name, r.name): r.to_dict() for r in report.rows}
+    archs = {n: a for n, a in models.items() if not isinstance(a, str)}
+    names = [m for m in models.values() if isinstance(m, str) and m != REFERENCE_MODEL]
+    report = bench_archs(archs, [REFERENCE_MODEL, *names], resolution=RESOLUTION, threads=1, rounds=rounds, runs=runs)
+    rows = {r.name: r.to_dict() for r in report.rows}
     ref = rows[REFERENCE_MODEL]["median_ms"]
     for r in rows.values():
         r["ratio_to_reference_model"] = None if r["median_ms"] is None else r["median_ms"] / ref
@@ -272,7 +267,7 @@ def summary(profile: ev.Profile, families: list[str]) -> dict[str, Any]:
             r["dominated_by"] = dominated_by(r["test_top1"], r["test_images"], r["latency_ratio"], hand)
     groups = unit_names(families)
     done = {n for g in groups.values() for n in g
-            if (trained if n.startswith("train_") and n[6:-3] in TIMM else timing if n in TIMING_UNITS else cache).load(n)}
+            if (trained if timm_of(n) else timing if n in TIMING_UNITS else cache).load(n)}
     return {"profile": profile.name, "resolution": RESOLUTION, "reference_model": REFERENCE_MODEL,
             "reference_ms": ref_ms, "budgets": timing.load("budgets"), "rows": rows,
             "missing": sorted({n for g in groups.values() for n in g} - done)}
@@ -438,9 +433,8 @@ def compute(profile: ev.Profile, args: argparse.Namespace) -> None:
             winners = {n: FAMILIES[u["family"]].deploy_space().validate(Arch.from_dict(u["winner"]["deploy_arch"]))
                        for n, u in searches.items() if u.get("winner")}
             run(timing, name, lambda w=winners: run_latency(w, args.rounds, args.runs))
-        elif name.startswith("train_") and name[len("train_"):-len("_s0")] in TIMM:
-            model = name[len("train_"):-len("_s0")]
-            run(trained, name, lambda m=model: vh.run_training(profile, m, 0, None, args.data_dir))
+        elif timm_of(name):
+            run(trained, name, lambda m=timm_of(name): vh.run_training(profile, m, 0, None, args.data_dir))
         elif name.startswith("supernet_"):
             f = name[len("supernet_"):]
             run(cache, name, lambda f=f: run_supernet(ctx(f)))

@@ -8,16 +8,14 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from autovit.arch import Arch
-from autovit.bench import ProgressFn, bench_models
+from autovit.bench import BenchReport, ProgressFn, bench_models
 
 
-def measure_archs(archs: Mapping[str, Arch], references: Sequence[str] = (), resolution: int | None = None,
-                  threads: int = 1, rounds: int = 5, runs: int = 20, warmup: int = 10, num_classes: int = 1000,
-                  progress: ProgressFn | None = None) -> dict[str, float]:
-    """Median ms of each arch (by its name in `archs`) and of each reference model name (e.g.
-    'mobilevit_xxs'), all measured in the same interleaved rounds."""
-    if not archs and not references:
-        return {}
+def bench_archs(archs: Mapping[str, Arch], references: Sequence[str] = (), resolution: int | None = None,
+                threads: int = 1, rounds: int = 5, runs: int = 20, warmup: int = 10, num_classes: int = 1000,
+                progress: ProgressFn | None = None) -> BenchReport:
+    """The `bench_models` report of `archs` (rows named by their keys in `archs`) and of the
+    reference model names (e.g. 'mobilevit_xxs'), all measured in the same interleaved rounds."""
     res = resolution or next(iter(archs.values())).resolution
     with tempfile.TemporaryDirectory(prefix="autovit-measure-") as tmp:
         paths: dict[str, str] = {}
@@ -27,4 +25,17 @@ def measure_archs(archs: Mapping[str, Arch], references: Sequence[str] = (), res
             paths[str(path)] = name
         report = bench_models(list(paths) + list(references), resolution=res, threads=threads, rounds=rounds,
                               runs=runs, warmup=warmup, num_classes=num_classes, progress=progress)
-    return {paths.get(row.name, row.name): float(row.median_ms) for row in report.rows}
+    for row in report.rows:
+        row.name = paths.get(row.name, row.name)
+    return report
+
+
+def measure_archs(archs: Mapping[str, Arch], references: Sequence[str] = (), resolution: int | None = None,
+                  threads: int = 1, rounds: int = 5, runs: int = 20, warmup: int = 10, num_classes: int = 1000,
+                  progress: ProgressFn | None = None) -> dict[str, float]:
+    """Median ms of each arch (by its name in `archs`) and of each reference model name (e.g.
+    'mobilevit_xxs'), all measured in the same interleaved rounds."""
+    if not archs and not references:
+        return {}
+    report = bench_archs(archs, references, resolution, threads, rounds, runs, warmup, num_classes, progress)
+    return {row.name: float(row.median_ms) for row in report.rows}
