@@ -19,6 +19,7 @@ paired on the same test images (pooled over seeds: difference with paired-bootst
 McNemar p) and over seeds (paired t).
 
     python benchmarks/method_comparison.py --seeds 0 1 2 --max-units 2    # CPU: ~1 h per search unit
+    python benchmarks/method_comparison.py --seeds 0 --kinds search         # searches only (while the supernet is here)
     python benchmarks/method_comparison.py --report
     python benchmarks/method_comparison.py --profile smoke --seeds 0
 """
@@ -179,6 +180,9 @@ def main() -> int:
     ap.add_argument("--budget-ms", type=float, default=ev.DEFAULT_BUDGET_MS)
     ap.add_argument("--coarse-samples", type=int, default=100_000)
     ap.add_argument("--max-units", type=int, default=None, help="compute at most this many new units, then report")
+    ap.add_argument("--kinds", nargs="+", choices=("search", "train"), default=["search", "train"],
+                    help="which units to compute: searches need the supernet's checkpoint (runs/, one machine), "
+                         "trainings only the committed search JSON")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     profile = ev.get_profile(args.profile)
@@ -190,9 +194,9 @@ def main() -> int:
             left = args.max_units
             for seed in args.seeds:
                 for m in METHODS:
-                    for kind in ("search", "train"):
+                    for kind in args.kinds:
                         name = f"{kind}_{m}_s{seed}"
-                        if cache.load(name) is not None:
+                        if cache.load(name) is not None or (kind == "train" and cache.load(f"search_{m}_s{seed}") is None):
                             continue
                         if left is not None and left <= 0:
                             break

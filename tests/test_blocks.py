@@ -4,6 +4,7 @@ arch JSON and keys, closed-form costs, exact supernet extraction, latency signat
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from pathlib import Path
 
@@ -47,6 +48,17 @@ def test_registry_lists_the_kinds_and_table_kinds_in_network_order() -> None:
     assert table_kinds() == KINDS == ("stem", "mbconv", "uib", "tfixed", "attn", "mlp", "mqa", "head")
     assert MBCONV.field_names == ("width", "depth", "expansion", "kernel", "se")
     assert TRANSFORMER.field_names == ("width", "depth", "heads", "mlp_ratio")
+
+
+def test_fields_and_choices_derive_from_the_gene_dataclass() -> None:
+    """A kind declares its gene once: fields (types, defaults) and the choices dataclass follow."""
+    assert [(f.name, f.number, f.default) for f in MBCONV.fields] == [
+        ("width", int, None), ("depth", int, None), ("expansion", float, None), ("kernel", int, None), ("se", float, 0)]
+    assert MBConvStage(16, 2, 2.0, 3, 0.0).expansion == 2 and isinstance(MBConvStage(16, 2, 2.0, 3).expansion, int)
+    assert MBCONV.choices(width=(16,), depth=(1,), expansion=(2,), kernel=(3,)).se == (0,)
+    for name in ("mnv4_s", "xxs"):  # spaces (with their choices dataclasses) pickle for worker processes
+        space = SearchSpace.load(name)
+        assert pickle.loads(pickle.dumps(space)) == space
 
 
 def test_se_off_archs_keep_their_json_and_keys() -> None:

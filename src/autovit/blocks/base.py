@@ -12,10 +12,11 @@ This module has no torch dependency (the arch and space layers import it).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, replace
 from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 from autovit.errors import ArchError, AutovitError, SpaceError
@@ -90,15 +91,50 @@ class GeneField:
     default: float | int | None = None
 
 
+_NUMBER_TYPES: dict[Any, type] = {"int": int, "float": float, int: int, float: float}
+
+
+class Gene:
+    """Base of the stage genes: frozen dataclasses whose fields are annotated `int` or `float`
+    (a default marks a field added after the paper's genes, see `GeneField`). Float fields hold
+    canonical numbers, so that keys and JSON never depend on the int/float spelling."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if _NUMBER_TYPES[f.type] is float:
+                object.__setattr__(self, f.name, canonical_number(getattr(self, f.name)))
+
+
+def gene_fields(gene: type) -> tuple[GeneField, ...]:
+    """The `GeneField`s of a gene dataclass, in declaration order."""
+    return tuple(GeneField(f.name, _NUMBER_TYPES[f.type], None if f.default is MISSING else f.default)
+                 for f in dataclasses.fields(gene))
+
+
+def choices_dataclass(gene: type, name: str) -> type:
+    """The frozen dataclass of one stage slot's choices for `gene`: a sorted tuple of options per
+    field (a defaulted field has its default as the single choice unless a space says otherwise)."""
+    spec = [(f.name, tuple) if f.default is None else (f.name, tuple, dataclasses.field(default=(f.default,)))
+            for f in gene_fields(gene)]
+    cls = dataclasses.make_dataclass(name, spec, frozen=True)
+    cls.__module__, cls.__doc__ = gene.__module__, f"The choices of one {gene.__name__} slot of a space."
+    return cls
+
+
 class StageKind:
-    """A searched stage kind; subclasses set the class attributes and the kind-specific methods."""
+    """A searched stage kind; subclasses set the class attributes and the kind-specific methods.
+    `fields` is derived from the gene dataclass."""
 
     name: ClassVar[str]  # the key in arch JSON and space YAML ("mbconv", "transformer")
     title: ClassVar[str]  # for tables ("MBConv")
-    gene: ClassVar[type]  # frozen dataclass, one attribute per field
-    choices: ClassVar[type]  # frozen dataclass, a tuple of choices per field
+    gene: ClassVar[type]  # a `Gene` dataclass, one attribute per field
+    choices: ClassVar[type]  # `choices_dataclass(gene)`: a tuple of choices per field
     fields: ClassVar[tuple[GeneField, ...]]
     depth_field: ClassVar[str] = "depth"  # the field the paper's mutation treats as a depth gene
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.fields = gene_fields(cls.gene)
 
     # ------------------------------------------------------------ kind-specific (override)
     def key(self, stage: Any) -> str:

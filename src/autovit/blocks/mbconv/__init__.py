@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 
 from autovit.blocks.base import (
     BlockSig,
-    GeneField,
+    Gene,
     StageKind,
-    canonical_number,
+    choices_dataclass,
     conv_bn_params,
     conv_macs,
     down,
@@ -33,7 +33,7 @@ register_table_kinds("mbconv")
 
 
 @dataclass(frozen=True)
-class MBConvStage:
+class MBConvStage(Gene):
     """A stage of MobileNetV2 inverted-residual blocks (`se`: squeeze-excite ratio, 0 = none)."""
 
     width: int
@@ -42,20 +42,8 @@ class MBConvStage:
     kernel: int
     se: float = 0
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "expansion", canonical_number(self.expansion))
-        object.__setattr__(self, "se", canonical_number(self.se))
 
-
-@dataclass(frozen=True)
-class MBConvChoices:
-    """The choices of one MBConv stage slot of a space."""
-
-    width: tuple[int, ...]
-    depth: tuple[int, ...]
-    expansion: tuple[float, ...]
-    kernel: tuple[int, ...]
-    se: tuple[float, ...] = (0,)
+MBConvChoices = choices_dataclass(MBConvStage, "MBConvChoices")
 
 
 class MBConvKind(StageKind):
@@ -63,8 +51,6 @@ class MBConvKind(StageKind):
     title = "MBConv"
     gene = MBConvStage
     choices = MBConvChoices
-    fields = (GeneField("width"), GeneField("depth"), GeneField("expansion", float), GeneField("kernel"),
-              GeneField("se", float, default=0))
 
     def key(self, stage: MBConvStage) -> str:
         se = f"se{stage.se}" if stage.se else ""

@@ -19,9 +19,9 @@ from typing import Any, NamedTuple
 from autovit.blocks import mbconv
 from autovit.blocks.base import (
     BlockSig,
-    GeneField,
+    Gene,
     StageKind,
-    canonical_number,
+    choices_dataclass,
     conv_bn_params,
     conv_macs,
     down,
@@ -36,7 +36,7 @@ TRANSITION_KERNEL = 3  # depthwise kernel of the stage's downsampling MBConv tra
 
 
 @dataclass(frozen=True)
-class TransformerStage:
+class TransformerStage(Gene):
     """A MobileViT-style stage: a downsampling MBConv, then `depth` transformer layers."""
 
     width: int
@@ -44,18 +44,8 @@ class TransformerStage:
     heads: int
     mlp_ratio: float
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "mlp_ratio", canonical_number(self.mlp_ratio))
 
-
-@dataclass(frozen=True)
-class TransformerChoices:
-    """The choices of one transformer stage slot of a space."""
-
-    width: tuple[int, ...]
-    depth: tuple[int, ...]
-    heads: tuple[int, ...]
-    mlp_ratio: tuple[float, ...]
+TransformerChoices = choices_dataclass(TransformerStage, "TransformerChoices")
 
 
 class TransformerKind(StageKind):
@@ -63,7 +53,6 @@ class TransformerKind(StageKind):
     title = "Transformer"
     gene = TransformerStage
     choices = TransformerChoices
-    fields = (GeneField("width"), GeneField("depth"), GeneField("heads"), GeneField("mlp_ratio", float))
 
     def key(self, stage: TransformerStage) -> str:
         return f"{stage.width}x{stage.depth}h{stage.heads}r{stage.mlp_ratio}"

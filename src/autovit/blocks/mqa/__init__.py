@@ -24,9 +24,9 @@ from typing import Any, NamedTuple
 from autovit.blocks import mbconv
 from autovit.blocks.base import (
     BlockSig,
-    GeneField,
+    Gene,
     StageKind,
-    canonical_number,
+    choices_dataclass,
     conv_bn_params,
     conv_macs,
     down,
@@ -42,7 +42,7 @@ KV_KERNEL = 3  # depthwise kernel of the key/value downsampling (kv_stride 2; no
 
 
 @dataclass(frozen=True)
-class MQAStage:
+class MQAStage(Gene):
     """A Mobile MQA stage: a downsampling MBConv, then `depth` (MQA + FFN) layers."""
 
     width: int
@@ -51,19 +51,8 @@ class MQAStage:
     kv_stride: int
     ffn_ratio: float
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "ffn_ratio", canonical_number(self.ffn_ratio))
 
-
-@dataclass(frozen=True)
-class MQAChoices:
-    """The choices of one Mobile MQA stage slot of a space."""
-
-    width: tuple[int, ...]
-    depth: tuple[int, ...]
-    heads: tuple[int, ...]
-    kv_stride: tuple[int, ...]
-    ffn_ratio: tuple[float, ...]
+MQAChoices = choices_dataclass(MQAStage, "MQAChoices")
 
 
 class MQAKind(StageKind):
@@ -71,8 +60,6 @@ class MQAKind(StageKind):
     title = "MQA"
     gene = MQAStage
     choices = MQAChoices
-    fields = (GeneField("width"), GeneField("depth"), GeneField("heads"), GeneField("kv_stride"),
-              GeneField("ffn_ratio", float))
 
     def key(self, stage: MQAStage) -> str:
         return f"{stage.width}x{stage.depth}h{stage.heads}kv{stage.kv_stride}f{stage.ffn_ratio}"

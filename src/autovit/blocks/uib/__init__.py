@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 
 from autovit.blocks.base import (
     BlockSig,
-    GeneField,
+    Gene,
     StageKind,
-    canonical_number,
+    choices_dataclass,
     conv_bn_params,
     conv_macs,
     down,
@@ -37,7 +37,7 @@ register_table_kinds("uib")
 
 
 @dataclass(frozen=True)
-class UIBStage:
+class UIBStage(Gene):
     """A stage of `depth` UIB blocks (`start_kernel` / `mid_kernel`: 0 = no such depthwise conv)."""
 
     width: int
@@ -46,9 +46,6 @@ class UIBStage:
     start_kernel: int
     mid_kernel: int
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "expansion", canonical_number(self.expansion))
-
     @property
     def variant(self) -> str:
         """'IB', 'ConvNext', 'ExtraDW' or 'FFN'."""
@@ -56,15 +53,7 @@ class UIBStage:
                 (False, False): "FFN"}[(bool(self.start_kernel), bool(self.mid_kernel))]
 
 
-@dataclass(frozen=True)
-class UIBChoices:
-    """The choices of one UIB stage slot of a space."""
-
-    width: tuple[int, ...]
-    depth: tuple[int, ...]
-    expansion: tuple[float, ...]
-    start_kernel: tuple[int, ...]
-    mid_kernel: tuple[int, ...]
+UIBChoices = choices_dataclass(UIBStage, "UIBChoices")
 
 
 class UIBKind(StageKind):
@@ -72,8 +61,6 @@ class UIBKind(StageKind):
     title = "UIB"
     gene = UIBStage
     choices = UIBChoices
-    fields = (GeneField("width"), GeneField("depth"), GeneField("expansion", float), GeneField("start_kernel"),
-              GeneField("mid_kernel"))
 
     def key(self, stage: UIBStage) -> str:
         return f"{stage.width}x{stage.depth}e{stage.expansion}a{stage.start_kernel}m{stage.mid_kernel}"
