@@ -80,6 +80,24 @@ PROFILES = {
 }
 
 
+def resume_search(out: Path) -> bool:
+    """Whether `out` holds a stopped search's state (a unit's search continues from its last
+    finished generation when the machine still has it)."""
+    from autovit.search.state import STATE_FILE
+
+    return (out / STATE_FILE).exists()
+
+
+def search_progress(label: str, log: Callable[[str], None]) -> Callable[[str, int, int], None]:
+    """A search `progress` callback that logs each finished generation (and the coarse stage's end)."""
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage != "coarse" or done == total:
+            log(f"{label}: {stage} {done}/{total}")
+
+    return report
+
+
 def get_profile(name: str) -> Profile:
     if name not in PROFILES:
         raise AutovitError(f"unknown profile '{name}'", hint=f"use one of {', '.join(PROFILES)}")

@@ -69,21 +69,23 @@ def search_config(profile: ev.Profile, budget_ms: float, seed: int, coarse_sampl
 def run_search(ctx: SearchContext, method: str, seed: int, budget_ms: float, coarse_samples: int,
                cache: ev.UnitCache) -> dict[str, Any]:
     from autovit.search import flops_constrained_search, random_search
-    from autovit.search.coarse import coarse_search
     from autovit.search.evolution import EvolutionarySearch
 
     space, lat = ev.XXS.deploy_space(), ev.XXS.latency_model()
     cfg = search_config(ctx.profile, budget_ms, seed, coarse_samples)
     acc = ctx.accuracy_fn()
+    out = ev.run_dir(STUDY, ctx.profile, f"search_{method}_s{seed}")
+    progress = ev.search_progress(f"search {method} s{seed}", log)
     if method == "latency":
-        result = EvolutionarySearch(space, acc, lat, cfg).run(coarse=coarse_search(space, cfg, lat))
+        result = EvolutionarySearch(space, acc, lat, cfg, out, progress=progress).run(resume=ev.resume_search(out))
     else:
         ours = cache.run(f"search_latency_s{seed}", lambda: run_search(ctx, "latency", seed, budget_ms,
                                                                         coarse_samples, cache), log)
         if method == "random":
             result = random_search(space, acc, lat, cfg, ours["evaluations"])
         else:
-            result = flops_constrained_search(space, acc, lat, cfg, ours["winner"]["macs"])
+            result = flops_constrained_search(space, acc, lat, cfg, ours["winner"]["macs"], out,
+                                              resume=ev.resume_search(out), progress=progress)
     b = result.best
     log(f"search {method} seed {seed}: {b.accuracy:.2f}% inherited, {b.latency_ms:.2f} ms predicted")
     return {"method": method, "seed": seed, "budget_ms": budget_ms, "supernet_choice": ctx.choice,

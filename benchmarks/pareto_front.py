@@ -171,7 +171,6 @@ def run_supernet(ctx: FamilyContext) -> dict[str, Any]:
 
 
 def run_search(ctx: FamilyContext, frac: float, budgets: dict[str, Any], seed: int = 0) -> dict[str, Any]:
-    from autovit.search.coarse import coarse_search
     from autovit.search.evolution import EvolutionarySearch
 
     from method_comparison import search_config
@@ -182,7 +181,10 @@ def run_search(ctx: FamilyContext, frac: float, budgets: dict[str, Any], seed: i
                 "skipped": "no subnet of the space is predicted within this budget"}
     space, lat = ctx.family.deploy_space(), ctx.family.latency_model()
     cfg = search_config(ctx.profile, row["ms_table"], seed, coarse_samples=20 * ctx.profile.population)
-    result = EvolutionarySearch(space, ctx.accuracy_fn(), lat, cfg).run(coarse=coarse_search(space, cfg, lat))
+    out = ev.run_dir(STUDY, ctx.profile, f"search_{ctx.name}_{frac:g}")
+    progress = ev.search_progress(f"search {ctx.name} {frac:g}x", log)
+    result = EvolutionarySearch(space, ctx.accuracy_fn(), lat, cfg, out, progress=progress).run(
+        resume=ev.resume_search(out))
     b = result.best
     log(f"search {ctx.name} {frac:g}x: {b.accuracy:.2f}% inherited, {b.latency_ms:.2f} ms predicted "
         f"(budget {row['ms_table']:.2f})")

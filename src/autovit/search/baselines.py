@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 
-from autovit.search.coarse import LatencyPredictor
+from autovit.search.coarse import LatencyPredictor, Progress
 from autovit.search.config import SearchConfig
 from autovit.search.evolution import AccuracyFn, EvolutionarySearch, SearchResult, summarize
 from autovit.search.state import Candidate
@@ -37,8 +38,10 @@ def flops_constrained_config(config: SearchConfig, macs_budget: float) -> Search
 
 
 def flops_constrained_search(space: SearchSpace, accuracy_fn: AccuracyFn, latency_model: LatencyPredictor | None,
-                             config: SearchConfig, macs_budget: float) -> SearchResult:
+                             config: SearchConfig, macs_budget: float, out_dir: str | Path | None = None,
+                             resume: bool = False, progress: Progress | None = None) -> SearchResult:
     """The coarse-to-fine search under `MACs <= macs_budget` and no latency budget (the latency model
-    only records predictions); measure its winner's real latency to compare with the latency-aware run."""
+    only records predictions); measure its winner's real latency to compare with the latency-aware run.
+    `out_dir` / `resume` / `progress` as `EvolutionarySearch`."""
     cfg = flops_constrained_config(config, macs_budget)
-    return EvolutionarySearch(space, accuracy_fn, latency_model, cfg).run()
+    return EvolutionarySearch(space, accuracy_fn, latency_model, cfg, out_dir, progress=progress).run(resume)
