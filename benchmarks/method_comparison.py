@@ -47,13 +47,10 @@ class SearchContext:
 
     def accuracy_fn(self) -> Callable[[Any], float]:
         if self._built is None:
-            from autovit.supernet.evaluate import SubnetEvaluator
-
             import supernet_ranking
 
             supernet, trainer, data = supernet_ranking.trained_supernet(self.profile, self.choice, self.data_dir)
-            val = ev.batches(ev.limited(data.val, self.profile.val_images))
-            self._built = (SubnetEvaluator(supernet, trainer.calibration_batches(), val), data)
+            self._built = (ev.subnet_evaluator(self.profile, supernet, trainer, data), data)
         evaluator = self._built[0]
         return lambda arch: evaluator(ev.XXS.to_proxy(arch))
 
@@ -90,7 +87,7 @@ def run_search(ctx: SearchContext, method: str, seed: int, budget_ms: float, coa
     log(f"search {method} seed {seed}: {b.accuracy:.2f}% inherited, {b.latency_ms:.2f} ms predicted")
     return {"method": method, "seed": seed, "budget_ms": budget_ms, "supernet_choice": ctx.choice,
             "settings": cfg.to_dict(), "evaluations": result.evaluations,
-            "val_images": ctx.profile.val_images,
+            "val_images": ctx.profile.val_images, "eval_dtype": ctx.profile.eval_dtype,
             "winner": {"deploy_arch": b.arch.to_dict(), "proxy_arch": ev.XXS.to_proxy(b.arch).to_dict(), "key": b.key,
                        "inherited_val_top1": b.accuracy, "predicted_ms": b.latency_ms, "params": b.params,
                        "macs": b.macs, "within_budget_predicted": b.latency_ms <= budget_ms}}

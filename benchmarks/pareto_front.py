@@ -148,11 +148,7 @@ class FamilyContext:
 
     def accuracy_fn(self) -> Callable[[Any], float]:
         if self._evaluator is None:
-            from autovit.supernet.evaluate import SubnetEvaluator
-
-            supernet, trainer, data = self.supernet()
-            val = ev.batches(ev.limited(data.val, self.profile.val_images))
-            self._evaluator = SubnetEvaluator(supernet, trainer.calibration_batches(), val)
+            self._evaluator = ev.subnet_evaluator(self.profile, *self.supernet())
         evaluator = self._evaluator
         return lambda arch: evaluator(self.family.to_proxy(arch))
 
@@ -189,7 +185,7 @@ def run_search(ctx: FamilyContext, frac: float, budgets: dict[str, Any], seed: i
     log(f"search {ctx.name} {frac:g}x: {b.accuracy:.2f}% inherited, {b.latency_ms:.2f} ms predicted "
         f"(budget {row['ms_table']:.2f})")
     return {"family": ctx.name, "fraction": frac, "seed": seed, "budget": row, "supernet_choice": ctx.choice,
-            "settings": cfg.to_dict(), "evaluations": result.evaluations,
+            "settings": cfg.to_dict(), "evaluations": result.evaluations, "eval_dtype": ctx.profile.eval_dtype,
             "winner": {"deploy_arch": b.arch.to_dict(), "proxy_arch": ctx.family.to_proxy(b.arch).to_dict(),
                        "key": b.key, "inherited_val_top1": b.accuracy, "predicted_ms": b.latency_ms,
                        "params": b.params, "macs": b.macs}}

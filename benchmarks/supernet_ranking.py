@@ -93,12 +93,9 @@ def trained_supernet(profile: ev.Profile, choice: str, data_dir: str, seed: int 
 
 
 def run_choice(profile: ev.Profile, choice: str, data_dir: str, seed: int) -> dict[str, Any]:
-    from autovit.supernet.evaluate import SubnetEvaluator
-
     plan = ev.study_plan(profile, seed)
     supernet, trainer, data = trained_supernet(profile, choice, data_dir, seed)
-    val = ev.batches(ev.limited(data.val, profile.val_images))
-    evaluator = SubnetEvaluator(supernet, trainer.calibration_batches(), val)
+    evaluator = ev.subnet_evaluator(profile, supernet, trainer, data)
     inherited = {}
     for row in plan:
         t0 = time.perf_counter()
@@ -109,6 +106,7 @@ def run_choice(profile: ev.Profile, choice: str, data_dir: str, seed: int) -> di
             "supernet_steps": trainer.step, "supernet_train_s": round(trainer.elapsed_s, 1),
             "passes": trainer.step * passes_per_step(choice),
             "val_images": min(profile.val_images, len(data.val)), "calib_images": profile.calib_images,
+            "eval_dtype": profile.eval_dtype,
             "inherited": inherited}
 
 

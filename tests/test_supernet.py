@@ -459,6 +459,28 @@ def test_subnet_evaluator_restores_supernet_and_memoises() -> None:
     assert evaluator(arch) == top1 and list(evaluator.results) == [arch.key()]
 
 
+def test_subnet_evaluator_autocast_runs_calibration_and_evaluation_in_bf16() -> None:
+    space = SearchSpace.builtin("xxs")
+    torch.manual_seed(0)
+    net = randomize_norms(Supernet(space, num_classes=NUM_CLASSES)).train()
+    data = _Pairs(12)
+    calib = calibration_batches(data, 8, 4, seed=0)
+    val = [(data.x[:6], data.y[:6]), (data.x[6:], data.y[6:])]
+    before = copy.deepcopy(net.state_dict())
+    seen: list[tuple[bool, torch.dtype]] = []
+    hook = net.head.register_forward_hook(
+        lambda m, i, out: seen.append((torch.is_autocast_enabled("cpu"), out.dtype)))
+    arch = space.sample(random.Random(1))
+    bf16 = SubnetEvaluator(net, calib, val, calib_batches=2, autocast=torch.bfloat16).evaluate(arch)
+    assert seen == [(True, torch.bfloat16)] * 4  # 2 calibration + 2 evaluation batches
+    assert same_state(before, net.state_dict()) and net.active_arch == space.largest()
+    seen.clear()
+    fp32 = SubnetEvaluator(net, calib, val, calib_batches=2).evaluate(arch)
+    hook.remove()
+    assert seen == [(False, torch.float32)] * 4
+    assert bf16["loss"] == pytest.approx(fp32["loss"], rel=0.05) and bf16["loss"] != fp32["loss"]
+
+
 def test_batch_images_rejects_unknown_batches() -> None:
     with pytest.raises(AutovitError, match="images"):
         batch_images("not a batch")

@@ -3,6 +3,7 @@ supernet with inherited weights (BN recalibrated on a fixed subset), the search'
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Iterable
 
 import torch
@@ -72,12 +73,16 @@ class SubnetEvaluator:
     (use `calibration_batches` for a fixed, seeded subset), evaluates on `val_loader`, then restores
     the supernet's active arch, BN statistics and train/eval mode, so evaluation never perturbs
     training. Results are memoised by `arch.key()`; `results[key]` holds the full metrics dict.
+    `autocast` (e.g. ``torch.bfloat16``) runs calibration and evaluation under `torch.autocast`
+    on the supernet's device: on a CPU with native bf16 about 1.7x faster, top-1 within 0.2
+    points of float32 (docs/evidence.md).
     """
 
     def __init__(self, supernet: nn.Module, calib: Iterable[Any], val_loader: Iterable[Any],
                  calib_batches: int | None = None, device: torch.device | str | None = None,
-                 max_val_batches: int | None = None) -> None:
+                 max_val_batches: int | None = None, autocast: torch.dtype | None = None) -> None:
         self.supernet, self.calib, self.val_loader = supernet, calib, val_loader
+        self.autocast = autocast
         self.calib_batches, self.device, self.max_val_batches = calib_batches, device, max_val_batches
         self.results: dict[str, dict[str, float]] = {}
 
@@ -90,14 +95,23 @@ class SubnetEvaluator:
         previous, was_training, saved = net.active_arch, net.training, bn_state(net)
         try:
             net.set_active(arch)
-            recalibrate_bn(net, self.calib, self.calib_batches)
-            metrics = evaluate(net, self.val_loader, self.device, self.max_val_batches)
+            with self._autocast():
+                recalibrate_bn(net, self.calib, self.calib_batches)
+                metrics = evaluate(net, self.val_loader, self.device, self.max_val_batches)
         finally:
             restore_bn_state(net, saved)
             net.set_active(previous)
             net.train(was_training)
         self.results[key] = metrics
         return metrics
+
+    def _autocast(self) -> Any:
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        param = next(self.supernet.parameters(), None)
+        device = torch.device(self.device) if self.device is not None else (
+            param.device if param is not None else torch.device("cpu"))
+        return torch.autocast(device.type, dtype=self.autocast)
 
     def __call__(self, arch: Arch) -> float:
         return self.evaluate(arch)["top1"]
