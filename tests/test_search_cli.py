@@ -163,12 +163,25 @@ def test_export_recalibrates_bn_exactly_as_the_search_did(tmp_path, capsys) -> N
     (["--params-budget", "12ms"], "is a count"),
     (["--latency-budget", "0.001ms"], "no subnet of the space 'tiny' at 64px can meet the latency budget"),
     (["--objective", "eq4"], "unknown objective"),
+    (["--eval-dtype", "int8"], "unknown evaluation dtype 'int8'"),
 ])
 def test_bad_budgets_exit_2(files, capsys, extra, words) -> None:
     code, text = _run(["search", "--supernet", str(files["supernet"]), "--lut", str(files["lut"]),
                        "--out", str(files["dir"] / "bad"), *SMALL, *extra], capsys)
     assert code == 2 and words in text, text
     assert "Traceback" not in text
+
+
+def test_bf16_evaluation_is_recorded_and_a_resume_in_float32_is_refused(files, capsys) -> None:
+    out = files["dir"] / "bf16"
+    base = ["search", "--supernet", str(files["supernet"]), "--params-budget", "0.3M", "--out", str(out), "--json",
+            *SMALL]
+    code, text = _run([*base, "--eval-dtype", "bfloat16"], capsys)
+    assert code in (0, None), text
+    state = json.loads((out / "state.json").read_text())
+    assert state["inputs"]["eval_dtype"] == "bfloat16"
+    code, text = _run([*base, "--resume"], capsys)  # float32 now: its accuracies would not be comparable
+    assert code == 2 and "eval dtype was 'bfloat16' and is now 'float32'" in text, text
 
 
 def test_impossible_budget_names_the_minimum(files, capsys) -> None:

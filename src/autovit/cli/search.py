@@ -60,6 +60,9 @@ def search(
     baselines: Optional[Path] = typer.Option(None, "--baselines", help="`autovit bench --json` output to plot."),
     force_table: bool = typer.Option(False, "--force-table", help="Use a latency table of another device anyway."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (accuracy evaluation)."),
+    eval_dtype: str = typer.Option("float32", "--eval-dtype", help="float32 | bfloat16 | float16: accuracy "
+                                                                   "evaluation under autocast (bfloat16: ~1.7x "
+                                                                   "faster on CPUs with native bf16)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Latency-aware coarse-to-fine search of a trained supernet (paper Algorithm 1)."""
@@ -75,7 +78,7 @@ def search(
         generations=generations, parents=parents, p_depth=p_depth, p_block=p_block, p_crossover=p_crossover,
         coarse_samples=coarse_samples, coarse_top_k=coarse_top_k, coarse_rank=coarse_rank, seed=seed,
         resume=resume, measure=measure, verify_candidates=verify_candidates, compare=compare, impact=impact,
-        baselines=baselines, force_table=force_table, device=device)
+        baselines=baselines, force_table=force_table, device=device, eval_dtype=eval_dtype)
     with _progress_bar(as_json or int(os.environ.get("RANK", "0")) != 0) as bar:
         tasks: dict[str, Any] = {}
 

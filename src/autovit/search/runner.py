@@ -74,9 +74,11 @@ def load_latency_model(path: str | Path, space: SearchSpace, force: bool = False
 
 def validation_evaluator(loaded: LoadedSupernet, dataset: str | None = None, data_dir: str | None = None,
                          val_images: int | None = None, calib_images: int | None = None, batch_size: int = 256,
-                         device: str = "auto", seed: int = 0) -> tuple[Callable[[Arch], float], dict[str, Any]]:
+                         device: str = "auto", seed: int = 0,
+                         eval_dtype: str = "float32") -> tuple[Callable[[Arch], float], dict[str, Any]]:
     """`SubnetEvaluator` on the held-out validation split (never the test split) of the data the
-    supernet was trained on, with BN recalibrated on a fixed, seeded subset of the training images."""
+    supernet was trained on, with BN recalibrated on a fixed, seeded subset of the training images;
+    under `torch.autocast(eval_dtype)` unless float32."""
     import torch
 
     from autovit.data import build_datasets, eval_loader
@@ -100,9 +102,10 @@ def validation_evaluator(loaded: LoadedSupernet, dataset: str | None = None, dat
     calib = calibration_batches(data.train_eval, recipe["images"], recipe["batch_size"], seed)
     # Eval transforms are deterministic: transform the validation images once, not once per candidate.
     val_batches = [(x, y) for x, y in eval_loader(val, batch_size)]
-    evaluator = SubnetEvaluator(loaded.supernet, calib, val_batches, device=dev)
+    autocast = None if eval_dtype == "float32" else getattr(torch, eval_dtype)
+    evaluator = SubnetEvaluator(loaded.supernet, calib, val_batches, device=dev, autocast=autocast)
     info = {"dataset": data.name, "val_images": len(val), "calib_images": sum(len(b[1]) for b in calib),
-            "resolution": cfg.resolution, "device": str(dev), "calibration": recipe}
+            "resolution": cfg.resolution, "device": str(dev), "calibration": recipe, "eval_dtype": eval_dtype}
     return evaluator, info
 
 

