@@ -437,14 +437,19 @@ def test_evaluate_hand_computed() -> None:
     assert out["loss"] == pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-6)
 
 
-def test_subnet_evaluator_restores_supernet_and_memoises() -> None:
+def _evaluator_setup() -> tuple[SearchSpace, Supernet, list, list, dict]:
+    """(space, supernet in train mode, 2 calibration batches, 2 validation batches, its state)."""
     space = SearchSpace.builtin("xxs")
     torch.manual_seed(0)
     net = randomize_norms(Supernet(space, num_classes=NUM_CLASSES)).train()
     data = _Pairs(12)
     calib = calibration_batches(data, 8, 4, seed=0)
     val = [(data.x[:6], data.y[:6]), (data.x[6:], data.y[6:])]
-    before = copy.deepcopy(net.state_dict())
+    return space, net, calib, val, copy.deepcopy(net.state_dict())
+
+
+def test_subnet_evaluator_restores_supernet_and_memoises() -> None:
+    space, net, calib, val, before = _evaluator_setup()
     evaluator = SubnetEvaluator(net, calib, val, calib_batches=2)
     arch = space.sample(random.Random(1))
     top1 = evaluator(arch)
@@ -460,13 +465,7 @@ def test_subnet_evaluator_restores_supernet_and_memoises() -> None:
 
 
 def test_subnet_evaluator_autocast_runs_calibration_and_evaluation_in_bf16() -> None:
-    space = SearchSpace.builtin("xxs")
-    torch.manual_seed(0)
-    net = randomize_norms(Supernet(space, num_classes=NUM_CLASSES)).train()
-    data = _Pairs(12)
-    calib = calibration_batches(data, 8, 4, seed=0)
-    val = [(data.x[:6], data.y[:6]), (data.x[6:], data.y[6:])]
-    before = copy.deepcopy(net.state_dict())
+    space, net, calib, val, before = _evaluator_setup()
     seen: list[tuple[bool, torch.dtype]] = []
     hook = net.head.register_forward_hook(
         lambda m, i, out: seen.append((torch.is_autocast_enabled("cpu"), out.dtype)))
