@@ -4,7 +4,8 @@ Models: the latency-aware search's winner (benchmarks/method_comparison.py unit
 `search_latency_s0`, or `--arch` an arch JSON), mobilevit_xxs, mobilenetv3_small_100,
 mobilenetv3_large_100 and mobilenetv4_conv_small (random init). Units:
 - `train_<model>_s<seed>` (3 seeds): trained alone with the ranking study's recipe (cifar-cpu
-  preset, 32 px, same images and steps), top-1 and per-image correctness on the test split;
+  preset, 32 px, same images and steps), top-1 and per-image correctness on the test split (the
+  searched model's seed 0 is method_comparison's `train_latency_s0`, trained once for both);
 - `latency`: batch-1 latency at the deployment setting (256 px, onnxruntime, 1 thread), all
   models in the same interleaved rounds (autovit.search.measured / autovit.bench).
 
@@ -77,6 +78,22 @@ def run_training(profile: ev.Profile, name: str, seed: int, arch: Any, data_dir:
     log(f"{name} seed {seed}: test top-1 {res['full']['test_top1']:.2f}%")
     return {"model": name, "seed": seed, "arch": arch.to_dict() if name == SEARCHED else None,
             "params": sum(p.numel() for p in model.parameters()), "config": cfg.to_dict(), **res}
+
+
+def shared_searched_s0(profile: ev.Profile, data_dir: str) -> dict[str, Any]:
+    """The searched model's seed-0 training is method_comparison's `train_latency_s0` (the same
+    winner, recipe and training seed): trained once, there (if missing), and copied here."""
+    import method_comparison as mc
+    from autovit.model import AutoViT
+
+    mcache = ev.UnitCache(ev.results_dir(mc.STUDY, profile))
+    search = mcache.load("search_latency_s0")
+    unit = mcache.run("train_latency_s0", lambda: mc.run_training(profile, search, data_dir), log)
+    arch = ev.load_arch(search["winner"]["proxy_arch"])
+    params = sum(p.numel() for p in AutoViT(arch, num_classes=10).parameters())
+    kept = {k: v for k, v in unit.items() if k not in ("unit", "method", "key")}
+    return {**kept, "model": SEARCHED, "seed": 0, "arch": arch.to_dict(), "params": params,
+            "trained_as": f"method_comparison/{profile.name}/train_latency_s0"}
 
 
 def run_latency(arch: Any, rounds: int, runs: int) -> dict[str, Any]:
@@ -152,7 +169,11 @@ def main() -> int:
             cache = ev.UnitCache(ev.results_dir(STUDY, profile))
             todo = [(m, s) for s in args.seeds for m in args.models if cache.load(f"train_{m}_s{s}") is None]
             for m, s in todo[: args.max_units]:
-                cache.run(f"train_{m}_s{s}", lambda m=m, s=s: run_training(profile, m, s, arch, args.data_dir), log)
+                if m == SEARCHED and s == 0 and args.arch is None:
+                    cache.run(f"train_{m}_s{s}", lambda: shared_searched_s0(profile, args.data_dir), log)
+                else:
+                    cache.run(f"train_{m}_s{s}", lambda m=m, s=s: run_training(profile, m, s, arch, args.data_dir),
+                              log)
             if not args.no_latency:
                 cache.run("latency", lambda: run_latency(arch, args.rounds, args.runs), log)
         print(report(profile, args.seeds))
