@@ -84,13 +84,13 @@ def shared_searched_s0(profile: ev.Profile, data_dir: str) -> dict[str, Any]:
     """The searched model's seed-0 training is method_comparison's `train_latency_s0` (the same
     winner, recipe and training seed): trained once, there (if missing), and copied here."""
     import method_comparison as mc
-    from autovit.model import AutoViT
+    from autovit.costs import count_params
 
     mcache = ev.UnitCache(ev.results_dir(mc.STUDY, profile))
     search = mcache.load("search_latency_s0")
     unit = mcache.run("train_latency_s0", lambda: mc.run_training(profile, search, data_dir), log)
     arch = ev.load_arch(search["winner"]["proxy_arch"])
-    params = sum(p.numel() for p in AutoViT(arch, num_classes=10).parameters())
+    params = count_params(arch, num_classes=10)
     kept = {k: v for k, v in unit.items() if k not in ("unit", "method", "key")}
     return {**kept, "model": SEARCHED, "seed": 0, "arch": arch.to_dict(), "params": params,
             "trained_as": f"method_comparison/{profile.name}/train_latency_s0"}
