@@ -60,9 +60,9 @@ class Profile:
     channels_last: bool = False
     threads: int | None = None
     results_dir: Path | None = None  # None: benchmarks/results/<study>/<profile>
-    # inherited-accuracy evaluation under torch.autocast (None: float32); bf16 is ~1.7x faster on
-    # this CPU and within 0.2 top-1 points of float32 (docs/evidence.md)
-    eval_dtype: str | None = "bfloat16"
+    # inherited-accuracy evaluation dtype (SubnetEvaluator: float32 = no autocast); bf16 is ~1.7x
+    # faster on this CPU and within 0.2 top-1 points of float32 (docs/evidence.md)
+    eval_dtype: str = "bfloat16"
 
     def train_overrides(self) -> dict[str, Any]:
         return dict(batch_size=self.batch_size, num_workers=self.num_workers, device=self.device, amp=self.amp,
@@ -104,13 +104,10 @@ def search_progress(label: str, log: Callable[[str], None]) -> Callable[[str, in
 def subnet_evaluator(profile: Profile, supernet: Any, trainer: Any, data: Any) -> Any:
     """The studies' inherited-accuracy evaluator: BN recalibrated on the trainer's calibration
     batches, top-1 on `profile.val_images` held-out training images, under `profile.eval_dtype`."""
-    import torch
-
     from autovit.supernet.evaluate import SubnetEvaluator
 
     val = batches(limited(data.val, profile.val_images))
-    dtype = getattr(torch, profile.eval_dtype) if profile.eval_dtype else None
-    return SubnetEvaluator(supernet, trainer.calibration_batches(), val, autocast=dtype)
+    return SubnetEvaluator(supernet, trainer.calibration_batches(), val, eval_dtype=profile.eval_dtype)
 
 
 def get_profile(name: str) -> Profile:

@@ -146,7 +146,7 @@ def report(profile: ev.Profile, seeds: list[int]) -> str:
 
     lines = [f"# Latency-aware search vs random vs FLOPs-constrained, winners trained alone (issue 13, `{profile.name}`)",
              "", f"- Seeds {seeds}; search: population {profile.population}, {profile.generations} generations, "
-             f"inherited top-1 on {profile.val_images} held-out training images ({profile.eval_dtype or 'float32'} "
+             f"inherited top-1 on {profile.val_images} held-out training images ({profile.eval_dtype} "
              f"autocast); winners trained alone for "
              f"{profile.standalone_steps} steps (cifar-cpu recipe), top-1 on the test split",
              f"- Regenerate: `python benchmarks/method_comparison.py --profile {profile.name} --report`; each unit's "

@@ -148,7 +148,7 @@ def report(profile: ev.Profile) -> str:
              f"- Budget per choice: {profile.supernet_passes} subnet passes (uniform_2x: twice that); CIFAR-10 proxy "
              f"space xxs_cifar at 32 px, batch {profile.batch_size}",
              f"- Inherited top-1 on {profile.val_images} held-out training images (BN recalibrated on "
-             f"{profile.calib_images}; {profile.eval_dtype or 'float32'} autocast); ground truth: standalone test top-1 of the ranking-study subnets "
+             f"{profile.calib_images}; {profile.eval_dtype} autocast); ground truth: standalone test top-1 of the ranking-study subnets "
              f"({n_alone} of {profile.n_subnets} trained so far)",
              f"- Regenerate: `python benchmarks/supernet_ranking.py --profile {profile.name} --report`", ""]
     lines += ev.md_table(["choice", "passes", "steps", "train (min)", "mean inherited top-1", "standalone length", "n",

@@ -470,7 +470,7 @@ def test_subnet_evaluator_autocast_runs_calibration_and_evaluation_in_bf16() -> 
     hook = net.head.register_forward_hook(
         lambda m, i, out: seen.append((torch.is_autocast_enabled("cpu"), out.dtype)))
     arch = space.sample(random.Random(1))
-    bf16 = SubnetEvaluator(net, calib, val, calib_batches=2, autocast=torch.bfloat16).evaluate(arch)
+    bf16 = SubnetEvaluator(net, calib, val, calib_batches=2, eval_dtype="bfloat16").evaluate(arch)
     assert seen == [(True, torch.bfloat16)] * 4  # 2 calibration + 2 evaluation batches
     assert same_state(before, net.state_dict()) and net.active_arch == space.largest()
     seen.clear()
@@ -478,6 +478,8 @@ def test_subnet_evaluator_autocast_runs_calibration_and_evaluation_in_bf16() -> 
     hook.remove()
     assert seen == [(False, torch.float32)] * 4
     assert bf16["loss"] == pytest.approx(fp32["loss"], rel=0.05) and bf16["loss"] != fp32["loss"]
+    with pytest.raises(AutovitError, match="float64"):
+        SubnetEvaluator(net, calib, val, eval_dtype="float64")
 
 
 def test_batch_images_rejects_unknown_batches() -> None:

@@ -102,8 +102,7 @@ def validation_evaluator(loaded: LoadedSupernet, dataset: str | None = None, dat
     calib = calibration_batches(data.train_eval, recipe["images"], recipe["batch_size"], seed)
     # Eval transforms are deterministic: transform the validation images once, not once per candidate.
     val_batches = [(x, y) for x, y in eval_loader(val, batch_size)]
-    autocast = None if eval_dtype == "float32" else getattr(torch, eval_dtype)
-    evaluator = SubnetEvaluator(loaded.supernet, calib, val_batches, device=dev, autocast=autocast)
+    evaluator = SubnetEvaluator(loaded.supernet, calib, val_batches, device=dev, eval_dtype=eval_dtype)
     info = {"dataset": data.name, "val_images": len(val), "calib_images": sum(len(b[1]) for b in calib),
             "resolution": cfg.resolution, "device": str(dev), "calibration": recipe, "eval_dtype": eval_dtype}
     return evaluator, info

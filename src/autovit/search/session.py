@@ -17,8 +17,6 @@ from autovit.errors import AutovitError
 from autovit.search.budget import LatencyBudget, ResolvedBudget, Verification
 from autovit.search.config import SearchConfig, parse_count, parse_latency_list
 
-EVAL_DTYPES = ("float32", "bfloat16", "float16")
-
 ProgressFn = Callable[[str, int, int], None]
 
 # SearchRunConfig fields that are SearchConfig settings under the same name.
@@ -86,6 +84,8 @@ class SearchRunConfig:
             put("macs_budget", parse_count(self.macs_budget, "MACs budget"))
         if isinstance(self.budgets_ms, str):
             put("budgets_ms", parse_latency_list(self.budgets_ms))
+        from autovit.supernet.evaluate import EVAL_DTYPES
+
         if self.eval_dtype not in EVAL_DTYPES:
             raise AutovitError(f"unknown evaluation dtype '{self.eval_dtype}'",
                                hint=f"use one of {', '.join(EVAL_DTYPES)} (bfloat16: ~1.7x faster on CPUs with "

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autovit.arch import Arch
+from autovit.errors import AutovitError
 from autovit.supernet.bn_calibration import batch_images, recalibrate_bn
 
 
@@ -66,6 +67,10 @@ def restore_bn_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
         own[k].copy_(v)
 
 
+# dtypes an inherited-accuracy evaluation may run in (float32: no autocast)
+EVAL_DTYPES = ("float32", "bfloat16", "float16")
+
+
 class SubnetEvaluator:
     """``evaluator(arch) -> top-1 %`` of a subnet with weights inherited from `supernet`.
 
@@ -73,16 +78,18 @@ class SubnetEvaluator:
     (use `calibration_batches` for a fixed, seeded subset), evaluates on `val_loader`, then restores
     the supernet's active arch, BN statistics and train/eval mode, so evaluation never perturbs
     training. Results are memoised by `arch.key()`; `results[key]` holds the full metrics dict.
-    `autocast` (e.g. ``torch.bfloat16``) runs calibration and evaluation under `torch.autocast`
-    on the supernet's device: on a CPU with native bf16 about 1.7x faster, top-1 within 0.2
-    points of float32 (docs/evidence.md).
+    `eval_dtype` other than float32 (one of `EVAL_DTYPES`) runs calibration and evaluation under
+    `torch.autocast` on the supernet's device: bfloat16 on a CPU with native bf16 is about 1.7x
+    faster, top-1 within 0.2 points of float32 (docs/evidence.md).
     """
 
     def __init__(self, supernet: nn.Module, calib: Iterable[Any], val_loader: Iterable[Any],
                  calib_batches: int | None = None, device: torch.device | str | None = None,
-                 max_val_batches: int | None = None, autocast: torch.dtype | None = None) -> None:
+                 max_val_batches: int | None = None, eval_dtype: str = "float32") -> None:
+        if eval_dtype not in EVAL_DTYPES:
+            raise AutovitError(f"unknown evaluation dtype '{eval_dtype}'", hint=f"use one of {', '.join(EVAL_DTYPES)}")
         self.supernet, self.calib, self.val_loader = supernet, calib, val_loader
-        self.autocast = autocast
+        self.eval_dtype = eval_dtype
         self.calib_batches, self.device, self.max_val_batches = calib_batches, device, max_val_batches
         self.results: dict[str, dict[str, float]] = {}
 
@@ -106,12 +113,12 @@ class SubnetEvaluator:
         return metrics
 
     def _autocast(self) -> Any:
-        if self.autocast is None:
+        if self.eval_dtype == "float32":
             return contextlib.nullcontext()
         param = next(self.supernet.parameters(), None)
         device = torch.device(self.device) if self.device is not None else (
             param.device if param is not None else torch.device("cpu"))
-        return torch.autocast(device.type, dtype=self.autocast)
+        return torch.autocast(device.type, dtype=getattr(torch, self.eval_dtype))
 
     def __call__(self, arch: Arch) -> float:
         return self.evaluate(arch)["top1"]
