@@ -313,6 +313,16 @@ class Family:
         return load_latency_model(self.lut, self.deploy_space(), force=True)
 
 
+# the seeds of the method comparison and the hand-designed baselines; a run may compute a subset, its
+# report always covers all of them (and any other seed that was asked for)
+SEEDS = (0, 1, 2)
+
+
+def report_seeds(asked: Iterable[int]) -> list[int]:
+    """The seeds a report covers: `SEEDS` and any other seed a run was asked for."""
+    return sorted({*SEEDS, *asked})
+
+
 SPACES = ROOT / "src" / "autovit" / "spaces"
 # the evidence studies' family (issue 13): XXS at 256 px; the Pareto benchmark adds others (issue 14)
 XXS = Family("xxs", PROXY_SPACE_FILE, LUT)

@@ -84,7 +84,7 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=9.5, help="deadline for the whole study")
     ap.add_argument("--parallel", type=int, default=8, help="unit processes at once on the GPU")
     ap.add_argument("--supernet-choice", default="sandwich_kd")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(ev.SEEDS))
     args = ap.parse_args()
     t0 = time.time()
     deadline = t0 + 60 * args.minutes

@@ -175,7 +175,7 @@ def report(profile: ev.Profile, seeds: list[int]) -> str:
 
 def main() -> int:
     ap = ev.study_parser(__doc__)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(ev.SEEDS))
     ap.add_argument("--supernet-choice", default="sandwich_kd", help="the supernet_ranking.py unit to search")
     ap.add_argument("--budget-ms", type=float, default=ev.DEFAULT_BUDGET_MS)
     ap.add_argument("--coarse-samples", type=int, default=100_000)
@@ -207,7 +207,7 @@ def main() -> int:
                             search = cache.load(f"search_{m}_s{seed}")
                             cache.run(name, lambda u=search: run_training(profile, u, args.data_dir), log)
                         left = None if left is None else left - 1
-        print(report(profile, args.seeds))
+        print(report(profile, ev.report_seeds(args.seeds)))
 
     return ev.run_cli(body)
 

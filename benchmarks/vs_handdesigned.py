@@ -147,7 +147,7 @@ def report(profile: ev.Profile, seeds: list[int]) -> str:
 
 def main() -> int:
     ap = ev.study_parser(__doc__)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(ev.SEEDS))
     ap.add_argument("--models", nargs="+", default=[SEARCHED, *TIMM_MODELS])
     ap.add_argument("--arch", type=Path, default=None, help="arch JSON of the searched model (default: search unit)")
     ap.add_argument("--rounds", type=int, default=7, help="interleaved latency rounds")
@@ -176,7 +176,7 @@ def main() -> int:
                               log)
             if not args.no_latency:
                 cache.run("latency", lambda: run_latency(arch, args.rounds, args.runs), log)
-        print(report(profile, args.seeds))
+        print(report(profile, ev.report_seeds(args.seeds)))
 
     return ev.run_cli(body)
 
