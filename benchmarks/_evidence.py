@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -318,9 +319,12 @@ class Family:
 SEEDS = (0, 1, 2)
 
 
-def report_seeds(asked: Iterable[int]) -> list[int]:
-    """The seeds a report covers: `SEEDS` and any other seed a run was asked for."""
-    return sorted({*SEEDS, *asked})
+def report_seeds(asked: Iterable[int], study: str, profile: "Profile") -> list[int]:
+    """The seeds a report covers: `SEEDS`, any other seed a run was asked for and any seed that has
+    a unit (`*_s<seed>`) of `study`."""
+    found = {int(m.group(1)) for n in UnitCache(results_dir(study, profile)).names()
+             if (m := re.search(r"_s(\d+)$", n))}
+    return sorted({*SEEDS, *asked, *found})
 
 
 SPACES = ROOT / "src" / "autovit" / "spaces"

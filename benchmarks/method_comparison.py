@@ -18,8 +18,9 @@ Report: per method, inherited and standalone top-1 over seeds; latency-aware vs 
 paired on the same test images (pooled over seeds: difference with paired-bootstrap 95% CI, exact
 McNemar p) and over seeds (paired t).
 
-    python benchmarks/method_comparison.py --seeds 0 1 2 --max-units 2    # CPU: ~1 h per search unit
+    python benchmarks/method_comparison.py --seeds 0 1 2 --max-units 2    # CPU: ~25 min per search, ~18 per training
     python benchmarks/method_comparison.py --seeds 0 --kinds search         # searches only (while the supernet is here)
+    python benchmarks/method_comparison.py --seeds 3 4                      # more seeds: the report covers every seed with units
     python benchmarks/method_comparison.py --report
     python benchmarks/method_comparison.py --profile smoke --seeds 0
 """
@@ -207,7 +208,7 @@ def main() -> int:
                             search = cache.load(f"search_{m}_s{seed}")
                             cache.run(name, lambda u=search: run_training(profile, u, args.data_dir), log)
                         left = None if left is None else left - 1
-        print(report(profile, ev.report_seeds(args.seeds)))
+        print(report(profile, ev.report_seeds(args.seeds, STUDY, profile)))
 
     return ev.run_cli(body)
 

@@ -176,7 +176,7 @@ def main() -> int:
                               log)
             if not args.no_latency:
                 cache.run("latency", lambda: run_latency(arch, args.rounds, args.runs), log)
-        print(report(profile, ev.report_seeds(args.seeds)))
+        print(report(profile, ev.report_seeds(args.seeds, STUDY, profile)))
 
     return ev.run_cli(body)
 

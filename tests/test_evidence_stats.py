@@ -181,3 +181,15 @@ def test_standalone_units_keep_the_two_training_lengths_apart(tmp_path):
     short, long = sr.standalone_units(profile), sr.standalone_units(profile, long=True)
     assert {n: u["full"]["test_top1"] for n, u in short.items()} == {"subnet00": 50.0, "subnet01": 40.0}
     assert {n: u["full"]["test_top1"] for n, u in long.items()} == {"subnet00": 70.0}
+
+
+def test_reports_cover_every_seed_with_a_unit(tmp_path):
+    import dataclasses
+
+    profile = dataclasses.replace(ev.get_profile("smoke"), results_dir=tmp_path)
+    assert ev.report_seeds([], "method_comparison", profile) == [0, 1, 2]
+    cache = ev.UnitCache(ev.results_dir("method_comparison", profile))
+    for name in ("search_latency_s4", "train_random_s3", "latency"):
+        cache.save(name, {})
+    # a later run asked for seed 7 only still reports seeds 0-2 and the seeds that have units
+    assert ev.report_seeds([7], "method_comparison", profile) == [0, 1, 2, 3, 4, 7]
