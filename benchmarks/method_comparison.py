@@ -20,7 +20,7 @@ McNemar p) and over seeds (paired t).
 
     python benchmarks/method_comparison.py --seeds 0 1 2 --max-units 2    # CPU: ~25 min per search, ~18 per training
     python benchmarks/method_comparison.py --seeds 0 --kinds search         # searches only (while the supernet is here)
-    python benchmarks/method_comparison.py --seeds 3 4                      # more seeds: the report covers every seed with units
+    python benchmarks/method_comparison.py --seeds 3 4 --methods latency random   # more seeds (the report covers every seed with units)
     python benchmarks/method_comparison.py --report
     python benchmarks/method_comparison.py --profile smoke --seeds 0
 """
@@ -184,6 +184,8 @@ def main() -> int:
     ap.add_argument("--kinds", nargs="+", choices=("search", "train"), default=["search", "train"],
                     help="which units to compute: searches need the supernet's checkpoint (runs/, one machine), "
                          "trainings only the committed search JSON")
+    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                    help="which methods' units to compute (the report always covers all)")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     profile = ev.get_profile(args.profile)
@@ -194,7 +196,7 @@ def main() -> int:
             ctx = SearchContext(profile, args.supernet_choice, args.data_dir)
             left = args.max_units
             for seed in args.seeds:
-                for m in METHODS:
+                for m in (m for m in METHODS if m in args.methods):
                     for kind in args.kinds:
                         name = f"{kind}_{m}_s{seed}"
                         if cache.load(name) is not None or (kind == "train" and cache.load(f"search_{m}_s{seed}") is None):
