@@ -5,7 +5,9 @@ Everything is judged at one deployment setting: batch 1, 224 px, onnxruntime, 1 
 Accuracy uses the evidence studies' recipe, images and proxy (benchmarks/_evidence.py, docs/evidence.md):
 each model trained alone for `standalone_steps` steps on CIFAR-10 at 32 px, top-1 on the full test
 split; searched models train in their family's CIFAR proxy layout (xxs_cifar.yaml, mnv4_s_cifar.yaml:
-same choices, stride-1 stem), timm models in their own layouts (the caveat of vs_handdesigned.py).
+same choices, stride-1 stem), timm models in their own layouts (what a user downloads) and in the
+CIFAR proxy layout too (`<model>_cifar`: vs_handdesigned.timm_in_cifar_layout, the layout-matched
+baseline); every model is timed as deployed.
 
 Units (one JSON each under benchmarks/results/pareto_front/<profile>/, the timing units under
 pareto_front/timing/ for every profile: they describe the target CPU; resumable):
@@ -19,8 +21,9 @@ pareto_front/timing/ for every profile: they describe the target CPU; resumable)
 - `search_<family>_<fraction>`: latency-aware coarse-to-fine search (method_comparison settings) of
   the deployment space under the budget, accuracy = inherited top-1 on 5,000 held-out images;
 - `train_<family>_<fraction>_s0`: the winner trained alone;
-- timm trainings: the units `train_<model>_s0` of benchmarks/vs_handdesigned.py (one training
-  serves both studies; the training form of each model, reparameterized only for timing);
+- timm trainings: the units `train_<model>_s0` (group `timm`) and `train_<model>_cifar_s0` (group
+  `timm_cifar`) of benchmarks/vs_handdesigned.py (one training serves both studies; the training
+  form of each model, reparameterized only for timing);
 - `latency_timm`, `latency_searched` (timing): the 11 timm models (reparameterized as deployed) and
   the searched winners, each run with mobilevit_xxs in the same interleaved rounds; latencies are
   reported as the ratio to mobilevit_xxs in the same run (and in ms through `latency_timm`).
@@ -31,6 +34,7 @@ model, whether a hand-designed model is at least as fast and more accurate beyon
 
     python benchmarks/pareto_front.py --units budgets latency_timm    # timing units (quiet core, ~5 min)
     python benchmarks/pareto_front.py --units timm --max-units 2       # two timm trainings
+    python benchmarks/pareto_front.py --units timm_cifar --max-units 2 # two layout-matched ones
     python benchmarks/pareto_front.py --units mnv4_s                   # supernet, 3 searches, 3 trainings
     python benchmarks/pareto_front.py --report
     python benchmarks/pareto_front.py --profile smoke --units all --families mnv4_s
@@ -74,14 +78,17 @@ def timing_cache(profile: ev.Profile) -> ev.UnitCache:
 
 
 def timm_of(unit: str) -> str | None:
-    """The timm model a unit name `train_<model>_s0` trains, None for any other unit."""
+    """The model a unit name `train_<model>_s0` trains (a timm model, or `<timm model>_cifar`: the same in
+    the CIFAR proxy layout), None for any other unit."""
     model = unit.removeprefix("train_").removesuffix("_s0")
-    return model if unit.startswith("train_") and model in TIMM else None
+    return model if unit.startswith("train_") and vh.base_model(model) in TIMM else None
 
 
 def unit_names(families: list[str]) -> dict[str, list[str]]:
-    """Unit names per group: the timing units, the timm trainings and each family's chain."""
-    groups = {"timing": ["budgets", "latency_timm"], "timm": [f"train_{m}_s0" for m in TIMM]}
+    """Unit names per group: the timing units, the timm trainings (own and CIFAR proxy layouts) and
+    each family's chain."""
+    groups = {"timing": ["budgets", "latency_timm"], "timm": [f"train_{m}_s0" for m in TIMM],
+              "timm_cifar": [f"train_{m}{vh.CIFAR_SUFFIX}_s0" for m in TIMM]}
     for f in families:
         groups[f] = [f"supernet_{f}"] + [f"search_{f}_{b:g}" for b in BUDGETS[f]] + \
                     [f"train_{f}_{b:g}_s0" for b in BUDGETS[f]]
@@ -238,11 +245,12 @@ def summary(profile: ev.Profile, families: list[str]) -> dict[str, Any]:
         return ratio, (ratio * ref_ms if ref_ms else None)
 
     rows = []
-    for m in TIMM:
+    for m, kind in [(m, "hand-designed (timm)") for m in TIMM] + \
+                   [(m + vh.CIFAR_SUFFIX, "hand-designed (timm, CIFAR layout)") for m in TIMM]:
         u = trained.load(f"train_{m}_s0")
-        ratio, ms = latency(lat_timm, m)
-        skipped = ((lat_timm or {}).get("models", {}).get(m) or {}).get("skipped")
-        rows.append({"model": m, "kind": "hand-designed (timm)", "params": None if u is None else u["params"],
+        ratio, ms = latency(lat_timm, vh.base_model(m))  # timed as deployed: the model's own layout
+        skipped = ((lat_timm or {}).get("models", {}).get(vh.base_model(m)) or {}).get("skipped")
+        rows.append({"model": m, "kind": kind, "params": None if u is None else u["params"],
                      "test_top1": None if u is None else u["full"]["test_top1"],
                      "test_images": None if u is None else u["full"]["test_images"],
                      "latency_ratio": ratio, "latency_ms": ms, "note": skipped})
@@ -288,13 +296,18 @@ def plot(s: dict[str, Any], path: Any) -> bool:
         if r["test_top1"] > best:
             front.append(r)
             best = r["test_top1"]
-    ax.scatter([r["latency_ratio"] for r in hand], [r["test_top1"] for r in hand], c="grey", label="timm (hand-designed)")
+    for kind, marker, label in (("hand-designed (timm)", "o", "timm, own layout"),
+                                ("hand-designed (timm, CIFAR layout)", "^", "timm, CIFAR layout")):
+        sel = [r for r in hand if r["kind"] == kind]
+        if sel:
+            ax.scatter([r["latency_ratio"] for r in sel], [r["test_top1"] for r in sel], c="grey", marker=marker,
+                       label=label)
     if front:
         ax.step([r["latency_ratio"] for r in front], [r["test_top1"] for r in front], where="post", c="grey", lw=0.8)
     for r in hand:
         ax.annotate(r["model"], (r["latency_ratio"], r["test_top1"]), fontsize=7, xytext=(3, 3),
                     textcoords="offset points")
-    for kind, marker in (("searched (mnv4_s)", "o"), ("searched (xxs)", "s")):
+    for kind, marker in (("searched (mnv4_s)", "D"), ("searched (xxs)", "s")):
         sel = [r for r in pts if r["kind"] == kind]
         if sel:
             se = [100 * math.sqrt(r["test_top1"] / 100 * (1 - r["test_top1"] / 100) / r["test_images"]) for r in sel]
@@ -322,7 +335,9 @@ def report(profile: ev.Profile, families: list[str]) -> str:
              f"- Accuracy: CIFAR-10 test top-1 ({profile.test_images or 10000:,} images; binomial 95% CI shown in the "
              "plot, about +-1 point at 10,000), each model trained "
              f"alone with the evidence recipe ({profile.standalone_steps} steps, batch {profile.batch_size}, 32 px, "
-             "seed 0); searched models in their family's CIFAR proxy layout, timm models in their own layouts",
+             "seed 0); searched models in their family's CIFAR proxy layout, timm models in their own layouts and "
+             f"(`<model>{vh.CIFAR_SUFFIX}`) in the CIFAR proxy layout too, timed as deployed; a searched model is "
+             "dominated if a timm model in either layout is",
              f"- Missing units: {', '.join(s['missing']) or 'none'}",
              f"- Regenerate: `python benchmarks/pareto_front.py --profile {profile.name} --report`; machine, versions, "
              "command and wall time are in each unit's JSON", ""]

@@ -9,12 +9,16 @@ mobilenetv3_large_100 and mobilenetv4_conv_small (random init). Units:
 - `latency`: batch-1 latency at the deployment setting (256 px, onnxruntime, 1 thread), all
   models in the same interleaved rounds (autovit.search.measured / autovit.bench).
 
-Caveat: the searched model is trained in the CIFAR proxy layout (xxs_cifar: stride-1 stem), the
-timm models in their ImageNet layouts (32x downsampling, 1x1 final map at 32 px); their latency is
-measured for all at 256 px in the deployment layouts. This is the comparison a user makes when
-picking an off-the-shelf model; it is not a layout-matched comparison.
+Layouts: the searched model trains in the CIFAR proxy layout (xxs_cifar: stride-1 stem), the timm
+models in their ImageNet layouts (32x downsampling, 1x1 final map at 32 px) -- the comparison a
+user makes when picking an off-the-shelf model -- and, as `<model>_cifar`, in the CIFAR proxy
+layout too: the same change applied to each timm model (`timm_in_cifar_layout`: its first
+downsampling steps at stride 1, 4x less downsampling, every parallel branch of a block alike), the
+layout-matched comparison. Latency is the deployed model's in every case (256 px, deployment
+layouts).
 
     python benchmarks/vs_handdesigned.py --max-units 1
+    python benchmarks/vs_handdesigned.py --seeds 0 --models mobilevit_xxs_cifar   # one layout-matched training
     python benchmarks/vs_handdesigned.py --report
     python benchmarks/vs_handdesigned.py --profile smoke --seeds 0
 """
@@ -38,6 +42,97 @@ TIMM_MODELS = ("mobilevit_xxs", "mobilenetv3_small_100", "mobilenetv3_large_100"
 TRAINABLE_TIMM = (*TIMM_MODELS, "mobilevitv2_050", "edgenext_xx_small", "shvit_s1", "efficientformerv2_s0",
                   "repvit_m0_9", "fastvit_t8", "mobileone_s0")
 SEARCHED = "searched"
+# `<timm model>_cifar`: the same timm model in the CIFAR proxy layout (`timm_in_cifar_layout`)
+CIFAR_SUFFIX = "_cifar"
+
+
+def base_model(name: str) -> str:
+    """The timm model a model name refers to (`mobilevit_xxs_cifar` -> `mobilevit_xxs`)."""
+    return name.removesuffix(CIFAR_SUFFIX)
+
+
+def is_trainable(name: str) -> bool:
+    return name == SEARCHED or base_model(name) in TRAINABLE_TIMM
+
+
+def downsampling_steps(module: Any, resolution: int) -> list[tuple[int, list[str]]]:
+    """The spatial downsampling steps of a CNN, in order: (input height, names of the strided convs
+    and pools that reduce maps of that height). Parallel branches of one block (RepVGG-style kxk and
+    scale convs, a strided shortcut) see the same height and so form one step."""
+    import torch
+    from torch import nn
+
+    steps: dict[int, list[str]] = {}
+
+    def record(name: str) -> Any:
+        def hook(mod: Any, inputs: Any, output: Any) -> None:
+            names = steps.setdefault(int(inputs[0].shape[-2]), [])
+            if name not in names:
+                names.append(name)
+        return hook
+
+    hooks = [mod.register_forward_hook(record(name)) for name, mod in module.named_modules()
+             if isinstance(mod, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) and _stride(mod) > 1]
+    try:
+        with torch.no_grad():
+            module.eval()(torch.zeros(1, 3, resolution, resolution))
+    finally:
+        for h in hooks:
+            h.remove()
+    return sorted(steps.items(), reverse=True)
+
+
+def _stride(mod: Any) -> int:
+    s = mod.stride
+    return int(s[0] if isinstance(s, (tuple, list)) else s)
+
+
+def to_cifar_layout(module: Any, resolution: int, factor: int = 4) -> list[str]:
+    """Sets the first downsampling steps of `module` to stride 1 (in place) until its total
+    downsampling is `factor` times smaller: the change the CIFAR proxy layouts make to the searched
+    spaces (stem and one early stage at stride 1), applied to a timm model. Returns the changed
+    modules' names; raises AutovitError when the model has too few steps to remove."""
+    mods = dict(module.named_modules())
+    changed, removed = [], 1
+    for _, names in downsampling_steps(module, resolution):
+        if removed >= factor:
+            break
+        step = _stride(mods[names[0]])
+        for n in names:
+            m = mods[n]
+            m.stride = (1, 1) if isinstance(m.stride, tuple) else 1
+        changed += names
+        removed *= step
+    if removed < factor:
+        raise AutovitError(f"the model downsamples only {removed}x before its last step; cannot remove {factor}x")
+    return changed
+
+
+def timm_in_cifar_layout(name: str, num_classes: int = 10, resolution: int = 32) -> Any:
+    """timm model `name` in the training form, in the CIFAR proxy layout: its first downsampling steps
+    at stride 1 so that a `resolution`-px input gives the maps a 4x larger input gives the original.
+    A model whose layers are tied to its build resolution (EfficientFormerV2's attention) is built
+    for 4x `resolution` first."""
+    import inspect
+
+    from autovit.bench import ModelCannotRun, _check_runs, _create_timm
+
+    first = _create_timm(name, num_classes)
+    builds = [(first, resolution)]
+    if "img_size" in inspect.signature(type(first).__init__).parameters:
+        builds.append((None, 4 * resolution))
+    err: Exception | None = None
+    for module, probe in builds:
+        module = module or _create_timm(name, num_classes, img_size=probe)
+        try:
+            _check_runs(module, name, probe)
+            to_cifar_layout(module, probe)
+            _check_runs(module, name, resolution)
+        except (ModelCannotRun, AutovitError) as e:
+            err = e
+            continue
+        return module.train()
+    raise AutovitError(f"{name} cannot be put in the CIFAR layout at {resolution} px: {err}")
 
 
 def searched_arch(profile: ev.Profile, arch_path: Path | None) -> Any:
@@ -60,6 +155,8 @@ def build(name: str, arch: Any) -> Any:
 
     if name == SEARCHED:
         return AutoViT(arch, num_classes=10)
+    if name.endswith(CIFAR_SUFFIX):
+        return timm_in_cifar_layout(base_model(name))
     # the training form (RepVGG-style branches unfused), built for 32 px where a model needs it
     return resolve_model(name, num_classes=10, resolution=32, deploy=False).module.train()
 
@@ -109,18 +206,18 @@ def report(profile: ev.Profile, seeds: list[int]) -> str:
     cache = ev.UnitCache(ev.results_dir(STUDY, profile))
     lat = cache.load("latency")
     rows, by_model = [], {}
-    for name in (SEARCHED, *TIMM_MODELS):
+    for name in (SEARCHED, *TIMM_MODELS, *(m + CIFAR_SUFFIX for m in TIMM_MODELS)):
         units = {s: cache.load(f"train_{name}_s{s}") for s in seeds}
         done = {s: u for s, u in units.items() if u}
         by_model[name] = done
         accs = [u["full"]["test_top1"] for u in done.values()]
-        ms = lat["median_ms"].get(name) if lat else None
+        ms = lat["median_ms"].get(base_model(name)) if lat else None
         rows.append({"model": name, "seeds": sorted(done), "test_top1_mean": float(np.mean(accs)) if accs else None,
                      "test_top1_sd": float(np.std(accs, ddof=1)) if len(accs) > 1 else None,
                      "params": next(iter(done.values()))["params"] if done else None, "latency_ms": ms,
                      "latency_vs_searched": ms / lat["median_ms"][SEARCHED] if lat and ms else None})
     paired = {}
-    for name in TIMM_MODELS:
+    for name in (n for n in by_model if n != SEARCHED):
         both = [s for s in seeds if s in by_model[SEARCHED] and s in by_model[name]]
         if both:
             paired[name] = ev.paired_over_seeds([by_model[SEARCHED][s]["full"]["test_top1"] for s in both],
@@ -130,8 +227,9 @@ def report(profile: ev.Profile, seeds: list[int]) -> str:
              f"{profile.batch_size}), seeds {seeds}, top-1 on the test split",
              "- Latency: batch 1 at 256 px (deployment setting), onnxruntime, 1 thread, interleaved rounds" +
              (f" ({lat['rounds']} rounds x {lat['runs']} runs; machine in latency.json)" if lat else " (not measured yet)"),
-             "- Layouts differ (see the script docstring): searched model in the CIFAR proxy layout, timm models in "
-             "their ImageNet layouts", ""]
+             "- Layouts: the searched model trains in the CIFAR proxy layout, the timm models in their ImageNet layouts "
+             f"and, as `<model>{CIFAR_SUFFIX}`, in the CIFAR proxy layout too (first downsampling steps at stride 1, "
+             "`timm_in_cifar_layout`); latency is always the deployed model's", ""]
     lines += ev.md_table(["model", "seeds", "test top-1 mean", "sd", "params", "latency (ms)", "latency / searched"],
                          [[r["model"], r["seeds"], ev.fmt(r["test_top1_mean"], 2), ev.fmt(r["test_top1_sd"], 2),
                            "n/a" if r["params"] is None else f"{r['params']:,}", ev.fmt(r["latency_ms"], 2),
@@ -148,7 +246,7 @@ def report(profile: ev.Profile, seeds: list[int]) -> str:
 def main() -> int:
     ap = ev.study_parser(__doc__)
     ap.add_argument("--seeds", type=int, nargs="+", default=list(ev.SEEDS))
-    ap.add_argument("--models", nargs="+", default=[SEARCHED, *TIMM_MODELS])
+    ap.add_argument("--models", nargs="+", default=[SEARCHED, *TIMM_MODELS, *(m + CIFAR_SUFFIX for m in TIMM_MODELS)])
     ap.add_argument("--arch", type=Path, default=None, help="arch JSON of the searched model (default: search unit)")
     ap.add_argument("--rounds", type=int, default=7, help="interleaved latency rounds")
     ap.add_argument("--runs", type=int, default=20, help="timed inferences per model per round")
@@ -160,10 +258,11 @@ def main() -> int:
 
     def body() -> None:
         if not args.report:
-            unknown = sorted(set(args.models) - {SEARCHED, *TRAINABLE_TIMM})
+            unknown = sorted(m for m in args.models if not is_trainable(m))
             if unknown:
                 raise AutovitError(f"unknown model(s) {', '.join(unknown)}",
-                                   hint=f"use {SEARCHED} and/or {', '.join(TRAINABLE_TIMM)}")
+                                   hint=f"use {SEARCHED} and/or {', '.join(TRAINABLE_TIMM)}, each also with the "
+                                        f"suffix {CIFAR_SUFFIX} (the model in the CIFAR proxy layout)")
             needs_arch = SEARCHED in args.models or not args.no_latency
             arch = searched_arch(profile, args.arch) if needs_arch else None
             cache = ev.UnitCache(ev.results_dir(STUDY, profile))
