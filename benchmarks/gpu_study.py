@@ -4,7 +4,7 @@ as the CPU runs (benchmarks/results/<study>/gpu/).
 
 The studies' units are independent processes scheduled on the one GPU, several at a time
 (`--parallel`; small models leave a big GPU mostly idle, so concurrency is where the time goes):
-phase 1 trains the supernets, the ranking-study subnets and the timm models; phase 2 runs the
+phase 1 trains the supernets, the ranking-study subnets and the timm models (own and CIFAR layouts); phase 2 runs the
 searches and trains their winners, one process per seed (they need the supernet); phase 3 trains
 the searched model of vs_handdesigned (it needs seed 0's winner). Every process stops at the
 deadline; finished units stay, and running the script again continues with the missing ones.
@@ -49,6 +49,10 @@ def jobs(profile: ev.Profile, data_dir: str, choice: str, seeds: list[int]) -> l
     pareto = ["pareto_front.py", *common, "--supernet-choice", choice, "--units"]
     phase1 += [[*pareto, "supernet_mnv4_s"]]
     phase1 += [[*pareto, f"train_{m}_s0"] for m in pf.TIMM if m not in vs.TIMM_MODELS]
+    # the layout-matched baselines (each timm model in the CIFAR proxy layout) last: ~4x the MACs
+    phase1 += [["vs_handdesigned.py", *common, "--models", m + vs.CIFAR_SUFFIX, "--no-latency", "--seeds",
+                *map(str, seeds)] for m in vs.TIMM_MODELS]
+    phase1 += [[*pareto, f"train_{m}{vs.CIFAR_SUFFIX}_s0"] for m in pf.TIMM if m not in vs.TIMM_MODELS]
     phase2 = [["method_comparison.py", *common, "--supernet-choice", choice, "--seeds", str(s)] for s in seeds]
     phase2 += [[*pareto, f] for f in pf.FAMILIES]
     phase3 = [["vs_handdesigned.py", *common, "--models", vs.SEARCHED, "--no-latency", "--seeds", *map(str, seeds)]]

@@ -15,6 +15,7 @@ from torch import nn
 from autovit.errors import AutovitError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import _evidence as ev  # noqa: E402
 import vs_handdesigned as vh  # noqa: E402
 
 timm = pytest.importorskip("timm")
@@ -68,3 +69,17 @@ def test_model_names_with_the_layout_suffix():
     assert vh.base_model("mobilevit_xxs_cifar") == "mobilevit_xxs" and vh.base_model("shvit_s1") == "shvit_s1"
     assert vh.is_trainable("fastvit_t8_cifar") and vh.is_trainable(vh.SEARCHED)
     assert not vh.is_trainable("resnet50_cifar") and not vh.is_trainable("searched_cifar")
+
+
+def test_the_gpu_study_schedules_every_layout_matched_unit():
+    import gpu_study
+    import pareto_front as pf
+
+    commands = [" ".join(c) for phase in gpu_study.jobs(ev.get_profile("smoke"), "data", "sandwich_kd", [0, 1, 2])
+                for c in phase]
+    for m in vh.TIMM_MODELS:
+        assert any(f"--models {m}_cifar " in c and c.endswith("--seeds 0 1 2") for c in commands)
+    for m in pf.TIMM:
+        if m not in vh.TIMM_MODELS:
+            assert any(c.endswith(f"--units train_{m}_cifar_s0") for c in commands)
+
