@@ -4,10 +4,11 @@ as the CPU runs (benchmarks/results/<study>/gpu/).
 
 The studies' units are independent processes scheduled on the one GPU, several at a time
 (`--parallel`; small models leave a big GPU mostly idle, so concurrency is where the time goes):
-phase 1 trains the supernets, the ranking-study subnets and the timm models (own and CIFAR layouts); phase 2 runs the
-searches and trains their winners, one process per seed (they need the supernet); phase 3 trains
-the searched model of vs_handdesigned (it needs seed 0's winner). Every process stops at the
-deadline; finished units stay, and running the script again continues with the missing ones.
+phase 1 trains the supernets, the ranking-study subnets and the timm models (own and CIFAR
+layouts); phase 2 runs the searches and trains their winners, one process per seed (they need the
+supernet); phase 3 trains the searched model of vs_handdesigned (it needs seed 0's winner). Every
+process stops at the deadline; finished units stay, and running the script again continues with
+the missing ones.
 
     python benchmarks/gpu_study.py                          # on the GPU box
     python benchmarks/gpu_study.py --profile smoke --minutes 5 --parallel 2   # CPU check of the plumbing
