@@ -12,7 +12,9 @@ BN recalibrated):
   MACs, 1000-class head) and no latency budget.
 Candidates are deployment archs; accuracy is measured on their CIFAR proxy (same choices, xxs_cifar
 layout at 32 px). Then one unit per winner (`train_<method>_sN`): trained alone with the ranking
-study's recipe (training seed N), top-1 and per-image correctness on the full test split.
+study's recipe (training seed N), top-1 and per-image correctness on the full test split. And,
+on a quiet CPU, `latency_sN` (`--kinds latency`): the seed's three winners timed at 256 px paired
+with the table's reference network -- does each keep the budget, and how far off was the prediction.
 
 Report: per method, inherited and standalone top-1 over seeds; latency-aware vs each baseline,
 paired on the same test images (pooled over seeds: difference with paired-bootstrap 95% CI, exact
@@ -21,6 +23,7 @@ McNemar p) and over seeds (paired t).
     python benchmarks/method_comparison.py --seeds 0 1 2 --max-units 2    # CPU: ~25 min per search, ~18 per training
     python benchmarks/method_comparison.py --seeds 0 --kinds search         # searches only (while the supernet is here)
     python benchmarks/method_comparison.py --seeds 3 4 --methods latency random   # more seeds (the report covers every seed with units)
+    python benchmarks/method_comparison.py --seeds 0 1 2 --kinds latency   # quiet machine, ~1 min per seed
     python benchmarks/method_comparison.py --report
     python benchmarks/method_comparison.py --profile smoke --seeds 0
 """
@@ -111,6 +114,34 @@ def run_training(profile: ev.Profile, search: dict[str, Any], data_dir: str) -> 
     return {"method": search["method"], "seed": seed, "key": search["winner"]["key"], "config": cfg.to_dict(), **res}
 
 
+def run_latency(cache: ev.UnitCache, seed: int, rounds: int) -> dict[str, Any]:
+    """Does each winner of `seed` keep the budget on this CPU? Each timed at 256 px (onnxruntime, 1
+    thread) paired call by call with the table's reference network, as the ratio the budget and the
+    prediction are expressed in (the table's ms are its ratios times the reference's ms then)."""
+    from autovit.arch import Arch
+    from autovit.search.budget import OnnxTimer
+
+    lat, space = ev.XXS.latency_model(), ev.XXS.deploy_space()
+    searches = {m: cache.load(f"search_{m}_s{seed}") for m in METHODS}
+    archs = {m: space.validate(Arch.from_dict(u["winner"]["deploy_arch"])) for m, u in searches.items() if u}
+    times = OnnxTimer(space.resolution[0], rounds=rounds)(archs)
+    rows = {}
+    for m, u in searches.items():
+        if u is None:
+            continue
+        budget_ratio = u["budget_ms"] / lat.reference_ms
+        predicted = u["winner"]["predicted_ms"] / lat.reference_ms
+        rows[m] = {"key": u["winner"]["key"], "measured_ratio": times.ratio[m], "measured_ms": times.ms[m],
+                   "ratio_spread": times.ratio_spread.get(m), "predicted_ratio": predicted,
+                   "prediction_error_pct": 100 * (predicted / times.ratio[m] - 1), "budget_ratio": budget_ratio,
+                   "within_budget_measured": times.ratio[m] <= budget_ratio}
+        log(f"seed {seed} {m}: measured {times.ratio[m]:.3f}x the reference ({times.ms[m]:.2f} ms), predicted "
+            f"{predicted:.3f}x, budget {budget_ratio:.3f}x")
+    return {"seed": seed, "resolution": space.resolution[0], "backend": "onnxruntime", "threads": 1, "rounds": rounds,
+            "reference_ms_now": times.reference_ms, "reference_spread": times.reference_spread,
+            "reference_ms_table": lat.reference_ms, "winners": rows}
+
+
 def summary(profile: ev.Profile, seeds: list[int]) -> dict[str, Any]:
     cache = ev.UnitCache(ev.results_dir(STUDY, profile))
     per_method: dict[str, Any] = {}
@@ -123,6 +154,7 @@ def summary(profile: ev.Profile, seeds: list[int]) -> dict[str, Any]:
             "predicted_ms": {s: u["winner"]["predicted_ms"] for s, u in searches.items() if u},
             "params": {s: u["winner"]["params"] for s, u in searches.items() if u},
             "test_top1": {s: u["full"]["test_top1"] for s, u in trains.items() if u},
+            "measured": {s: u["winners"][m] for s in seeds if (u := cache.load(f"latency_s{s}")) and m in u["winners"]},
         }
     comparisons = {}
     for other in ("random", "flops"):
@@ -167,6 +199,22 @@ def report(profile: ev.Profile, seeds: list[int]) -> str:
                      + (f", t-test p = {o['ttest_p']:.3g}" if "ttest_p" in o else " (too few seeds for a t-test)"))
     if not s["latency_vs"]:
         lines.append("- No paired comparison yet: no seed has both winners trained.")
+    timed = {m: v["measured"] for m, v in s["methods"].items() if v["measured"]}
+    lines += ["", "Does the winner keep the budget on this CPU? (units `latency_sN`: 256 px, onnxruntime, 1 thread, "
+                  "each winner timed paired with the table's reference network; ratios to that network, the units of "
+                  "the budget and the prediction)", ""]
+    if timed:
+        lines += ev.md_table(["method", "seeds timed", "measured / reference (mean)", "predicted (mean)",
+                              "prediction error (mean, range)", "budget", "within budget (measured)"],
+                             [[METHODS[m], sorted(v), f"{np.mean([r['measured_ratio'] for r in v.values()]):.3f}",
+                               f"{np.mean([r['predicted_ratio'] for r in v.values()]):.3f}",
+                               f"{np.mean(errs := [r['prediction_error_pct'] for r in v.values()]):+.1f}% "
+                               f"[{min(errs):+.1f}, {max(errs):+.1f}]",
+                               f"{next(iter(v.values()))['budget_ratio']:.3f}",
+                               f"{sum(r['within_budget_measured'] for r in v.values())}/{len(v)}"]
+                              for m, v in timed.items()])
+    else:
+        lines.append("Not timed yet (`--kinds latency` on a quiet machine).")
     lines += ["", "The pooled McNemar test treats the seeds' test predictions as independent images; the seed-level "
                   "t-test is the stricter reading with 3 seeds.", ""]
     text = "\n".join(lines)
@@ -181,9 +229,11 @@ def main() -> int:
     ap.add_argument("--budget-ms", type=float, default=ev.DEFAULT_BUDGET_MS)
     ap.add_argument("--coarse-samples", type=int, default=100_000)
     ap.add_argument("--max-units", type=int, default=None, help="compute at most this many new units, then report")
-    ap.add_argument("--kinds", nargs="+", choices=("search", "train"), default=["search", "train"],
+    ap.add_argument("--kinds", nargs="+", choices=("search", "train", "latency"), default=["search", "train"],
                     help="which units to compute: searches need the supernet's checkpoint (runs/, one machine), "
-                         "trainings only the committed search JSON")
+                         "trainings only the committed search JSON; latency (each seed's winners timed on this "
+                         "CPU, once all its searches exist) needs a quiet machine")
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds of the latency units")
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                     help="which methods' units to compute (the report always covers all)")
     ap.add_argument("--report", action="store_true")
@@ -196,8 +246,11 @@ def main() -> int:
             ctx = SearchContext(profile, args.supernet_choice, args.data_dir)
             left = args.max_units
             for seed in args.seeds:
+                if "latency" in args.kinds and cache.load(f"latency_s{seed}") is None \
+                        and all(cache.load(f"search_{m}_s{seed}") for m in METHODS):
+                    cache.run(f"latency_s{seed}", lambda s=seed: run_latency(cache, s, args.rounds), log)
                 for m in (m for m in METHODS if m in args.methods):
-                    for kind in args.kinds:
+                    for kind in (k for k in args.kinds if k != "latency"):
                         name = f"{kind}_{m}_s{seed}"
                         if cache.load(name) is not None or (kind == "train" and cache.load(f"search_{m}_s{seed}") is None):
                             continue

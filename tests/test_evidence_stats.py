@@ -193,3 +193,24 @@ def test_reports_cover_every_seed_with_a_unit(tmp_path):
         cache.save(name, {})
     # a later run asked for seed 7 only still reports seeds 0-2 and the seeds that have units
     assert ev.report_seeds([7], "method_comparison", profile) == [0, 1, 2, 3, 4, 7]
+
+
+def test_method_comparison_reports_whether_winners_keep_the_budget(tmp_path):
+    import dataclasses
+
+    import method_comparison as mc
+
+    profile = dataclasses.replace(ev.get_profile("smoke"), results_dir=tmp_path)
+    cache = ev.UnitCache(ev.results_dir(mc.STUDY, profile))
+    assert "Not timed yet" in mc.report(profile, [0, 1])
+
+    def row(measured: float, predicted: float) -> dict:
+        return {"measured_ratio": measured, "predicted_ratio": predicted, "budget_ratio": 1.8,
+                "prediction_error_pct": 100 * (predicted / measured - 1), "within_budget_measured": measured <= 1.8}
+
+    cache.save("latency_s0", {"winners": {"latency": row(1.6, 1.5), "random": row(1.9, 1.7)}})
+    cache.save("latency_s1", {"winners": {"latency": row(2.0, 1.8), "random": row(1.5, 1.5)}})
+    text = mc.report(profile, [0, 1])
+    assert "| latency-aware search (ours) | [0, 1] | 1.800 | 1.650 | -8.1% [-10.0, -6.2] | 1.800 | 1/2 |" in text
+    assert "| random search | [0, 1] | 1.700 | 1.600 | -5.3% [-10.5, +0.0] | 1.800 | 1/2 |" in text
+    assert "FLOPs-constrained search | [" not in text.split("keep the budget")[1]  # not timed: no row
