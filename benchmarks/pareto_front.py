@@ -24,9 +24,10 @@ pareto_front/timing/ for every profile: they describe the target CPU; resumable)
 - timm trainings: the units `train_<model>_s0` (group `timm`) and `train_<model>_cifar_s0` (group
   `timm_cifar`) of benchmarks/vs_handdesigned.py (one training serves both studies; the training
   form of each model, reparameterized only for timing);
-- `latency_timm`, `latency_searched` (timing): the 11 timm models (reparameterized as deployed) and
-  the searched winners, each run with mobilevit_xxs in the same interleaved rounds; latencies are
-  reported as the ratio to mobilevit_xxs in the same run (and in ms through `latency_timm`).
+- `latency_timm`, `latency_searched_<family>` (timing, group `latency_searched`): the 11 timm models
+  (reparameterized as deployed), and a family's searched winners once its searches exist, each run
+  with mobilevit_xxs in the same interleaved rounds; latencies are reported as the ratio to
+  mobilevit_xxs in the same run (and in ms through `latency_timm`).
 
 Report: table and plot (benchmarks/results/pareto_front/<profile>.{md,json,png}); for each searched
 model, whether a hand-designed model is at least as fast and more accurate beyond the binomial noise
@@ -67,7 +68,7 @@ BUDGETS = {"mnv4_s": (0.35, 0.5, 0.75), "xxs": (0.6, 0.8, 1.0)}
 TIMM = vh.TRAINABLE_TIMM
 
 
-TIMING_UNITS = ("budgets", "latency_timm", "latency_searched")
+TIMING_UNITS = ("budgets", "latency_timm", *(f"latency_searched_{f}" for f in FAMILIES))
 
 
 def timing_cache(profile: ev.Profile) -> ev.UnitCache:
@@ -92,6 +93,8 @@ def unit_names(families: list[str]) -> dict[str, list[str]]:
     for f in families:
         groups[f] = [f"supernet_{f}"] + [f"search_{f}_{b:g}" for b in BUDGETS[f]] + \
                     [f"train_{f}_{b:g}_s0" for b in BUDGETS[f]]
+    # timing on a quiet machine: not part of a family's chain, which trains on one core beside another
+    groups["latency_searched"] = [f"latency_searched_{f}" for f in families]
     return groups
 
 
@@ -234,7 +237,7 @@ def dominated_by(acc: float, n: int, ratio: float, others: list[dict[str, Any]])
 def summary(profile: ev.Profile, families: list[str]) -> dict[str, Any]:
     cache, timing = ev.UnitCache(ev.results_dir(STUDY, profile)), timing_cache(profile)
     trained = ev.UnitCache(ev.results_dir(vh.STUDY, profile))
-    lat_timm, lat_searched = timing.load("latency_timm"), timing.load("latency_searched")
+    lat_timm = timing.load("latency_timm")
     ref_ms = lat_timm["models"][REFERENCE_MODEL]["median_ms"] if lat_timm else None
 
     def latency(unit: dict | None, name: str) -> tuple[float | None, float | None]:
@@ -258,7 +261,7 @@ def summary(profile: ev.Profile, families: list[str]) -> dict[str, Any]:
         for frac in BUDGETS[f]:
             name = f"{f}_{frac:g}"
             s, t = cache.load(f"search_{name}"), cache.load(f"train_{name}_s0")
-            ratio, ms = latency(lat_searched, name)
+            ratio, ms = latency(timing.load(f"latency_searched_{f}"), name)
             note = (s or {}).get("skipped")
             rows.append({"model": f"searched {f} @ {frac:g}x {REFERENCE_MODEL}", "unit": name, "kind": f"searched ({f})",
                          "params": None if t is None else t["params"],
@@ -368,8 +371,8 @@ def main() -> int:
     ap = ev.study_parser(__doc__)
     ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     ap.add_argument("--units", nargs="+", default=["all"],
-                    help="groups or unit names: all, timing, timm, a family name, budgets, latency_timm, "
-                         "latency_searched, or one unit (e.g. train_mobileone_s0)")
+                    help="groups or unit names: all, timing, timm, timm_cifar, a family name, latency_searched, budgets, "
+                         "latency_timm, or one unit (e.g. train_mobileone_s0, latency_searched_xxs)")
     ap.add_argument("--supernet-choice", default="sandwich_kd")
     ap.add_argument("--rounds", type=int, default=7, help="interleaved latency rounds")
     ap.add_argument("--runs", type=int, default=20, help="timed inferences per model per round")
@@ -394,13 +397,13 @@ def compute(profile: ev.Profile, args: argparse.Namespace) -> None:
         raise AutovitError(f"unknown supernet choice '{args.supernet_choice}'",
                            hint=f"use one of {', '.join(supernet_ranking.CHOICES)}")
     groups = unit_names(args.families)
-    everything = [n for g in groups.values() for n in g] + ["latency_searched"]
+    everything = [n for g in groups.values() for n in g]
     wanted: list[str] = []
     for u in args.units:
         names = everything if u == "all" else groups.get(u, [u] if u in everything else None)
         if names is None:
             raise AutovitError(f"unknown unit or group '{u}'",
-                               hint=f"use all, {', '.join(groups)}, latency_searched or a unit name such as "
+                               hint=f"use all, {', '.join(groups)} or a unit name such as "
                                     f"{groups['timm'][0]}")
         wanted += [n for n in names if n not in wanted]
     cache, trained = ev.UnitCache(ev.results_dir(STUDY, profile)), ev.UnitCache(ev.results_dir(vh.STUDY, profile))
@@ -437,11 +440,12 @@ def compute(profile: ev.Profile, args: argparse.Namespace) -> None:
             run(timing, name, lambda: run_budgets(args.rounds))
         elif name == "latency_timm":
             run(timing, name, lambda: run_latency({m: m for m in TIMM}, args.rounds, args.runs))
-        elif name == "latency_searched":
-            searches = {f"{f}_{frac:g}": cache.load(f"search_{f}_{frac:g}") for f in args.families for frac in BUDGETS[f]}
+        elif name.startswith("latency_searched_"):
+            fam = name[len("latency_searched_"):]
+            searches = {f"{fam}_{frac:g}": cache.load(f"search_{fam}_{frac:g}") for frac in BUDGETS[fam]}
             waiting = [n for n, u in searches.items() if u is None]
             if waiting:
-                log(f"latency_searched waits for the searches {', '.join(waiting)}")
+                log(f"{name} waits for the searches {', '.join(waiting)}")
                 continue
             winners = {n: FAMILIES[u["family"]].deploy_space().validate(Arch.from_dict(u["winner"]["deploy_arch"]))
                        for n, u in searches.items() if u.get("winner")}

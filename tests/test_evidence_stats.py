@@ -160,6 +160,34 @@ def test_pareto_front_dominance_needs_a_faster_model_more_accurate_beyond_noise(
     assert pf.dominated_by(78.0, 100, 0.5, hand) == []   # 100 images: not beyond the noise
 
 
+def test_pareto_summary_times_each_family_and_judges_against_both_layouts(tmp_path):
+    import dataclasses
+
+    import pareto_front as pf
+    import vs_handdesigned as vh
+
+    profile = dataclasses.replace(ev.get_profile("smoke"), results_dir=tmp_path)
+    timing = pf.timing_cache(profile)
+    timing.save("latency_timm", {"models": {"mobilevit_xxs": {"median_ms": 10.0, "ratio_to_reference_model": 1.0},
+                                            "shvit_s1": {"median_ms": 5.0, "ratio_to_reference_model": 0.5}}})
+    timing.save("latency_searched_xxs", {"models": {"xxs_0.6": {"ratio_to_reference_model": 0.55}}})
+    ev.UnitCache(ev.results_dir(vh.STUDY, profile)).save(
+        "train_shvit_s1_cifar_s0", {"params": 1, "full": {"test_top1": 70.0, "test_images": 10000}})
+    cache = ev.UnitCache(ev.results_dir(pf.STUDY, profile))
+    cache.save("search_xxs_0.6", {"winner": {"inherited_val_top1": 40.0}})
+    cache.save("train_xxs_0.6_s0", {"params": 1, "full": {"test_top1": 60.0, "test_images": 10000}})
+    s = pf.summary(profile, list(pf.FAMILIES))
+    rows = {r["model"]: r for r in s["rows"]}
+    assert rows["shvit_s1_cifar"]["latency_ratio"] == 0.5  # timed as deployed: its own layout's latency
+    assert rows["shvit_s1"]["test_top1"] is None           # the own-layout training is another unit
+    searched = rows["searched xxs @ 0.6x mobilevit_xxs"]
+    assert searched["latency_ratio"] == 0.55 and searched["latency_ms"] == 5.5 and searched["within_budget"]
+    assert searched["dominated_by"] == ["shvit_s1_cifar"]
+    assert rows["searched mnv4_s @ 0.35x mobilevit_xxs"]["latency_ratio"] is None
+    assert "latency_searched_xxs" not in s["missing"] and "latency_searched_mnv4_s" in s["missing"]
+    assert "train_shvit_s1_cifar_s0" not in s["missing"] and "train_mobilevit_xxs_cifar_s0" in s["missing"]
+
+
 def test_pareto_front_rejects_an_unknown_unit(capsys, monkeypatch):
     import pareto_front as pf
 
