@@ -194,7 +194,12 @@ def run_search(ctx: FamilyContext, frac: float, budgets: dict[str, Any], seed: i
     b = result.best
     log(f"search {ctx.name} {frac:g}x: {b.accuracy:.2f}% inherited, {b.latency_ms:.2f} ms predicted "
         f"(budget {row['ms_table']:.2f})")
+    # the weights live in runs/ only: a later session retrains them, and the extremes' inherited top-1
+    # shows whether these are the weights the committed supernet unit describes
+    acc = ctx.accuracy_fn()
+    extremes = {"smallest": acc(space.smallest()), "largest": acc(space.largest())}
     return {"family": ctx.name, "fraction": frac, "seed": seed, "budget": row, "supernet_choice": ctx.choice,
+            "supernet_extremes_top1": extremes,
             "settings": cfg.to_dict(), "evaluations": result.evaluations, "eval_dtype": ctx.profile.eval_dtype,
             "winner": {"deploy_arch": b.arch.to_dict(), "proxy_arch": ctx.family.to_proxy(b.arch).to_dict(),
                        "key": b.key, "inherited_val_top1": b.accuracy, "predicted_ms": b.latency_ms,
@@ -277,8 +282,14 @@ def summary(profile: ev.Profile, families: list[str]) -> dict[str, Any]:
     groups = unit_names(families)
     done = {n for g in groups.values() for n in g
             if (trained if timm_of(n) else timing if n in TIMING_UNITS else cache).load(n)}
+    supernets = {}
+    for f in families:
+        sn = cache.load(f"supernet_{f}")
+        supernets[f] = {"unit": None if sn is None else sn["inherited_val_top1"],
+                        "searches": {f"{frac:g}": u["supernet_extremes_top1"] for frac in BUDGETS[f]
+                                     if (u := cache.load(f"search_{f}_{frac:g}")) and "supernet_extremes_top1" in u}}
     return {"profile": profile.name, "resolution": RESOLUTION, "reference_model": REFERENCE_MODEL,
-            "reference_ms": ref_ms, "budgets": timing.load("budgets"), "rows": rows,
+            "reference_ms": ref_ms, "budgets": timing.load("budgets"), "rows": rows, "supernets": supernets,
             "missing": sorted({n for g in groups.values() for n in g} - done)}
 
 
@@ -360,6 +371,13 @@ def report(profile: ev.Profile, families: list[str]) -> str:
         lines += [f"- {f}: fastest subnet {b['fastest_vs_reference_model']:.3f}x; "
                   + ", ".join(f"{k}x {'feasible' if v['feasible'] else 'INFEASIBLE'}" for k, v in b["budgets"].items())
                   for f, b in s["budgets"]["families"].items()]
+    checks = {f: v for f, v in s["supernets"].items() if v["unit"] and v["searches"]}
+    if checks:
+        lines += ["", "Supernet weights (kept in runs/ only; a search in a later session runs on retrained weights): "
+                      "inherited top-1 of the space's smallest / largest subnet", ""]
+        lines += [f"- {f}: supernet unit {v['unit']['smallest']:.2f} / {v['unit']['largest']:.2f}; "
+                  + ", ".join(f"search {k}x {e['smallest']:.2f} / {e['largest']:.2f}" for k, e in v["searches"].items())
+                  for f, v in checks.items()]
     lines += ["", f"Plot: `{png.name}`" if has_plot else "No plot yet (no model has both accuracy and latency).", ""]
     text = "\n".join(lines)
     ev.write_report(STUDY, profile, s, text)

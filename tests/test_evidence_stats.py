@@ -176,7 +176,14 @@ def test_pareto_summary_times_each_family_and_judges_against_both_layouts(tmp_pa
     cache = ev.UnitCache(ev.results_dir(pf.STUDY, profile))
     cache.save("search_xxs_0.6", {"winner": {"inherited_val_top1": 40.0}})
     cache.save("train_xxs_0.6_s0", {"params": 1, "full": {"test_top1": 60.0, "test_images": 10000}})
+    cache.save("supernet_mnv4_s", {"inherited_val_top1": {"smallest": 44.3, "largest": 52.4}})
+    cache.save("search_mnv4_s_0.5", {"winner": None, "skipped": "x",
+                                     "supernet_extremes_top1": {"smallest": 44.1, "largest": 52.9}})
     s = pf.summary(profile, list(pf.FAMILIES))
+    # searches record the weights they ran on: retrained weights are told apart from the unit's
+    assert s["supernets"]["mnv4_s"] == {"unit": {"smallest": 44.3, "largest": 52.4},
+                                        "searches": {"0.5": {"smallest": 44.1, "largest": 52.9}}}
+    assert s["supernets"]["xxs"] == {"unit": None, "searches": {}}
     rows = {r["model"]: r for r in s["rows"]}
     assert rows["shvit_s1_cifar"]["latency_ratio"] == 0.5  # timed as deployed: its own layout's latency
     assert rows["shvit_s1"]["test_top1"] is None           # the own-layout training is another unit
