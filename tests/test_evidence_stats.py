@@ -190,6 +190,11 @@ def test_pareto_summary_times_each_family_and_judges_against_both_layouts(tmp_pa
     searched = rows["searched xxs @ 0.6x mobilevit_xxs"]
     assert searched["latency_ratio"] == 0.55 and searched["latency_ms"] == 5.5 and searched["within_budget"]
     assert searched["dominated_by"] == ["shvit_s1_cifar"]
+    # untrained baselines at most as slow keep the verdict provisional; slower ones do not matter
+    assert searched["untrained_faster"] == ["shvit_s1"]
+    assert pf.verdict(searched) == "shvit_s1_cifar"
+    assert pf.verdict({**searched, "dominated_by": []}) == "none so far; not trained yet: shvit_s1"
+    assert pf.verdict({**searched, "dominated_by": [], "untrained_faster": []}) == "none: on or above the front"
     assert rows["searched mnv4_s @ 0.35x mobilevit_xxs"]["latency_ratio"] is None
     assert "latency_searched_xxs" not in s["missing"] and "latency_searched_mnv4_s" in s["missing"]
     assert "train_shvit_s1_cifar_s0" not in s["missing"] and "train_mobilevit_xxs_cifar_s0" in s["missing"]
