@@ -421,21 +421,20 @@ def predict_correct(model: Any, dataset: Any, batch_size: int = 256, device: Any
 
 
 def train_standalone(model: Any, cfg: Any, data: Any, out_dir: Path, val: Any, test: Any,
-                     log: Callable[[str], None], checkpoints: bool = True) -> dict[str, Any]:
+                     log: Callable[[str], None]) -> dict[str, Any]:
     """Trains `model` alone for cfg.max_steps, recording held-out and test top-1 at half the steps
-    (same run, mid-schedule: the rank-settling check) and at the end. With `checkpoints` (autovit
-    models) an interrupted run resumes from out_dir; timm models cannot be checkpointed by the
-    Trainer, so an interrupted one restarts its unit."""
+    (same run, mid-schedule: the rank-settling check) and at the end. An interrupted run (autovit
+    or timm model) resumes from out_dir's last checkpoint."""
     from _log import LogConsole
     from autovit.io_utils import save_json
     from autovit.train.trainer import Trainer
 
-    trainer = Trainer(cfg, model, data, out_dir=out_dir if checkpoints else None, console=LogConsole())
+    trainer = Trainer(cfg, model, data, out_dir=out_dir, console=LogConsole())
     last = out_dir / "checkpoints" / "last.pt"
-    if checkpoints and last.is_file():
-        trainer.resume(last)
     half_file = out_dir / "half.json"
-    if not checkpoints and half_file.is_file():
+    if last.is_file():
+        trainer.resume(last)
+    elif half_file.is_file():  # left by a run that wrote no checkpoint: not this run's
         half_file.unlink()
     half_step = max(cfg.max_steps // 2, 1)
 

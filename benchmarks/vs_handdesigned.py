@@ -171,7 +171,7 @@ def run_training(profile: ev.Profile, name: str, seed: int, arch: Any, data_dir:
     model = build(name, arch)
     out = ev.run_dir(STUDY, profile, f"train_{name}_s{seed}", arch if name == SEARCHED else None)
     res = ev.train_standalone(model, cfg, data, out, ev.limited(data.val, profile.val_images),
-                              ev.limited(data.test, profile.test_images), log, checkpoints=name == SEARCHED)
+                              ev.limited(data.test, profile.test_images), log)
     log(f"{name} seed {seed}: test top-1 {res['full']['test_top1']:.2f}%")
     return {"model": name, "seed": seed, "arch": arch.to_dict() if name == SEARCHED else None,
             "params": sum(p.numel() for p in model.parameters()), "config": cfg.to_dict(), **res}

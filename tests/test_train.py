@@ -92,7 +92,17 @@ RECIPE = dict(mixup=0.8, cutmix=1.0, rand_augment="rand-m9-mstd0.5-inc1", random
               label_smoothing=0.1, warmup_steps=2)
 
 
-@pytest.mark.parametrize("kind", ["supernet", "standalone"])
+def _timm_model(strides_changed: bool = False, name: str = "mobilenetv3_small_050") -> torch.nn.Module:
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, num_classes=10, in_chans=3, drop_rate=0.2)
+    if strides_changed:  # same tensor shapes, another layout (what a CIFAR variant changes)
+        model.conv_stem.stride = (1, 1)
+    return model
+
+
+@pytest.mark.parametrize("kind", ["supernet", "standalone", "timm"])
 def test_interrupted_and_resumed_run_equals_uninterrupted(kind: str, data, tmp_path: Path) -> None:
     cfg = tiny_config(max_steps=7, ckpt_every_steps=3, **RECIPE, sampling="sandwich" if kind == "supernet" else "uniform",
                       sandwich_random=1, log_every_steps=1)
@@ -101,6 +111,8 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(kind: str, data, tmp_p
         torch.manual_seed(0)
         if kind == "supernet":
             return Supernet(train_space(), num_classes=10, drop_rate=0.2)
+        if kind == "timm":  # any other module (the baselines): class + structure + state dict
+            return _timm_model()
         return AutoViT(train_space().smallest(), num_classes=10, drop_rate=0.2)
 
     full = Trainer(cfg, model(), data, out_dir=tmp_path / "full").fit()
@@ -126,6 +138,14 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(kind: str, data, tmp_p
     assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
     rows = list(csv.DictReader(open(run / "train_log.csv")))
     assert [int(r["step"]) for r in rows] == list(range(1, 8))  # rows of the lost steps were replaced
+    if kind == "timm":  # its final weights: model.safetensors, loadable into the same module
+        from safetensors.torch import load_model, safe_open
+
+        with safe_open(str(run / "model.safetensors"), "pt") as f:
+            assert f.metadata()["class"] == "timm.models.mobilenetv3.MobileNetV3"
+        fresh = _timm_model()
+        load_model(fresh, str(run / "model.safetensors"))
+        assert all(torch.equal(x, y) for x, y in zip(fresh.state_dict().values(), b.model.state_dict().values()))
 
 
 def test_corrupt_or_foreign_checkpoint_loads_nothing(data, tmp_path: Path) -> None:
@@ -176,6 +196,21 @@ def test_standalone_checkpoint_of_another_arch_is_rejected(data, tmp_path: Path)
         other.resume(tmp_path / "a" / "checkpoints" / "last.pt")
     with pytest.raises(AutovitError, match="subnet training run, this is a supernet run"):
         Trainer(cfg, _supernet(), data).resume(tmp_path / "a" / "checkpoints" / "last.pt")
+
+
+def test_checkpoint_of_another_module_is_rejected(data, tmp_path: Path) -> None:
+    cfg = tiny_config(max_steps=1)
+    Trainer(cfg, _timm_model(), data, out_dir=tmp_path / "t").fit()
+    ckpt = tmp_path / "t" / "checkpoints" / "last.pt"
+    with pytest.raises(AutovitError, match="another structure .*strides differ"):
+        Trainer(cfg, _timm_model(strides_changed=True), data).resume(ckpt)
+    with pytest.raises(AutovitError, match="holds timm.models.mobilenetv3.MobileNetV3, but a timm.models.efficientnet"):
+        Trainer(cfg, _timm_model(name="efficientnet_b0"), data).resume(ckpt)
+    with pytest.raises(AutovitError, match="holds another kind of model, but a single AutoViT subnet"):
+        Trainer(cfg, AutoViT(train_space().smallest(), num_classes=10), data).resume(ckpt)
+    Trainer(cfg, AutoViT(train_space().smallest(), num_classes=10), data, out_dir=tmp_path / "a").fit()
+    with pytest.raises(AutovitError, match="holds an AutoViT subnet or supernet, but a timm.models.mobilenetv3"):
+        Trainer(cfg, _timm_model(), data).resume(tmp_path / "a" / "checkpoints" / "last.pt")
 
 
 # ------------------------------------------------------------------------------ init-from, outputs

@@ -1,7 +1,7 @@
 """Training checkpoints: written atomically, loaded all-or-nothing, resumable exactly.
 
 A checkpoint holds the model (a `supernet_state()` for supernets; arch + state dict for a static
-subnet), optimizer, LR scheduler, AMP scaler, the step and the data position (epoch and images of
+subnet; class, structure fingerprint + state dict for any other module, e.g. a timm baseline), optimizer, LR scheduler, AMP scaler, the step and the data position (epoch and images of
 its permutation consumed: the sampler resumes mid-epoch from it, on any number of processes), the
 training config and the space. No RNG state: each step's RNGs derive from (seed, rank, step).
 It is read with `torch.load(weights_only=True)`: no pickled code.
@@ -25,6 +25,7 @@ from autovit.io_utils import atomic_torch_save, torch_load_tensors
 
 FORMAT = "autovit-train"
 SUBNET_FORMAT = "autovit-subnet-state"
+MODULE_FORMAT = "autovit-module-state"
 VERSION = 1
 
 
@@ -45,12 +46,28 @@ def is_supernet(model: nn.Module) -> bool:
     return hasattr(model, "set_active") and hasattr(model, "space")
 
 
+def is_autovit_subnet(model: nn.Module) -> bool:
+    return isinstance(getattr(model, "arch", None), Arch) and not is_supernet(model)
+
+
+def module_identity(model: nn.Module) -> dict[str, str]:
+    """Class and a fingerprint of the module tree (its repr: layer kinds, widths, strides), so a
+    checkpoint of another layout with the same tensor shapes (e.g. other strides) is refused."""
+    import hashlib
+
+    cls = type(model)
+    return {"class": f"{cls.__module__}.{cls.__qualname__}",
+            "structure": hashlib.sha256(repr(model).encode()).hexdigest()[:16]}
+
+
 def model_payload(model: nn.Module) -> dict[str, Any]:
-    """A self-describing snapshot of a Supernet or a static AutoViT."""
+    """A self-describing snapshot of a Supernet, a static AutoViT or any other module."""
     if is_supernet(model):
         from autovit.supernet import supernet_state
 
         return supernet_state(model)
+    if not is_autovit_subnet(model):
+        return {"format": MODULE_FORMAT, **module_identity(model), "state_dict": model.state_dict()}
     return {"format": SUBNET_FORMAT, "arch": model.arch.to_dict(), "num_classes": model.num_classes,
             "in_chans": model.stem.conv.in_channels, "state_dict": model.state_dict()}
 
@@ -85,11 +102,25 @@ def restore_model(model: nn.Module, payload: Mapping[str, Any]) -> None:
         from autovit.supernet import load_supernet_state
 
         load_supernet_state(model, payload)
-    else:
-        if not isinstance(payload, Mapping) or payload.get("format") != SUBNET_FORMAT:
-            raise AutovitError("the checkpoint holds a supernet, but a single subnet is being trained",
-                               hint="use `autovit supernet train --resume` for supernet checkpoints")
+        return
+    fmt = payload.get("format") if isinstance(payload, Mapping) else None
+    if is_autovit_subnet(model):
+        if fmt != SUBNET_FORMAT:
+            held = "another kind of model" if fmt == MODULE_FORMAT else "a supernet"
+            raise AutovitError(f"the checkpoint holds {held}, but a single AutoViT subnet is being trained",
+                               hint="resume with the model the checkpoint was written for")
         _load_subnet_payload(model, payload)
+        return
+    own = module_identity(model)
+    if fmt != MODULE_FORMAT or payload.get("class") != own["class"]:
+        held = payload.get("class") if fmt == MODULE_FORMAT else "an AutoViT subnet or supernet"
+        raise AutovitError(f"the checkpoint holds {held}, but a {own['class']} is being trained",
+                           hint="resume with the model the checkpoint was written for")
+    if payload.get("structure") != own["structure"]:
+        raise AutovitError(f"the checkpoint holds a {own['class']} of another structure (layers, widths or "
+                           f"strides differ: fingerprint {payload.get('structure')}, this model {own['structure']})",
+                           hint="resume with the same model name, variant and resolution")
+    _load_state_all_or_nothing(model, payload.get("state_dict"))
 
 
 # ------------------------------------------------------------------------------ files

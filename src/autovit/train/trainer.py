@@ -36,9 +36,11 @@ from autovit.errors import AutovitError
 from autovit.io_utils import save_json
 from autovit.train import distributed as ddp
 from autovit.train.checkpoint import (
+    is_autovit_subnet,
     is_supernet,
-    model_payload,
     keep_previous,
+    model_payload,
+    module_identity,
     nonfinite_tensors,
     read_checkpoint,
     restore_model,
@@ -123,7 +125,8 @@ class Trainer:
 
     `out_dir` receives config.yaml, checkpoints/last.pt (every `ckpt_every_steps` steps and every
     epoch), train_log.csv, eval_log.csv, TensorBoard events (tb/) and the final weights
-    (supernet.pt, or subnet/ with model.safetensors + arch.json). Only rank 0 writes.
+    (supernet.pt; subnet/ with model.safetensors + arch.json; model.safetensors for another module,
+    e.g. a timm baseline). Only rank 0 writes.
     """
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, data: DataBundle, out_dir: str | Path | None = None,
@@ -529,7 +532,8 @@ class Trainer:
         return path
 
     def save_final(self) -> None:
-        """The trained weights in their portable form: supernet.pt or subnet/ (safetensors + arch)."""
+        """The trained weights in their portable form: supernet.pt, subnet/ (safetensors + arch) or,
+        for another module, model.safetensors."""
         if not (self.is_main and self.out_dir is not None):
             return
         from autovit.io_utils import atomic_torch_save
@@ -538,11 +542,18 @@ class Trainer:
             # The training config travels with the weights: search and export read the data
             # settings and, above all, the resolution the supernet was trained at from it.
             atomic_torch_save(self.out_dir / "supernet.pt", {**model_payload(self.model), "config": self.cfg.to_dict()})
-        else:
+        elif is_autovit_subnet(self.model):
             from autovit.data import data_config
             from autovit.subnet_io import save_subnet
 
             save_subnet(self.model, self.out_dir / "subnet", extra_meta={"data_config": data_config(self.cfg)})
+        else:  # another module (a timm baseline): its weights, named by class and structure
+            from safetensors.torch import save_model
+
+            from autovit.io_utils import atomic_write
+
+            atomic_write(self.out_dir / "model.safetensors",
+                         lambda p: save_model(self.model, str(p), metadata=module_identity(self.model)))
         save_json(self.out_dir / "summary.json", {"steps": self.step, "train_time_s": round(self.elapsed_s, 2),
                                                   "final_loss": self.history[-1].loss if self.history else None})
 
