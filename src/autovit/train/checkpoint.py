@@ -1,8 +1,9 @@
 """Training checkpoints: written atomically, loaded all-or-nothing, resumable exactly.
 
 A checkpoint holds the model (a `supernet_state()` for supernets; arch + state dict for a static
-subnet; class, structure fingerprint + state dict for any other module, e.g. a timm baseline), optimizer, LR scheduler, AMP scaler, the step and the data position (epoch and images of
-its permutation consumed: the sampler resumes mid-epoch from it, on any number of processes), the
+subnet; class, structure fingerprint + state dict for any other module, e.g. a timm baseline),
+optimizer, LR scheduler, AMP scaler, the step and the data position (epoch and images of its
+permutation consumed: the sampler resumes mid-epoch from it, on any number of processes), the
 training config and the space. No RNG state: each step's RNGs derive from (seed, rank, step).
 It is read with `torch.load(weights_only=True)`: no pickled code.
 """
@@ -105,10 +106,12 @@ def restore_model(model: nn.Module, payload: Mapping[str, Any]) -> None:
         return
     fmt = payload.get("format") if isinstance(payload, Mapping) else None
     if is_autovit_subnet(model):
+        if fmt == MODULE_FORMAT:
+            raise AutovitError("the checkpoint holds another kind of model, but a single AutoViT subnet is being "
+                               "trained", hint="resume with the model the checkpoint was written for")
         if fmt != SUBNET_FORMAT:
-            held = "another kind of model" if fmt == MODULE_FORMAT else "a supernet"
-            raise AutovitError(f"the checkpoint holds {held}, but a single AutoViT subnet is being trained",
-                               hint="resume with the model the checkpoint was written for")
+            raise AutovitError("the checkpoint holds a supernet, but a single subnet is being trained",
+                               hint="use `autovit supernet train --resume` for supernet checkpoints")
         _load_subnet_payload(model, payload)
         return
     own = module_identity(model)
