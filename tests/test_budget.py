@@ -23,8 +23,10 @@ QUIET_MS = {"reference": 1.0, "mobilevit_xxs": 1.8}
 class FakeTimer:
     """Times every model at `QUIET_MS x slowdown` (archs: `arch_ratio(index, arch)` x the reference)."""
 
-    def __init__(self, slowdown: float = 1.0, arch_ratio=None, spread: float = 0.02, model_ms=None) -> None:
+    def __init__(self, slowdown: float = 1.0, arch_ratio=None, spread: float = 0.02, model_ms=None,
+                 ratio_spread=None, reference_noise=None) -> None:
         self.slowdown, self.arch_ratio, self.spread, self.calls = slowdown, arch_ratio, spread, []
+        self.ratio_spread, self.reference_noise = ratio_spread or {}, reference_noise
         self.model_ms = {**QUIET_MS, **(model_ms or {})}
 
     def __call__(self, models) -> RatioTimes:
@@ -34,7 +36,8 @@ class FakeTimer:
         for i, (name, spec) in enumerate(models.items()):
             ratio[name] = (self.arch_ratio(i, spec) if isinstance(spec, Arch) else
                            self.model_ms[spec] / self.model_ms["reference"])
-        return RatioTimes(ratio, {n: r * ref for n, r in ratio.items()}, ref, self.spread)
+        return RatioTimes(ratio, {n: r * ref for n, r in ratio.items()}, ref, self.spread, self.ratio_spread,
+                          self.reference_noise)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -104,6 +107,20 @@ def test_verification_returns_the_next_candidate_when_the_winner_measures_over_b
     # within the measured noise (2%) when nothing is strictly under budget
     timer = FakeTimer(arch_ratio=lambda i, arch: [2.5, 1.82, 1.9][i], spread=0.02)
     assert verify_candidates(_cands(3), RatioModel([1.7] * 3), budget, timer).chosen == 1
+    # the tolerance is the noise of the budget's own ratio, not the reference's raw ms spread (which
+    # mixes pairings): a machine whose reference drifts 48% still judges within 1%, and says so
+    timer = FakeTimer(arch_ratio=lambda i, arch: [1.85, 1.815, 1.9][i], spread=0.48, ratio_spread={"budget": 0.01})
+    v = verify_candidates(_cands(3), RatioModel([1.7] * 3), budget, timer)
+    assert v.chosen == 1 and v.tolerance == pytest.approx(0.01) and [r.within for r in v.rows] == [False, True, False]
+    assert "noise of the budget's figure +-1.0%" in v.markdown() and "48.0% across the pairings" in v.markdown()
+    # an ms budget: the reference's noise within a pairing (1%), not its drift between pairings (48%),
+    # so a candidate 30% over the budget is not accepted as "within the noise"
+    in_ms = resolve_budget(LatencyBudget.parse("1.8ms"), 1.0, FakeTimer())
+    timer = FakeTimer(arch_ratio=lambda i, arch: [2.34, 1.815, 1.9][i], spread=0.48, reference_noise=0.01)
+    v = verify_candidates(_cands(3), RatioModel([1.7] * 3), in_ms, timer)
+    assert v.chosen == 1 and v.tolerance == pytest.approx(0.01) and [r.within for r in v.rows] == [False, True, False]
+    timer = FakeTimer(arch_ratio=lambda i, arch: [2.34, 2.5, 2.6][i], spread=0.48, reference_noise=0.01)
+    assert verify_candidates(_cands(3), RatioModel([1.7] * 3), in_ms, timer).chosen is None
     # none within budget: no choice, and the report says so
     timer = FakeTimer(arch_ratio=lambda i, arch: 3.0)
     v = verify_candidates(_cands(3), RatioModel([1.7] * 3), budget, timer)
