@@ -216,7 +216,7 @@ def report(profile: ev.Profile, seeds: list[int]) -> str:
     else:
         lines.append("Not timed yet (`--kinds latency` on a quiet machine).")
     lines += ["", "The pooled McNemar test treats the seeds' test predictions as independent images; the seed-level "
-                  "t-test is the stricter reading with 3 seeds.", ""]
+                  "t-test is the stricter reading.", ""]
     text = "\n".join(lines)
     ev.write_report(STUDY, profile, s, text)
     return text
