@@ -96,6 +96,12 @@ class RatioTimes:
     # timing noise without the drift between pairings (None: not measured, use reference_spread)
     reference_noise: float | None = None
 
+    @property
+    def reference_timing_noise(self) -> float:
+        """The noise of a figure converted through the reference's ms: its spread within a pairing
+        when measured, else its spread over the whole measurement."""
+        return self.reference_spread if self.reference_noise is None else self.reference_noise
+
 
 # Times the named models interleaved with the table's reference network.
 Timer = Callable[[Mapping[str, ModelSpec]], RatioTimes]
@@ -309,7 +315,7 @@ def verify_candidates(candidates: Sequence[Any], latency_model: Any, resolved: R
     times = timer(specs)
     budget_ratio = b.factor * times.ratio["budget"] if b.relative else b.ms / times.reference_ms
     if tolerance is None:  # the noise of the budget's own figure
-        ref_noise = times.reference_spread if times.reference_noise is None else times.reference_noise
+        ref_noise = times.reference_timing_noise
         tol = times.ratio_spread.get("budget", ref_noise) if b.relative else ref_noise
     else:
         tol = tolerance
@@ -542,7 +548,7 @@ def measure_contract(model: ModelSpec, budget: "LatencyBudget | str", timer: Tim
         noise = math.hypot(times.ratio_spread.get("returned", 0.0), times.ratio_spread.get("budget", 0.0))
     else:
         fraction = times.ms["returned"] / spec.ms
-        noise = times.reference_spread
+        noise = times.reference_timing_noise
     return {"fraction": fraction, "noise": noise, "met": fraction <= 1.0, "met_within_noise": fraction <= 1.0 + noise,
             "budget": str(spec), "reference_spread": times.reference_spread, "returned_ratio": times.ratio["returned"],
             "budget_model_ratio": times.ratio.get("budget"), "returned_ms": times.ms["returned"],
