@@ -234,6 +234,17 @@ def rank_correlation(x: Sequence[float], y: Sequence[float], n_boot: int = 2000,
     return out
 
 
+def rank_correlation_beyond_size(x: Sequence[float], y: Sequence[float], size: Sequence[float],
+                                 n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """`rank_correlation` of x vs y after removing from each what log(size) explains: the residuals
+    of a least-squares line on log(size). Does x rank y beyond the size both may track?"""
+    x, y, z = np.asarray(x, float), np.asarray(y, float), np.log(np.asarray(size, float))
+    if len(x) < 3:
+        return rank_correlation(x, y, n_boot, seed)
+    resid = lambda v: v - np.polyval(np.polyfit(z, v, 1), z)  # noqa: E731
+    return rank_correlation(resid(x), resid(y), n_boot, seed)
+
+
 def paired_accuracy(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict:
     """A vs B on the same images: top-1 difference (points) with a paired-bootstrap 95% CI, and the
     exact McNemar test on the discordant images."""

@@ -108,11 +108,15 @@ def report(profile: ev.Profile) -> str:
               + (", ".join(f"{n} {v:.2f}%" for n, v in s["long_test_top1"].items()) or "none yet") + ".", "",
               "Inherited (per supernet training choice) vs standalone (each length that has units):", ""]
     lines += ev.md_table(["choice", "standalone length", "n", "Kendall tau", "tau 95% CI", "p", "Spearman rho",
-                          "rho 95% CI"],
+                          "rho 95% CI", "tau beyond size", "its 95% CI"],
                          [[r["choice"], r["length"], r["n"], ev.fmt(r.get("kendall_tau")),
                            ev.fmt_ci(r.get("kendall_tau_ci95")), ev.fmt(r.get("kendall_tau_p")),
-                           ev.fmt(r.get("spearman_rho")), ev.fmt_ci(r.get("spearman_rho_ci95"))]
-                          for r in s["inherited_vs_standalone"]] or [["(no supernet unit yet)"] + [None] * 7])
+                           ev.fmt(r.get("spearman_rho")), ev.fmt_ci(r.get("spearman_rho_ci95")),
+                           ev.fmt(r["beyond_size"]["kendall_tau"]), ev.fmt_ci(r["beyond_size"]["kendall_tau_ci95"])]
+                          for r in s["inherited_vs_standalone"]] or [["(no supernet unit yet)"] + [None] * 9])
+    lines += ["", "*Tau beyond size*: the same tau after removing from each accuracy what log(params) explains "
+                  "(residuals of a least-squares line): whether inherited accuracy ranks subnets for any reason other "
+                  "than their size.", ""]
     text = "\n".join(lines + [""])
     ev.write_report(STUDY, profile, s, text)
     return text

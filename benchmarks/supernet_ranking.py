@@ -126,10 +126,13 @@ def ablation_rows(profile: ev.Profile) -> tuple[list[dict[str, Any]], int]:
             names = [n for n in alone if n in unit["inherited"]]
             if not names and rows and rows[-1]["choice"] == choice:
                 continue  # no long units yet: one row per choice
-            corr = ev.rank_correlation([unit["inherited"][n]["val_top1"] for n in names],
-                                       [alone[n]["full"]["test_top1"] for n in names])
+            inherited = [unit["inherited"][n]["val_top1"] for n in names]
+            standalone = [alone[n]["full"]["test_top1"] for n in names]
+            corr = ev.rank_correlation(inherited, standalone)
+            beyond = ev.rank_correlation_beyond_size(inherited, standalone, [alone[n]["params"] for n in names])
             rows.append({"choice": choice, "length": length, "passes": unit["passes"], "steps": unit["supernet_steps"],
                          "train_min": unit["supernet_train_s"] / 60, **corr,
+                         "beyond_size": {k: beyond.get(k) for k in ("kendall_tau", "kendall_tau_ci95", "kendall_tau_p")},
                          "inherited_mean": sum(v["val_top1"] for v in unit["inherited"].values()) / len(unit["inherited"])})
     return rows, len(lengths[f"{profile.standalone_steps} steps"])
 
@@ -152,13 +155,17 @@ def report(profile: ev.Profile) -> str:
              f"({n_alone} of {profile.n_subnets} trained so far)",
              f"- Regenerate: `python benchmarks/supernet_ranking.py --profile {profile.name} --report`", ""]
     lines += ev.md_table(["choice", "passes", "steps", "train (min)", "mean inherited top-1", "standalone length", "n",
-                          "Kendall tau", "tau 95% CI", "Spearman rho", "rho 95% CI"],
+                          "Kendall tau", "tau 95% CI", "Spearman rho", "rho 95% CI", "tau beyond size", "its 95% CI"],
                          [[r["choice"], r["passes"], r["steps"], round(r["train_min"], 1), round(r["inherited_mean"], 2),
                            r["length"], r["n"], ev.fmt(r.get("kendall_tau")), ev.fmt_ci(r.get("kendall_tau_ci95")), ev.fmt(r.get("spearman_rho")),
-                           ev.fmt_ci(r.get("spearman_rho_ci95"))] for r in rows])
+                           ev.fmt_ci(r.get("spearman_rho_ci95")), ev.fmt(r["beyond_size"]["kendall_tau"]),
+                           ev.fmt_ci(r["beyond_size"]["kendall_tau_ci95"])] for r in rows])
     missing = [c for c in CHOICES if c not in {r["choice"] for r in rows}]
     lines += ["", f"Choices not run yet: {', '.join(missing) or 'none'}. With n < 12 subnets the CIs are wide; a "
-                  "tau whose CI contains 0 shows no ranking.", ""]
+                  "tau whose CI contains 0 shows no ranking.",
+              "", "*Tau beyond size*: Kendall tau of the two accuracies after removing from each what log(params) "
+                  "explains (residuals of a least-squares line): whether the supernet ranks subnets for any reason other "
+                  "than the size that both accuracies may track.", ""]
     text = "\n".join(lines)
     ev.write_report(STUDY, profile, {"profile": profile.name, "rows": rows, "standalone_units": n_alone}, text)
     return text

@@ -254,3 +254,15 @@ def test_method_comparison_reports_whether_winners_keep_the_budget(tmp_path):
     assert "| latency-aware search (ours) | [0, 1] | 1.800 | 1.650 | -8.1% [-10.0, -6.2] | 1.800 | 1/2 |" in text
     assert "| random search | [0, 1] | 1.700 | 1.600 | -5.3% [-10.5, +0.0] | 1.800 | 1/2 |" in text
     assert "FLOPs-constrained search | [" not in text.split("keep the budget")[1]  # not timed: no row
+
+
+def test_rank_correlation_beyond_size_removes_what_size_explains():
+    size = np.array([1, 2, 4, 8, 16, 32, 64, 128], float)
+    wobble = np.array([0.3, -0.2, 0.1, -0.4, 0.2, -0.1, 0.4, -0.3])
+    # both track log(size) strongly, and their leftovers are opposite: tau 1 with size, -1 beyond it
+    x, y = 10 * np.log(size) + wobble, 5 * np.log(size) - wobble
+    assert ev.rank_correlation(x, y, n_boot=100)["kendall_tau"] == pytest.approx(1.0)
+    assert ev.rank_correlation_beyond_size(x, y, size, n_boot=100)["kendall_tau"] == pytest.approx(-1.0)
+    # leftovers that agree: +1 beyond size although y falls with size
+    assert ev.rank_correlation_beyond_size(x, -np.log(size) + wobble, size, n_boot=100)["kendall_tau"] == pytest.approx(1.0)
+    assert ev.rank_correlation_beyond_size([1, 2], [2, 1], [1, 2])["kendall_tau"] is None
