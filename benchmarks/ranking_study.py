@@ -24,6 +24,7 @@ import sys
 from typing import Any
 
 import _evidence as ev
+import supernet_ranking
 from _log import log
 
 STUDY = "ranking_study"
@@ -56,8 +57,6 @@ def run_subnet(profile: ev.Profile, row: dict[str, Any], data_dir: str, seed: in
 
 
 def summary(profile: ev.Profile) -> dict[str, Any]:
-    import supernet_ranking
-
     plan = ev.study_plan(profile)
     cache = ev.UnitCache(ev.results_dir(STUDY, profile))
     units = {r["name"]: cache.load(r["name"]) for r in plan}
@@ -114,11 +113,10 @@ def report(profile: ev.Profile) -> str:
                            ev.fmt(r.get("spearman_rho")), ev.fmt_ci(r.get("spearman_rho_ci95")),
                            ev.fmt(r["beyond_size"]["kendall_tau"]), ev.fmt_ci(r["beyond_size"]["kendall_tau_ci95"])]
                           for r in s["inherited_vs_standalone"]] or [["(no supernet unit yet)"] + [None] * 9])
-    lines += ["", "*Tau beyond size*: the same tau after removing from each accuracy what log(params) explains "
-                  "(residuals of a least-squares line): whether inherited accuracy ranks subnets for any reason other "
-                  "than their size.", ""]
+    lines += ["", supernet_ranking.BEYOND_SIZE_NOTE, ""]
     text = "\n".join(lines + [""])
     ev.write_report(STUDY, profile, s, text)
+    supernet_ranking.report(profile)  # its table's ground truth is these units: keep it in step
     return text
 
 

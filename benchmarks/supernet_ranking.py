@@ -44,6 +44,9 @@ CHOICES: dict[str, dict[str, Any]] = {
     "uniform_2x": dict(sampling="uniform"),
 }
 STUDY = "supernet_ranking"
+BEYOND_SIZE_NOTE = ("*Tau beyond size*: Kendall tau of inherited vs standalone accuracy after removing from each what "
+                    "log(params) explains (residuals of a least-squares line): whether the supernet ranks subnets for "
+                    "any reason other than the size that both accuracies may track.")
 
 
 def passes_per_step(choice: str) -> int:
@@ -163,9 +166,7 @@ def report(profile: ev.Profile) -> str:
     missing = [c for c in CHOICES if c not in {r["choice"] for r in rows}]
     lines += ["", f"Choices not run yet: {', '.join(missing) or 'none'}. With n < 12 subnets the CIs are wide; a "
                   "tau whose CI contains 0 shows no ranking.",
-              "", "*Tau beyond size*: Kendall tau of the two accuracies after removing from each what log(params) "
-                  "explains (residuals of a least-squares line): whether the supernet ranks subnets for any reason other "
-                  "than the size that both accuracies may track.", ""]
+              "", BEYOND_SIZE_NOTE, ""]
     text = "\n".join(lines)
     ev.write_report(STUDY, profile, {"profile": profile.name, "rows": rows, "standalone_units": n_alone}, text)
     return text
