@@ -213,8 +213,16 @@ def _bootstrap(stat: Callable[[np.ndarray], float], n: int, n_boot: int, seed: i
     return float(lo), float(hi)
 
 
-def rank_correlation(x: Sequence[float], y: Sequence[float], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Kendall tau and Spearman rho of x vs y with their p-values and paired-bootstrap 95% CIs."""
+Pairs = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def rank_correlation(x: Sequence[float], y: Sequence[float], n_boot: int = 2000, seed: int = 0,
+                     pairs: Pairs | None = None) -> dict[str, Any]:
+    """Kendall tau and Spearman rho of x vs y with their p-values and paired-bootstrap 95% CIs.
+
+    `pairs(i)` gives the two sequences compared on the items of index array `i` (default x[i],
+    y[i]); the point estimate uses all items, each bootstrap resample its own `i`, so a statistic
+    computed from the items (a fitted line) is refitted per resample."""
     import warnings
 
     from scipy.stats import kendalltau, spearmanr
@@ -222,27 +230,38 @@ def rank_correlation(x: Sequence[float], y: Sequence[float], n_boot: int = 2000,
     warnings.filterwarnings("ignore", message=".*is constant.*")  # undefined statistics are reported as None
     x, y = np.asarray(x, float), np.asarray(y, float)
     n = len(x)
+    pairs = pairs or (lambda i: (x[i], y[i]))
     out: dict[str, Any] = {"n": n}
     if n < 3:
         return {**out, "kendall_tau": None, "spearman_rho": None, "note": "fewer than 3 pairs"}
+    px, py = pairs(np.arange(n))
     for name, fn in (("kendall_tau", kendalltau), ("spearman_rho", spearmanr)):
-        res = fn(x, y)
+        res = fn(px, py)
         stat = float(res.statistic)
         out[name] = stat if np.isfinite(stat) else None
         out[name + "_p"] = float(res.pvalue) if np.isfinite(res.pvalue) else None
-        out[name + "_ci95"] = _bootstrap(lambda i, fn=fn: float(fn(x[i], y[i]).statistic), n, n_boot, seed)
+        out[name + "_ci95"] = _bootstrap(lambda i, fn=fn: float(fn(*pairs(i)).statistic), n, n_boot, seed)
     return out
 
 
 def rank_correlation_beyond_size(x: Sequence[float], y: Sequence[float], size: Sequence[float],
                                  n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
     """`rank_correlation` of x vs y after removing from each what log(size) explains: the residuals
-    of a least-squares line on log(size). Does x rank y beyond the size both may track?"""
+    of a least-squares line on log(size), refitted in every bootstrap resample. Does x rank y beyond
+    the size both may track? Undefined below 4 distinct items (the residuals of 3 points on a line
+    are one fixed vector up to scale, so their tau is +-1 whatever the data); resamples with fewer
+    are dropped."""
     x, y, z = np.asarray(x, float), np.asarray(y, float), np.log(np.asarray(size, float))
-    if len(x) < 3:
-        return rank_correlation(x, y, n_boot, seed)
-    resid = lambda v: v - np.polyval(np.polyfit(z, v, 1), z)  # noqa: E731
-    return rank_correlation(resid(x), resid(y), n_boot, seed)
+    if len(x) < 4:
+        return {"n": len(x), "kendall_tau": None, "spearman_rho": None, "note": "fewer than 4 pairs"}
+
+    def residuals(i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(np.unique(i)) < 4 or len(np.unique(z[i])) < 2:
+            return np.zeros(len(i)), np.zeros(len(i))  # constant: the statistic is undefined, dropped
+        fit = lambda v: v[i] - np.polyval(np.polyfit(z[i], v[i], 1), z[i])  # noqa: E731
+        return fit(x), fit(y)
+
+    return rank_correlation(x, y, n_boot, seed, pairs=residuals)
 
 
 def paired_accuracy(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict:
@@ -357,6 +376,31 @@ def stratified_archs(n: int, seed: int, pool: int = 4000) -> list[Any]:
     for b in bins[: n - len(picked)]:
         picked.append(archs[int(rng.choice(list(b)))])
     return picked
+
+
+@dataclass(frozen=True)
+class StandaloneTruth:
+    """One ground truth of the ranking study: its subnets trained alone for `steps` with the
+    cifar-cpu recipe changed by `changes`; its units are named `subnetNN<suffix>`."""
+
+    name: str
+    suffix: str
+    label: str
+    steps: int
+    purpose: str
+    changes: tuple[tuple[str, Any], ...] = ()
+
+
+def standalone_truths(profile: Profile) -> dict[str, StandaloneTruth]:
+    """The ranking study's ground truths: the recipe at two lengths (rank settling) and the recipe
+    check -- peak lr 5e-4 instead of 2e-3: MobileViT's 2e-3 at batch 1024 scaled to batch 64 by
+    the square root, since 2e-3 at batch 64 may be what keeps deep transformer subnets from training."""
+    short, long = profile.standalone_steps, profile.long_steps
+    return {t.name: t for t in (
+        StandaloneTruth("short", "", f"{short} steps", short, "the ground truth"),
+        StandaloneTruth("long", "_long", f"{long} steps", long, "rank settling between two training lengths"),
+        StandaloneTruth("lr5e-4", "_lr5e-4", f"{short} steps, lr 5e-4", short,
+                        "recipe check: does a lower peak lr change the ranks?", (("lr", 5e-4),)))}
 
 
 def study_plan(profile: Profile, seed: int = 0) -> list[dict[str, Any]]:

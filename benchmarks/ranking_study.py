@@ -30,27 +30,24 @@ from _log import log
 STUDY = "ranking_study"
 
 
-LONG = "_long"  # suffix of the units trained for profile.long_steps
+def unit_name(row: dict[str, Any], truth: ev.StandaloneTruth) -> str:
+    return row["name"] + truth.suffix
 
 
-def unit_name(row: dict[str, Any], long: bool) -> str:
-    return row["name"] + (LONG if long else "")
-
-
-def run_subnet(profile: ev.Profile, row: dict[str, Any], data_dir: str, seed: int, long: bool = False) -> dict:
+def run_subnet(profile: ev.Profile, row: dict[str, Any], data_dir: str, seed: int, truth: ev.StandaloneTruth) -> dict:
     from autovit.data import build_datasets
     from autovit.model import AutoViT
     from autovit.train.trainer import seed_everything
 
-    cfg = ev.train_config(profile, data_dir, seed, max_steps=profile.long_steps if long else profile.standalone_steps)
+    cfg = ev.train_config(profile, data_dir, seed, max_steps=truth.steps, **dict(truth.changes))
     data = build_datasets(cfg)
     seed_everything(seed)
     arch = ev.load_arch(row["arch"])
     model = AutoViT(arch, num_classes=data.num_classes)
-    out = ev.run_dir(STUDY, profile, unit_name(row, long), arch)
+    out = ev.run_dir(STUDY, profile, unit_name(row, truth), arch)
     res = ev.train_standalone(model, cfg, data, out, ev.limited(data.val, profile.val_images),
                               ev.limited(data.test, profile.test_images), log)
-    log(f"{unit_name(row, long)}: test top-1 {res['full']['test_top1']:.2f}% after {res['steps']} steps "
+    log(f"{unit_name(row, truth)}: test top-1 {res['full']['test_top1']:.2f}% after {res['steps']} steps "
         f"({res['train_s'] / 60:.1f} min)")
     return {**{k: row[k] for k in ("name", "arch", "key", "predicted_deploy_ms", "params", "macs_32px")},
             "config": cfg.to_dict(), **res}
@@ -59,20 +56,27 @@ def run_subnet(profile: ev.Profile, row: dict[str, Any], data_dir: str, seed: in
 def summary(profile: ev.Profile) -> dict[str, Any]:
     plan = ev.study_plan(profile)
     cache = ev.UnitCache(ev.results_dir(STUDY, profile))
-    units = {r["name"]: cache.load(r["name"]) for r in plan}
-    longs = {r["name"]: cache.load(unit_name(r, True)) for r in plan}
+    truths = ev.standalone_truths(profile)
+    units = {r["name"]: cache.load(unit_name(r, truths["short"])) for r in plan}
     done = {n: u for n, u in units.items() if u is not None}
     settled = [n for n, u in done.items() if u.get("half")]
     settling = ev.rank_correlation([done[n]["half"]["test_top1"] for n in settled],
                                    [done[n]["full"]["test_top1"] for n in settled])
-    both = [n for n in done if longs[n] is not None]
-    short_vs_long = ev.rank_correlation([done[n]["full"]["test_top1"] for n in both],
-                                        [longs[n]["full"]["test_top1"] for n in both])
+    others = {}
+    for name, truth in truths.items():
+        if name == "short":
+            continue
+        alone = supernet_ranking.standalone_units(profile, truth.suffix)
+        both = [n for n in done if n in alone]
+        others[name] = {"label": truth.label, "suffix": truth.suffix, "purpose": truth.purpose,
+                        "done": sorted(alone),
+                        "vs_short": ev.rank_correlation([done[n]["full"]["test_top1"] for n in both],
+                                                        [alone[n]["full"]["test_top1"] for n in both]),
+                        "test_top1": {n: alone[n]["full"]["test_top1"] for n in sorted(alone)}}
     rows, _ = supernet_ranking.ablation_rows(profile)
     return {"profile": profile.name, "planned": len(plan), "done": sorted(done),
             "missing": sorted(n for n, u in units.items() if u is None), "settling_half_vs_full": settling,
-            "long_done": sorted(n for n, u in longs.items() if u is not None), "settling_short_vs_long": short_vs_long,
-            "long_test_top1": {n: u["full"]["test_top1"] for n, u in longs.items() if u is not None},
+            "other_truths": others,
             "subnets": [{"name": n, "predicted_deploy_ms": u["predicted_deploy_ms"], "params": u["params"],
                          "half_test_top1": (u.get("half") or {}).get("test_top1"),
                          "test_top1": u["full"]["test_top1"], "val_top1": u["full"]["val_top1"],
@@ -83,6 +87,7 @@ def summary(profile: ev.Profile) -> dict[str, Any]:
 def report(profile: ev.Profile) -> str:
     s = summary(profile)
     st = s["settling_half_vs_full"]
+    short = {r["name"]: r["test_top1"] for r in s["subnets"]}
     lines = [f"# Ranking study: inherited vs standalone accuracy (issue 13, profile `{profile.name}`)", "",
              f"- Subnets: {len(s['done'])} of {s['planned']} trained alone ({profile.standalone_steps} steps, batch "
              f"{profile.batch_size}, cifar-cpu recipe, CIFAR proxy space xxs_cifar at 32 px); missing: "
@@ -97,16 +102,18 @@ def report(profile: ev.Profile) -> str:
                            None if r["half_test_top1"] is None else round(r["half_test_top1"], 2),
                            round(r["test_top1"], 2), round(r["val_top1"], 2), round(r["train_min"], 1)]
                           for r in s["subnets"]])
-    sl = s["settling_short_vs_long"]
     lines += ["", f"Rank settling (standalone test top-1 at half vs full steps, n = {st['n']}): Kendall tau "
                   f"{ev.fmt(st.get('kendall_tau'))} (95% CI {ev.fmt_ci(st.get('kendall_tau_ci95'))}). The half-length value "
-                  "is mid-schedule (learning rate not yet annealed), so it is a conservative check.", "",
-              f"Rank settling between two training lengths ({profile.standalone_steps} vs {profile.long_steps} steps, "
-              f"units `subnetNN{LONG}`, n = {sl['n']}): Kendall tau {ev.fmt(sl.get('kendall_tau'))} (95% CI "
-              f"{ev.fmt_ci(sl.get('kendall_tau_ci95'))}); long-run test top-1: "
-              + (", ".join(f"{n} {v:.2f}%" for n, v in s["long_test_top1"].items()) or "none yet") + ".", "",
-              "Inherited (per supernet training choice) vs standalone (each length that has units):", ""]
-    lines += ev.md_table(["choice", "standalone length", "n", "Kendall tau", "tau 95% CI", "p", "Spearman rho",
+                  "is mid-schedule (learning rate not yet annealed), so it is a conservative check.", ""]
+    for o in s["other_truths"].values():
+        vs = o["vs_short"]
+        lines += [f"{o['purpose'].capitalize()} -- {profile.standalone_steps} steps vs {o['label']} (units "
+                  f"`subnetNN{o['suffix']}`, n = {vs['n']}): Kendall tau {ev.fmt(vs.get('kendall_tau'))} (95% CI "
+                  f"{ev.fmt_ci(vs.get('kendall_tau_ci95'))}); test top-1 ({profile.standalone_steps} steps -> {o['label']}): "
+                  + (", ".join(f"{n} {short[n]:.2f} -> {v:.2f}%" if n in short else f"{n} {v:.2f}%"
+                               for n, v in o["test_top1"].items()) or "none yet") + ".", ""]
+    lines += ["Inherited (per supernet training choice) vs standalone (each ground truth that has units):", ""]
+    lines += ev.md_table(["choice", "standalone ground truth", "n", "Kendall tau", "tau 95% CI", "p", "Spearman rho",
                           "rho 95% CI", "tau beyond size", "its 95% CI"],
                          [[r["choice"], r["length"], r["n"], ev.fmt(r.get("kendall_tau")),
                            ev.fmt_ci(r.get("kendall_tau_ci95")), ev.fmt(r.get("kendall_tau_p")),
@@ -124,8 +131,10 @@ def main() -> int:
     ap = ev.study_parser(__doc__)
     ap.add_argument("--max-units", type=int, default=None, help="train at most this many new subnets, then report")
     ap.add_argument("--only", nargs="*", default=None, help="train only these subnets (e.g. subnet03)")
-    ap.add_argument("--long", action="store_true",
-                    help="train the long-length units (subnetNN_long: profile.long_steps) for the settling check")
+    ap.add_argument("--truth", default="short", choices=list(ev.standalone_truths(ev.get_profile("cpu"))),
+                    help="which ground truth to train: short (default), long (profile.long_steps: the settling "
+                         "check, units subnetNN_long) or lr5e-4 (the recipe check, units subnetNN_lr5e-4)")
+    ap.add_argument("--long", action="store_true", help="the same as --truth long")
     ap.add_argument("--report", action="store_true", help="only write the report from the finished units")
     args = ap.parse_args()
     profile = ev.get_profile(args.profile)
@@ -133,10 +142,11 @@ def main() -> int:
     def body() -> None:
         if not args.report:
             cache = ev.UnitCache(ev.results_dir(STUDY, profile))
-            todo = [r for r in ev.study_plan(profile) if cache.load(unit_name(r, args.long)) is None
+            truth = ev.standalone_truths(profile)["long" if args.long else args.truth]
+            todo = [r for r in ev.study_plan(profile) if cache.load(unit_name(r, truth)) is None
                     and (args.only is None or r["name"] in args.only)]
             for row in todo[: args.max_units]:
-                cache.run(unit_name(row, args.long), lambda r=row: run_subnet(profile, r, args.data_dir, 0, args.long),
+                cache.run(unit_name(row, truth), lambda r=row: run_subnet(profile, r, args.data_dir, 0, truth),
                           log)
         print(report(profile))
 

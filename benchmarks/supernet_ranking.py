@@ -26,6 +26,7 @@ gives Kendall tau / Spearman rho with bootstrap CIs against whatever standalone 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from typing import Any
@@ -46,7 +47,8 @@ CHOICES: dict[str, dict[str, Any]] = {
 STUDY = "supernet_ranking"
 BEYOND_SIZE_NOTE = ("*Tau beyond size*: Kendall tau of inherited vs standalone accuracy after removing from each what "
                     "log(params) explains (residuals of a least-squares line): whether the supernet ranks subnets for "
-                    "any reason other than the size that both accuracies may track.")
+                    "any reason other than the size that both accuracies may track. The line is refitted in every "
+                    "bootstrap resample; n/a below 4 subnets (3 residuals of a line rank +-1 by construction).")
 
 
 def passes_per_step(choice: str) -> int:
@@ -114,21 +116,21 @@ def run_choice(profile: ev.Profile, choice: str, data_dir: str, seed: int) -> di
 
 
 def ablation_rows(profile: ev.Profile) -> tuple[list[dict[str, Any]], int]:
-    """Per finished choice and standalone length that has units (`standalone_steps`, and `long_steps`
-    once the ranking study has long units): tau/rho of inherited held-out top-1 vs standalone test
-    top-1 over the subnets trained alone so far; and how many short standalone units exist."""
-    lengths = {f"{profile.standalone_steps} steps": standalone_units(profile),
-               f"{profile.long_steps} steps": standalone_units(profile, long=True)}
+    """Per finished choice and ranking-study ground truth that has units (`ev.standalone_truths`:
+    the short length always, the others once they have units): tau/rho of inherited held-out top-1
+    vs standalone test top-1 over the subnets trained alone so far; and how many short units exist."""
+    truths = {t.label: standalone_units(profile, t.suffix) for t in ev.standalone_truths(profile).values()}
+    short = truths[ev.standalone_truths(profile)["short"].label]
     cache = ev.UnitCache(ev.results_dir(STUDY, profile))
     rows = []
     for choice in CHOICES:
         unit = cache.load(choice)
         if unit is None:
             continue
-        for length, alone in lengths.items():
+        for length, alone in truths.items():
             names = [n for n in alone if n in unit["inherited"]]
-            if not names and rows and rows[-1]["choice"] == choice:
-                continue  # no long units yet: one row per choice
+            if not names and alone is not short:
+                continue  # a ground truth without units yet: no row
             inherited = [unit["inherited"][n]["val_top1"] for n in names]
             standalone = [alone[n]["full"]["test_top1"] for n in names]
             corr = ev.rank_correlation(inherited, standalone)
@@ -137,15 +139,15 @@ def ablation_rows(profile: ev.Profile) -> tuple[list[dict[str, Any]], int]:
                          "train_min": unit["supernet_train_s"] / 60, **corr,
                          "beyond_size": {k: beyond.get(k) for k in ("kendall_tau", "kendall_tau_ci95", "kendall_tau_p")},
                          "inherited_mean": sum(v["val_top1"] for v in unit["inherited"].values()) / len(unit["inherited"])})
-    return rows, len(lengths[f"{profile.standalone_steps} steps"])
+    return rows, len(short)
 
 
-def standalone_units(profile: ev.Profile, long: bool = False) -> dict[str, dict[str, Any]]:
-    """The ranking study's finished units by subnet name (`subnetNN`, or the `subnetNN_long` ones)."""
+def standalone_units(profile: ev.Profile, suffix: str = "") -> dict[str, dict[str, Any]]:
+    """The ranking study's finished units of one ground truth by subnet name: `subnetNN<suffix>`
+    (suffix "" for the short length, "_long", "_lr5e-4", ...)."""
     cache = ev.UnitCache(ev.results_dir("ranking_study", profile))
-    suffix = "_long"
-    return {n.removesuffix(suffix): cache.load(n) for n in cache.names()
-            if n.startswith("subnet") and n.endswith(suffix) == long}
+    pattern = re.compile(r"(subnet\d+)" + re.escape(suffix))
+    return {m.group(1): cache.load(n) for n in cache.names() if (m := pattern.fullmatch(n))}
 
 
 def report(profile: ev.Profile) -> str:

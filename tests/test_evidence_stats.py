@@ -209,18 +209,22 @@ def test_pareto_front_rejects_an_unknown_unit(capsys, monkeypatch):
     assert "unknown unit or group 'train_nothing_s0'" in err and "train_mobilevit_xxs_s0" in err
 
 
-def test_standalone_units_keep_the_two_training_lengths_apart(tmp_path):
+def test_standalone_units_keep_the_ground_truths_apart(tmp_path):
     import dataclasses
 
     import supernet_ranking as sr
 
     profile = dataclasses.replace(ev.get_profile("smoke"), results_dir=tmp_path)
     cache = ev.UnitCache(ev.results_dir("ranking_study", profile))
-    for name, top1 in (("plan", None), ("subnet00", 50.0), ("subnet01", 40.0), ("subnet00_long", 70.0)):
+    for name, top1 in (("plan", None), ("subnet00", 50.0), ("subnet01", 40.0), ("subnet00_long", 70.0),
+                       ("subnet01_lr5e-4", 45.0), ("subnet01_lr5e-4x", 1.0)):
         cache.save(name, {"full": {"test_top1": top1}})
-    short, long = sr.standalone_units(profile), sr.standalone_units(profile, long=True)
-    assert {n: u["full"]["test_top1"] for n, u in short.items()} == {"subnet00": 50.0, "subnet01": 40.0}
-    assert {n: u["full"]["test_top1"] for n, u in long.items()} == {"subnet00": 70.0}
+    truths = ev.standalone_truths(profile)
+    got = {t: {n: u["full"]["test_top1"] for n, u in sr.standalone_units(profile, truths[t].suffix).items()}
+           for t in ("short", "long", "lr5e-4")}
+    assert got == {"short": {"subnet00": 50.0, "subnet01": 40.0}, "long": {"subnet00": 70.0},
+                   "lr5e-4": {"subnet01": 45.0}}
+    assert dict(truths["lr5e-4"].changes) == {"lr": 5e-4} and truths["long"].steps == profile.long_steps
 
 
 def test_reports_cover_every_seed_with_a_unit(tmp_path):
@@ -266,3 +270,28 @@ def test_rank_correlation_beyond_size_removes_what_size_explains():
     # leftovers that agree: +1 beyond size although y falls with size
     assert ev.rank_correlation_beyond_size(x, -np.log(size) + wobble, size, n_boot=100)["kendall_tau"] == pytest.approx(1.0)
     assert ev.rank_correlation_beyond_size([1, 2], [2, 1], [1, 2])["kendall_tau"] is None
+    # 3 points: the residuals are one vector up to scale (tau +-1 by construction): undefined
+    assert ev.rank_correlation_beyond_size([1, 3, 2], [2, 1, 3], [1, 2, 4])["kendall_tau"] is None
+
+
+def test_rank_correlation_beyond_size_refits_the_line_in_every_resample():
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(3)
+    size = np.exp(rng.uniform(0, 3, 9))
+    x, y = np.log(size) + rng.normal(0, 0.5, 9), -np.log(size) + rng.normal(0, 0.5, 9)
+    z = np.log(size)
+    boot = np.random.default_rng(0)
+    taus = []
+    for _ in range(200):
+        i = boot.integers(0, 9, 9)
+        if len(np.unique(i)) < 4:
+            continue
+        rx = x[i] - np.polyval(np.polyfit(z[i], x[i], 1), z[i])
+        ry = y[i] - np.polyval(np.polyfit(z[i], y[i], 1), z[i])
+        t = kendalltau(rx, ry).statistic
+        if np.isfinite(t):
+            taus.append(t)
+    expected = tuple(np.percentile(taus, [2.5, 97.5]))
+    got = ev.rank_correlation_beyond_size(x, y, size, n_boot=200)["kendall_tau_ci95"]
+    assert got == pytest.approx(expected)
