@@ -381,7 +381,9 @@ def stratified_archs(n: int, seed: int, pool: int = 4000) -> list[Any]:
 @dataclass(frozen=True)
 class StandaloneTruth:
     """One ground truth of the ranking study: its subnets trained alone for `steps` with the
-    cifar-cpu recipe changed by `changes`; its units are named `subnetNN<suffix>`."""
+    cifar-cpu recipe changed by `changes`; its units are named `subnetNN<suffix>`. A truth with
+    `best_of` trains nothing: per subnet, the best test top-1 of those truths (the subnets that have
+    all of them)."""
 
     name: str
     suffix: str
@@ -389,18 +391,22 @@ class StandaloneTruth:
     steps: int
     purpose: str
     changes: tuple[tuple[str, Any], ...] = ()
+    best_of: tuple[str, ...] = ()
 
 
 def standalone_truths(profile: Profile) -> dict[str, StandaloneTruth]:
     """The ranking study's ground truths: the recipe at two lengths (rank settling) and the recipe
     check -- peak lr 5e-4 instead of 2e-3: MobileViT's 2e-3 at batch 1024 scaled to batch 64 by
-    the square root, since 2e-3 at batch 64 may be what keeps deep transformer subnets from training."""
+    the square root, since 2e-3 at batch 64 may be what keeps deep transformer subnets from training
+    -- and, since the two lrs suit different subnets, each subnet's better lr (a tuned ground truth)."""
     short, long = profile.standalone_steps, profile.long_steps
     return {t.name: t for t in (
         StandaloneTruth("short", "", f"{short} steps", short, "the ground truth"),
         StandaloneTruth("long", "_long", f"{long} steps", long, "rank settling between two training lengths"),
         StandaloneTruth("lr5e-4", "_lr5e-4", f"{short} steps, lr 5e-4", short,
-                        "recipe check: does a lower peak lr change the ranks?", (("lr", 5e-4),)))}
+                        "recipe check: does a lower peak lr change the ranks?", (("lr", 5e-4),)),
+        StandaloneTruth("best_lr", "_best_lr", f"{short} steps, better of lr 2e-3 / 5e-4", short,
+                        "tuned ground truth: each subnet at its better peak lr", best_of=("short", "lr5e-4")))}
 
 
 def study_plan(profile: Profile, seed: int = 0) -> list[dict[str, Any]]:

@@ -66,9 +66,11 @@ def summary(profile: ev.Profile) -> dict[str, Any]:
     for name, truth in truths.items():
         if name == "short":
             continue
-        alone = supernet_ranking.standalone_units(profile, truth.suffix)
+        alone = supernet_ranking.standalone_units(profile, truth)
         both = [n for n in done if n in alone]
-        others[name] = {"label": truth.label, "suffix": truth.suffix, "purpose": truth.purpose,
+        source = ("per subnet the better of units " + " and ".join(f"`subnetNN{truths[b].suffix}`" for b in truth.best_of)
+                  if truth.best_of else f"units `subnetNN{truth.suffix}`")
+        others[name] = {"label": truth.label, "source": source, "purpose": truth.purpose,
                         "done": sorted(alone),
                         "vs_short": ev.rank_correlation([done[n]["full"]["test_top1"] for n in both],
                                                         [alone[n]["full"]["test_top1"] for n in both]),
@@ -107,8 +109,8 @@ def report(profile: ev.Profile) -> str:
                   "is mid-schedule (learning rate not yet annealed), so it is a conservative check.", ""]
     for o in s["other_truths"].values():
         vs = o["vs_short"]
-        lines += [f"{o['purpose'].capitalize()} -- {profile.standalone_steps} steps vs {o['label']} (units "
-                  f"`subnetNN{o['suffix']}`, n = {vs['n']}): Kendall tau {ev.fmt(vs.get('kendall_tau'))} (95% CI "
+        lines += [f"{o['purpose'].capitalize()} -- {profile.standalone_steps} steps vs {o['label']} ("
+                  f"{o['source']}, n = {vs['n']}): Kendall tau {ev.fmt(vs.get('kendall_tau'))} (95% CI "
                   f"{ev.fmt_ci(vs.get('kendall_tau_ci95'))}); test top-1 ({profile.standalone_steps} steps -> {o['label']}): "
                   + (", ".join(f"{n} {short[n]:.2f} -> {v:.2f}%" if n in short else f"{n} {v:.2f}%"
                                for n, v in o["test_top1"].items()) or "none yet") + ".", ""]
@@ -131,7 +133,8 @@ def main() -> int:
     ap = ev.study_parser(__doc__)
     ap.add_argument("--max-units", type=int, default=None, help="train at most this many new subnets, then report")
     ap.add_argument("--only", nargs="*", default=None, help="train only these subnets (e.g. subnet03)")
-    ap.add_argument("--truth", default="short", choices=list(ev.standalone_truths(ev.get_profile("cpu"))),
+    trainable = [n for n, t in ev.standalone_truths(ev.get_profile("cpu")).items() if not t.best_of]
+    ap.add_argument("--truth", default="short", choices=trainable,
                     help="which ground truth to train: short (default), long (profile.long_steps: the settling "
                          "check, units subnetNN_long) or lr5e-4 (the recipe check, units subnetNN_lr5e-4)")
     ap.add_argument("--long", action="store_true", help="the same as --truth long")

@@ -119,7 +119,7 @@ def ablation_rows(profile: ev.Profile) -> tuple[list[dict[str, Any]], int]:
     """Per finished choice and ranking-study ground truth that has units (`ev.standalone_truths`:
     the short length always, the others once they have units): tau/rho of inherited held-out top-1
     vs standalone test top-1 over the subnets trained alone so far; and how many short units exist."""
-    truths = {t.label: standalone_units(profile, t.suffix) for t in ev.standalone_truths(profile).values()}
+    truths = {t.label: standalone_units(profile, t) for t in ev.standalone_truths(profile).values()}
     short = truths[ev.standalone_truths(profile)["short"].label]
     cache = ev.UnitCache(ev.results_dir(STUDY, profile))
     rows = []
@@ -142,11 +142,16 @@ def ablation_rows(profile: ev.Profile) -> tuple[list[dict[str, Any]], int]:
     return rows, len(short)
 
 
-def standalone_units(profile: ev.Profile, suffix: str = "") -> dict[str, dict[str, Any]]:
-    """The ranking study's finished units of one ground truth by subnet name: `subnetNN<suffix>`
-    (suffix "" for the short length, "_long", "_lr5e-4", ...)."""
+def standalone_units(profile: ev.Profile, truth: ev.StandaloneTruth) -> dict[str, dict[str, Any]]:
+    """The ranking study's finished units of one ground truth by subnet name (`subnetNN<suffix>`;
+    for a `best_of` truth, the better of its truths' units of each subnet that has all of them)."""
+    if truth.best_of:
+        truths = ev.standalone_truths(profile)
+        parts = [standalone_units(profile, truths[name]) for name in truth.best_of]
+        common = sorted(set.intersection(*(set(p) for p in parts)))
+        return {n: max((p[n] for p in parts), key=lambda u: u["full"]["test_top1"]) for n in common}
     cache = ev.UnitCache(ev.results_dir("ranking_study", profile))
-    pattern = re.compile(r"(subnet\d+)" + re.escape(suffix))
+    pattern = re.compile(r"(subnet\d+)" + re.escape(truth.suffix))
     return {m.group(1): cache.load(n) for n in cache.names() if (m := pattern.fullmatch(n))}
 
 

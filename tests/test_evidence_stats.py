@@ -217,13 +217,13 @@ def test_standalone_units_keep_the_ground_truths_apart(tmp_path):
     profile = dataclasses.replace(ev.get_profile("smoke"), results_dir=tmp_path)
     cache = ev.UnitCache(ev.results_dir("ranking_study", profile))
     for name, top1 in (("plan", None), ("subnet00", 50.0), ("subnet01", 40.0), ("subnet00_long", 70.0),
-                       ("subnet01_lr5e-4", 45.0), ("subnet01_lr5e-4x", 1.0)):
+                       ("subnet00_lr5e-4", 60.0), ("subnet01_lr5e-4", 35.0), ("subnet01_lr5e-4x", 1.0)):
         cache.save(name, {"full": {"test_top1": top1}})
     truths = ev.standalone_truths(profile)
-    got = {t: {n: u["full"]["test_top1"] for n, u in sr.standalone_units(profile, truths[t].suffix).items()}
-           for t in ("short", "long", "lr5e-4")}
+    got = {t: {n: u["full"]["test_top1"] for n, u in sr.standalone_units(profile, truths[t]).items()}
+           for t in ("short", "long", "lr5e-4", "best_lr")}
     assert got == {"short": {"subnet00": 50.0, "subnet01": 40.0}, "long": {"subnet00": 70.0},
-                   "lr5e-4": {"subnet01": 45.0}}
+                   "lr5e-4": {"subnet00": 60.0, "subnet01": 35.0}, "best_lr": {"subnet00": 60.0, "subnet01": 40.0}}
     assert dict(truths["lr5e-4"].changes) == {"lr": 5e-4} and truths["long"].steps == profile.long_steps
 
 
