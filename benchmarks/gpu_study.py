@@ -40,6 +40,7 @@ def jobs(profile: ev.Profile, data_dir: str, choice: str, seeds: list[int]) -> l
 
     phase1 = [["supernet_ranking.py", *common, "--choices", c] for c in dict.fromkeys(["uniform", choice])]
     phase1 += [["ranking_study.py", *common, "--only", name] for name in plan]
+    phase1 += [["ranking_study.py", *common, "--truth", "lr5e-4", "--only", name] for name in plan]  # recipe check
     phase1 += [["vs_handdesigned.py", *common, "--models", m, "--no-latency", "--seeds", *map(str, seeds)]
                for m in vs.TIMM_MODELS]
     # issue 14's Pareto benchmark: its timing units (budgets, latency_*) are CPU measurements made on the

@@ -14,6 +14,8 @@
    reports the units that exist (with n) and names the missing ones.
 
     python benchmarks/ranking_study.py --max-units 1        # one more subnet (CPU: ~30-60 min)
+    python benchmarks/ranking_study.py --truth long         # the 8-epoch units (rank settling), --long too
+    python benchmarks/ranking_study.py --truth lr5e-4       # the recipe check: the same 2 epochs at lr 5e-4
     python benchmarks/ranking_study.py --report             # the report from the units so far
     python benchmarks/ranking_study.py --profile smoke      # a minute, numbers meaningless
 """

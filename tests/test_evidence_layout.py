@@ -82,4 +82,8 @@ def test_the_gpu_study_schedules_every_layout_matched_unit():
     for m in pf.TIMM:
         if m not in vh.TIMM_MODELS:
             assert any(c.endswith(f"--units train_{m}_cifar_s0") for c in commands)
+    # both trained ground truths of the ranking study, every planned subnet
+    for row in ev.study_plan(ev.get_profile("smoke")):
+        assert sum(c.endswith(f"--only {row['name']}") and "ranking_study.py" in c for c in commands) == 2
+        assert any(c.endswith(f"--truth lr5e-4 --only {row['name']}") for c in commands)
 
