@@ -119,8 +119,9 @@ def ablation_rows(profile: ev.Profile) -> tuple[list[dict[str, Any]], int]:
     """Per finished choice and ranking-study ground truth that has units (`ev.standalone_truths`:
     the short length always, the others once they have units): tau/rho of inherited held-out top-1
     vs standalone test top-1 over the subnets trained alone so far; and how many short units exist."""
-    truths = {t.label: standalone_units(profile, t) for t in ev.standalone_truths(profile).values()}
-    short = truths[ev.standalone_truths(profile)["short"].label]
+    defined = ev.standalone_truths(profile)
+    truths = {t.label: standalone_units(profile, t) for t in defined.values()}
+    short = truths[defined["short"].label]
     cache = ev.UnitCache(ev.results_dir(STUDY, profile))
     rows = []
     for choice in CHOICES:
